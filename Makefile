@@ -1,0 +1,72 @@
+# Forewarn front door. `make demo` and `make test` do all set-up themselves and are idempotent:
+# environments are rebuilt only when their lock file changes, broker jars are cached in
+# $(FOREWARN_CACHE) and reused by every clone on this machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/tools/bin/uv
+STREAMS := $(VENV)/streams
+AIRFLOW := $(VENV)/airflow
+export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
+# Both environments see the project's packages from this checkout.
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help demo test test-streams test-airflow lint envs prereqs kafka-jars kafka-start kafka-stop bench clean
+
+help:
+	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
+	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
+	@echo "make lint   - ruff"
+	@echo "make envs   - only create the two Python environments"
+
+prereqs:
+	@$(PYTHON) forewarn/prereqs.py
+
+$(UV): | prereqs
+	$(PYTHON) -m venv $(VENV)/tools
+	$(VENV)/tools/bin/pip install --quiet uv==0.13.9
+
+# One stamp per environment: rebuilt only when its lock file or the project metadata changes.
+$(STREAMS)/.stamp: requirements/streams.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(STREAMS)
+	$(UV) pip sync --quiet --python $(STREAMS)/bin/python requirements/streams.lock
+	$(UV) pip install --quiet --python $(STREAMS)/bin/python --no-deps -e .
+	$(STREAMS)/bin/python -m forewarn.envcheck streams
+	touch $@
+
+$(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(AIRFLOW)
+	$(UV) pip sync --quiet --python $(AIRFLOW)/bin/python requirements/airflow.lock
+	$(UV) pip install --quiet --python $(AIRFLOW)/bin/python --no-deps -e .
+	$(AIRFLOW)/bin/python -m forewarn.envcheck airflow
+	touch $@
+
+envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
+
+kafka-jars: $(STREAMS)/.stamp
+	$(STREAMS)/bin/forewarn kafka fetch
+
+kafka-start: kafka-jars
+	$(STREAMS)/bin/forewarn kafka start
+
+kafka-stop: $(STREAMS)/.stamp
+	$(STREAMS)/bin/forewarn kafka stop
+
+demo: prereqs envs kafka-jars
+	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
+
+test: prereqs envs kafka-jars lint test-streams test-airflow
+
+test-streams: $(STREAMS)/.stamp
+	$(STREAMS)/bin/python -m pytest tests --ignore=tests/dags --ignore=tests/models $(PYTEST_ARGS)
+
+test-airflow: $(AIRFLOW)/.stamp
+	$(AIRFLOW)/bin/python -m pytest tests/dags tests/models tests/forewarn/test_events.py $(PYTEST_ARGS)
+
+lint: $(STREAMS)/.stamp
+	$(STREAMS)/bin/ruff check .
+
+clean:
+	-$(STREAMS)/bin/forewarn kafka stop
+	rm -rf var

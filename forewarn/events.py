@@ -1,0 +1,287 @@
+"""Event contracts: one definition per event type, shared by producers, streams, lake and DAGs.
+
+Every event is JSON on the wire, carries ``schema_version`` and an ``event_time`` (UTC, the time
+the thing happened, which drives every window and nightly partition). ``decode`` turns raw Kafka
+bytes into a validated event or raises :class:`InvalidEvent` with a reason fit for the
+dead-letter topic. docs/events.md shows an example of each.
+
+Adding a field with a default is a compatible change within a version; changing or removing a
+field is breaking and gets a new ``schema_version`` (both are decoded until producers move on).
+
+Examples
+--------
+>>> from datetime import datetime, UTC
+>>> t = DeviceTelemetry(event_id="t-1", event_time=datetime(2026, 1, 5, tzinfo=UTC),
+...                     device_id="D00001", customer_id="C00001", device_type="heat_pump",
+...                     metrics={"vibration_mm_s": 2.5})
+>>> decode("device-telemetry", encode(t)) == t
+True
+>>> decode("device-telemetry", b'{"schema_version": 9}')
+Traceback (most recent call last):
+...
+forewarn.events.InvalidEvent: unknown schema_version 9 for topic 'device-telemetry' (known: 1)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+# Events larger than this are refused before parsing: nothing we publish comes close, and a
+# huge payload is either a bug or an attack (see docs/events.md).
+MAX_EVENT_BYTES = 256 * 1024
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Text = Annotated[str, Field(max_length=4000)]
+# Absurd values are invalid input, not extreme readings: a sensor saying 1e300 is broken.
+Reading = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)]
+
+
+class Channel(StrEnum):
+    """Where a customer talked to us; every customer event carries one (omnichannel view)."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    CHAT = "chat"
+    SOCIAL = "social"
+    STORE = "store"
+    WEB = "web"
+    APP = "app"
+
+
+class Event(BaseModel):
+    """Fields every event has. Subclasses set ``topic`` and ``key_field``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: ClassVar[str]
+    key_field: ClassVar[str]
+
+    schema_version: Literal[1] = 1
+    event_id: Id
+    event_time: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        """The Kafka message key: events of one entity stay in one partition, in order."""
+        return str(getattr(self, self.key_field))
+
+
+class DeviceTelemetry(Event):
+    """A reading from a device in a customer's home, every few minutes.
+
+    ``metrics`` maps a metric name to its reading (units in the name: ``vibration_mm_s``);
+    ``error_codes`` lists the codes raised since the previous reading. ``mode`` tells
+    maintenance and self-tests apart from normal operation, so they are not mistaken for faults.
+    """
+
+    topic: ClassVar[str] = "device-telemetry"
+    key_field: ClassVar[str] = "device_id"
+
+    device_id: Id
+    customer_id: Id
+    device_type: Id
+    metrics: dict[Id, Reading] = Field(max_length=64)
+    error_codes: list[Id] = Field(default_factory=list, max_length=64)
+    mode: Literal["normal", "maintenance", "self_test"] = "normal"
+    firmware: Id = "1.0.0"
+
+
+class Order(Event):
+    """A change in an order's life: placed, shipped, delivered, late, cancelled or returned."""
+
+    topic: ClassVar[str] = "orders"
+    key_field: ClassVar[str] = "customer_id"
+
+    order_id: Id
+    customer_id: Id
+    channel: Channel
+    status: Literal["placed", "shipped", "delivered", "late", "cancelled", "returned"]
+    amount: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    promised_time: AwareDatetime | None = None
+
+
+class Ticket(Event):
+    """A support contact, with the survey answers the service KPIs need.
+
+    One event per contact on the ticket (``contact_number`` counts them); ``status`` is the
+    ticket's state after the contact. Survey answers are present only when the customer gave
+    them: ``csat`` 1-5, ``nps`` 0-10, ``ces_agree`` whether the interaction was easy, and
+    ``first_contact_resolution`` whether it was solved at the first contact.
+    """
+
+    topic: ClassVar[str] = "tickets"
+    key_field: ClassVar[str] = "customer_id"
+
+    ticket_id: Id
+    customer_id: Id
+    device_id: Id | None = None
+    channel: Channel
+    category: Literal["fault", "billing", "delivery", "complaint", "question", "cancellation"]
+    status: Literal["opened", "updated", "resolved"]
+    contact_number: Annotated[int, Field(ge=1, le=1000)] = 1
+    text: Text = ""
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    nps: Annotated[int, Field(ge=0, le=10)] | None = None
+    ces_agree: bool | None = None
+    first_contact_resolution: bool | None = None
+
+
+class Alert(Event):
+    """Something a detector found that a person should act on.
+
+    ``dedup_key`` names the root cause (``visit:D00042:drift:vibration_mm_s``); the outreach
+    store keeps one open task per key, so repeated alerts refresh a task instead of adding one.
+    ``event_time`` is when the evidence was seen (event time), not when the worker ran.
+    """
+
+    topic: ClassVar[str] = "alerts"
+    key_field: ClassVar[str] = "dedup_key"
+
+    alert_id: Id
+    dedup_key: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["device_fault", "churn_risk", "negative_feedback"]
+    customer_id: Id
+    device_id: Id | None = None
+    fault_kind: Id | None = None
+    severity: Literal["low", "medium", "high", "critical"]
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    score: Reading
+    explanation: Text
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    detector: Id
+
+
+class OutreachTask(Event):
+    """A task stored (created or refreshed) in the outreach store, for CRMs and dashboards."""
+
+    topic: ClassVar[str] = "outreach-tasks"
+    key_field: ClassVar[str] = "dedup_key"
+
+    task_id: Id
+    dedup_key: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["visit", "retention", "feedback"]
+    status: Literal["open", "assigned", "in_progress", "done", "cancelled", "expired"]
+    customer_id: Id
+    device_id: Id | None = None
+    priority: Annotated[int, Field(ge=0, le=100)]
+    due_time: AwareDatetime
+    created: bool
+
+
+class DeadLetter(Event):
+    """An input event that could not be decoded or validated, kept with the reason.
+
+    ``raw`` is the original message value, base64-encoded, so nothing is lost and it can be
+    replayed once fixed.
+    """
+
+    topic: ClassVar[str] = "dead-letters"
+    key_field: ClassVar[str] = "source_topic"
+
+    source_topic: Annotated[str, Field(max_length=249)]
+    source_partition: int
+    source_offset: int
+    reason: Annotated[str, Field(max_length=2000)]
+    raw: str
+
+
+class ModelUpdated(Event):
+    """A new champion model was published; workers load it from ``uri`` without a restart."""
+
+    topic: ClassVar[str] = "model-updates"
+    key_field: ClassVar[str] = "model_name"
+
+    model_name: Id
+    version: Id
+    uri: Annotated[str, Field(max_length=1000)]
+    metrics: dict[Id, float] = Field(default_factory=dict)
+
+
+class CustomerValue(Event):
+    """Nightly lifetime value of one customer; a compacted topic keyed by customer."""
+
+    topic: ClassVar[str] = "customer-values"
+    key_field: ClassVar[str] = "customer_id"
+
+    customer_id: Id
+    p_alive: Annotated[float, Field(ge=0, le=1)]
+    expected_purchases_90d: Annotated[float, Field(ge=0)]
+    clv_90d: Money
+    clv_365d: Money
+    value_tier: Literal["platinum", "gold", "silver", "bronze"]
+
+
+#: Source topics the worker consumes; each maps schema_version -> contract.
+INPUT_TOPICS: tuple[str, ...] = ("device-telemetry", "orders", "tickets")
+
+SCHEMAS: dict[str, dict[int, type[Event]]] = {
+    cls.topic: {1: cls}
+    for cls in (DeviceTelemetry, Order, Ticket, Alert, OutreachTask, DeadLetter, ModelUpdated,
+                CustomerValue)
+}
+
+
+class InvalidEvent(ValueError):
+    """Raised by :func:`decode`; the message is the dead-letter reason."""
+
+
+def encode(event: Event) -> bytes:
+    """Serialize ``event`` to the JSON bytes that go on the wire."""
+    return event.model_dump_json().encode()
+
+
+def decode(topic: str, raw: bytes | None) -> Event:
+    """Validate raw message bytes from ``topic`` into its contract.
+
+    Raises
+    ------
+    InvalidEvent
+        With a one-line reason: empty or oversized message, bad JSON, unknown topic or
+        schema version, missing or invalid fields (the first few pydantic errors).
+    """
+    versions = SCHEMAS.get(topic)
+    if versions is None:
+        raise InvalidEvent(f"no contract for topic {topic!r}")
+    if not raw:
+        raise InvalidEvent("empty message")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"message of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES} limit")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version")
+    contract = versions.get(version) if isinstance(version, int) else None
+    if contract is None:
+        known = ", ".join(map(str, versions))
+        raise InvalidEvent(
+            f"unknown schema_version {version!r} for topic {topic!r} (known: {known})"
+        )
+    try:
+        return contract.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidEvent(f"invalid {contract.__name__}: {problems}") from None
+
+
+def event_date(event: Event) -> str:
+    """The lake partition (UTC date of the event time) an event belongs to."""
+    return event.event_time.strftime("%Y-%m-%d")
+
+
+def utc(dt: datetime) -> datetime:
+    """Refuse naive datetimes: every time in Forewarn is timezone-aware."""
+    if dt.tzinfo is None:
+        raise ValueError(f"expected a timezone-aware datetime, got naive {dt.isoformat()}")
+    return dt

@@ -1,0 +1,160 @@
+"""The event lake: Parquet files partitioned by topic and event date.
+
+Layout: ``<root>/topic=<topic>/date=<YYYY-MM-DD>/<batch>.parquet`` (Hive partitioning, so
+pyarrow, pandas, DuckDB and Spark read it as one table). Files are written to a temporary name
+in the same folder and renamed, so a reader never sees a half-written file. Writers are
+at-least-once (a batch replayed after a crash is written again); readers drop duplicates by
+``event_id``, which :func:`read_events` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import types
+import typing
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from forewarn.events import SCHEMAS, Event, event_date
+
+_SCALARS: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Map a pydantic field annotation to an Arrow type (JSON text for free-form dicts)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _arrow_type(args[0])
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _arrow_type(inner)
+    if origin is Literal:
+        return _SCALARS[type(args[0])]
+    if origin is list:
+        return pa.list_(_arrow_type(args[0]))
+    if origin is dict:
+        value = args[1]
+        if value is Any:
+            return pa.string()  # free-form evidence: stored as JSON text
+        return pa.map_(_arrow_type(args[0]), _arrow_type(value))
+    if isinstance(annotation, type) and issubclass(annotation, str):
+        return pa.string()  # StrEnum
+    if isinstance(annotation, type) and annotation in _SCALARS:
+        return _SCALARS[annotation]
+    raise TypeError(f"no Arrow type for annotation {annotation!r}")
+
+
+@functools.cache
+def arrow_schema(contract: type[Event]) -> pa.Schema:
+    """The Parquet schema of one contract, derived from its fields (one definition)."""
+    return pa.schema(
+        [pa.field(name, _arrow_type(f.annotation)) for name, f in contract.model_fields.items()]
+    )
+
+
+def _row(event: Event, schema: pa.Schema) -> dict[str, Any]:
+    row = event.model_dump(mode="python")
+    for field in schema:
+        value = row[field.name]
+        if isinstance(value, dict):
+            row[field.name] = (
+                list(value.items())
+                if pa.types.is_map(field.type)
+                else json.dumps(value, sort_keys=True, default=str)
+            )
+    return row
+
+
+class LakeWriter:
+    """Append events to the lake, one atomic Parquet file per topic, date and batch.
+
+    Parameters
+    ----------
+    root : Path
+        The lake folder (``Settings.lake_dir``).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def write(self, events: Iterable[Event], batch_id: str | None = None) -> list[Path]:
+        """Write ``events`` and return the files written (one per topic and event date).
+
+        ``batch_id`` names the files; give a deterministic one (for example the source
+        partition and first offset) to make a replayed batch overwrite its first attempt.
+        """
+        groups: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        for event in events:
+            groups[(event.topic, event_date(event))].append(event)
+        batch = batch_id or uuid.uuid4().hex
+        written = []
+        for (topic, day), group in sorted(groups.items()):
+            schema = arrow_schema(SCHEMAS[topic][group[0].schema_version])
+            table = pa.Table.from_pylist([_row(e, schema) for e in group], schema=schema)
+            folder = self.root / f"topic={topic}" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            final = folder / f"part-{batch}.parquet"
+            tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)  # atomic on POSIX: readers see all of it or nothing
+            written.append(final)
+        return written
+
+
+def read_events(
+    root: Path,
+    topic: str,
+    start: date | None = None,
+    end: date | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Read one topic's events with ``start <= date < end`` (both optional), deduplicated.
+
+    Returns an Arrow table (``.to_pandas()`` for a DataFrame) sorted by ``event_time``; an empty
+    table with the contract's schema when nothing is there.
+    """
+    contract = SCHEMAS[topic][1]
+    schema = arrow_schema(contract)
+    folder = Path(root) / f"topic={topic}"
+    files = sorted(p for p in folder.glob("date=*/*.parquet") if not p.name.startswith("."))
+    if start is not None:
+        files = [p for p in files if p.parent.name[5:] >= start.isoformat()]
+    if end is not None:
+        files = [p for p in files if p.parent.name[5:] < end.isoformat()]
+    if not files:
+        empty = schema.empty_table()
+        return empty.select(list(columns)) if columns else empty
+    dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
+    cols = list(dict.fromkeys(["event_id", "event_time", *(columns or schema.names)]))
+    table = dataset.to_table(columns=cols)
+    table = _drop_duplicate_ids(table)
+    table = table.sort_by("event_time")
+    return table.select(list(columns)) if columns else table
+
+
+def _drop_duplicate_ids(table: pa.Table) -> pa.Table:
+    ids = table.column("event_id")
+    index = pa.array(range(len(ids)))
+    first = (
+        pa.table({"event_id": ids, "i": index}).group_by("event_id").aggregate([("i", "min")])
+    )
+    if first.num_rows == table.num_rows:
+        return table
+    return table.take(first.column("i_min").sort())

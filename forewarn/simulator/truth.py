@@ -1,0 +1,58 @@
+"""Ground truth of a simulated run: what was injected, so detection can be scored."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from forewarn.simulator.world import Benign, Churn, Fault, World
+
+
+def _cell(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _write_csv(path: Path, rows: list[Any], row_type: type) -> None:
+    names = [f.name for f in fields(row_type)]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+
+
+def write_truth(world: World, folder: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Write ``faults.csv``, ``churns.csv``, ``benign.csv`` and ``summary.json`` to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_csv(folder / "faults.csv", world.faults, Fault)
+    _write_csv(folder / "churns.csv", world.churns, Churn)
+    _write_csv(folder / "benign.csv", world.benign, Benign)
+    summary = {
+        "params": params,
+        "start": world.start.isoformat(),
+        "end": world.end.isoformat(),
+        "customers": len(world.customers),
+        "devices": len(world.devices),
+        "faults": len(world.faults),
+        "churns": len(world.churns),
+        "benign": {k: sum(b.kind == k for b in world.benign)
+                   for k in ("maintenance", "firmware_update", "glitch")},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_faults(folder: Path) -> list[Fault]:
+    """Read ``faults.csv`` back (times as aware datetimes)."""
+    with (folder / "faults.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    time_fields = {"onset_time", "failure_time", "complaint_time", "repair_time"}
+    return [
+        Fault(**{k: datetime.fromisoformat(v) if k in time_fields else
+                 (float(v) if k == "magnitude" else v) for k, v in row.items()})
+        for row in rows
+    ]
