@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from pydantic import AwareDatetime
+
 from forewarn.events import SCHEMAS, Event, event_date
 
 _SCALARS: dict[type, pa.DataType] = {
@@ -54,6 +56,8 @@ def _arrow_type(annotation: Any) -> pa.DataType:
         if value is Any:
             return pa.string()  # free-form evidence: stored as JSON text
         return pa.map_(_arrow_type(args[0]), _arrow_type(value))
+    if annotation is AwareDatetime:
+        return _SCALARS[datetime]
     if isinstance(annotation, type) and issubclass(annotation, str):
         return pa.string()  # StrEnum
     if isinstance(annotation, type) and annotation in _SCALARS:

@@ -1,0 +1,39 @@
+"""The Faust application: one app, agents organised by domain, tables with changelogs.
+
+Run a worker with ``python -m streams worker`` (or ``forewarn worker``). Configuration comes from
+:class:`forewarn.settings.Settings` (``FOREWARN_*`` variables). Source topics are consumed as raw
+bytes and validated by ``forewarn.events.decode``: Faust's own decoding would crash the agent on
+the first malformed message, and we want a dead-letter record instead.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from forewarn.settings import Settings
+
+settings = Settings()
+
+app = faust.App(
+    settings.group_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    # Tables are rebuilt from their changelog topics on start; a local RocksDB store would only
+    # make that faster (docs/operations.md).
+    store="memory://",
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=4,
+    topic_replication_factor=1,
+    consumer_auto_offset_reset="earliest",
+    web_enabled=False,
+    autodiscover=["streams.intake", "streams.device_faults", "streams.outreach_sink"],
+    origin="streams",
+)
+
+telemetry_topic = app.topic("device-telemetry", internal=False)
+orders_topic = app.topic("orders", internal=False)
+tickets_topic = app.topic("tickets", internal=False)
+source_topics = app.topic("device-telemetry", "orders", "tickets", internal=False)
+alerts_topic = app.topic("alerts", internal=False)
+outreach_tasks_topic = app.topic("outreach-tasks", internal=False)
+dead_letters_topic = app.topic("dead-letters", internal=False)

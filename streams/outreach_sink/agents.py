@@ -1,0 +1,47 @@
+"""Alerts become outreach tasks: an idempotent upsert, then the offset may be committed.
+
+The agent awaits the store before taking the next alert, and Faust commits an offset only
+after the agent has moved past it, so a task is stored before its alert's offset is committed.
+While the database is down the agent retries with back-off and commits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import OperationalError
+
+from forewarn.events import Alert, InvalidEvent, decode, encode
+from outreach.store import TaskStore
+from streams.app import alerts_topic, app, outreach_tasks_topic, settings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+store = TaskStore(settings.database_url)
+
+
+async def store_with_retry(alert: Alert):  # type: ignore[no-untyped-def]
+    delay = 0.5
+    while True:
+        try:
+            return await asyncio.to_thread(store.upsert_alert, alert)
+        except OperationalError as exc:
+            log.error("outreach store unavailable (%s); retrying alert %s in %.1f s",
+                      exc.orig, alert.alert_id, delay)
+            await asyncio.sleep(delay)
+            delay = min(MAX_BACKOFF_S, delay * 2)
+
+
+@app.agent(alerts_topic)
+async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
+    async for event in stream.events():
+        try:
+            alert = decode(alerts_topic.get_topic_name(), event.value)
+        except InvalidEvent as exc:
+            log.error("invalid alert at offset %d skipped: %s", event.message.offset, exc)
+            continue
+        assert isinstance(alert, Alert)
+        task = await store_with_retry(alert)
+        await outreach_tasks_topic.send(key=task.dedup_key.encode(), value=encode(task))
