@@ -8,6 +8,7 @@ While the database is down the agent retries with back-off and commits nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from sqlalchemy.exc import OperationalError
@@ -19,14 +20,19 @@ from streams.app import alerts_topic, app, outreach_tasks_topic, settings
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
-store = TaskStore(settings.database_url)
+
+
+@functools.cache
+def task_store() -> TaskStore:
+    """Opened on first use, not at import: importing the app must not touch a database."""
+    return TaskStore(settings.database_url)
 
 
 async def store_with_retry(alert: Alert):  # type: ignore[no-untyped-def]
     delay = 0.5
     while True:
         try:
-            return await asyncio.to_thread(store.upsert_alert, alert)
+            return await asyncio.to_thread(task_store().upsert_alert, alert)
         except OperationalError as exc:
             log.error("outreach store unavailable (%s); retrying alert %s in %.1f s",
                       exc.orig, alert.alert_id, delay)
