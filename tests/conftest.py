@@ -1,0 +1,49 @@
+"""Shared fixtures. The Kafka broker is real (started once per session on free ports)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+
+import pytest
+
+from forewarn.settings import Settings
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p + 1 (the controller) are both free."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """A real single-node Kafka 4 broker for the whole test session."""
+    from forewarn.kafka.admin import ensure_topics
+    from forewarn.kafka.local import LocalKafka
+
+    import asyncio
+
+    broker = LocalKafka(home=tmp_path_factory.mktemp("kafka"), cache_dir=Settings().cache_dir,
+                        port=free_port_pair())
+    broker.start()
+    asyncio.run(ensure_topics(broker.bootstrap))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def stack_settings(tmp_path, kafka_broker, request):
+    """Settings for one test: its own lake, store and consumer group on the shared broker."""
+    group = "test-" + request.node.name.replace("[", "-").replace("]", "")[:60]
+    return replace(Settings().with_home(tmp_path), kafka_bootstrap=kafka_broker.bootstrap,
+                   group_id=group)

@@ -1,0 +1,50 @@
+"""The local broker: real readiness, clear errors, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from forewarn.kafka.local import KafkaError, LocalKafka, probe
+from forewarn.settings import Settings
+from tests.conftest import free_port_pair
+
+pytestmark = pytest.mark.kafka
+
+
+def test_running_broker_answers_a_real_round_trip(kafka_broker):
+    assert asyncio.run(probe(kafka_broker.bootstrap))
+    status = kafka_broker.status()
+    assert status["running"] and status["ready"]
+
+
+def test_start_is_idempotent(kafka_broker):
+    pid = kafka_broker.pid()
+    kafka_broker.start()
+    assert kafka_broker.pid() == pid
+
+
+def test_occupied_port_gets_a_clear_message(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = LocalKafka(home=tmp_path, cache_dir=Settings().cache_dir, port=port)
+        with pytest.raises(KafkaError, match=f"port {port} is in use.*FOREWARN_KAFKA_BOOTSTRAP"):
+            broker.start()
+
+
+def test_nothing_listening_is_not_ready():
+    assert not asyncio.run(probe(f"127.0.0.1:{free_port_pair()}", timeout=2))
+
+
+def test_second_broker_starts_and_stops_cleanly(tmp_path):
+    broker = LocalKafka(home=tmp_path, cache_dir=Settings().cache_dir, port=free_port_pair())
+    broker.start()
+    pid = broker.pid()
+    assert pid is not None
+    assert broker.stop()
+    assert broker.pid() is None
+    assert not broker.stop(), "stopping a stopped broker is a no-op"
