@@ -66,6 +66,7 @@ test-airflow: $(AIRFLOW)/.stamp
 
 lint: $(STREAMS)/.stamp
 	$(STREAMS)/bin/ruff check .
+	$(STREAMS)/bin/ruff format --check .
 
 clean:
 	-$(STREAMS)/bin/forewarn kafka stop

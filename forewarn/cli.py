@@ -16,10 +16,17 @@ from forewarn.settings import Settings
 
 
 @click.group()
-@click.option("--home", type=click.Path(path_type=Path), default=None,
-              help="Folder for everything the local stack writes (FOREWARN_HOME, default var/).")
-@click.option("--bootstrap", default=None,
-              help="Kafka host:port (FOREWARN_KAFKA_BOOTSTRAP, default 127.0.0.1:9092).")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for everything the local stack writes (FOREWARN_HOME, default var/).",
+)
+@click.option(
+    "--bootstrap",
+    default=None,
+    help="Kafka host:port (FOREWARN_KAFKA_BOOTSTRAP, default 127.0.0.1:9092).",
+)
 @click.pass_context
 def main(ctx: click.Context, home: Path | None, bootstrap: str | None) -> None:
     """Forewarn: catch failing devices and at-risk customers before they complain."""
@@ -33,6 +40,7 @@ def main(ctx: click.Context, home: Path | None, bootstrap: str | None) -> None:
 
 # --- local Kafka -------------------------------------------------------------------------------
 
+
 @main.group()
 def kafka() -> None:
     """Run a real single-node Kafka 4 broker (KRaft) from Maven Central jars."""
@@ -41,8 +49,9 @@ def kafka() -> None:
 def _broker(settings: Settings):  # type: ignore[no-untyped-def]
     from forewarn.kafka.local import LocalKafka
 
-    return LocalKafka(home=settings.home / "kafka", cache_dir=settings.cache_dir,
-                      port=settings.kafka_port)
+    return LocalKafka(
+        home=settings.home / "kafka", cache_dir=settings.cache_dir, port=settings.kafka_port
+    )
 
 
 def _fail(exc: Exception) -> None:
@@ -98,46 +107,91 @@ def kafka_status(settings: Settings) -> None:
 
 # --- simulator ---------------------------------------------------------------------------------
 
+
 @main.command()
 @click.option("--customers", default=300, show_default=True)
 @click.option("--days", default=30, show_default=True)
 @click.option("--seed", default=7, show_default=True)
-@click.option("--start", "start_date", default="2026-01-05", show_default=True,
-              help="First simulated day (UTC).")
-@click.option("--telemetry-minutes", default=60, show_default=True,
-              help="Minutes between two readings of a device.")
-@click.option("--to", "target", type=click.Choice(["kafka", "lake", "none"]), default="kafka",
-              show_default=True, help="Produce to Kafka, backfill the lake, or only write truth.")
+@click.option(
+    "--start",
+    "start_date",
+    default="2026-01-05",
+    show_default=True,
+    help="First simulated day (UTC).",
+)
+@click.option(
+    "--telemetry-minutes",
+    default=60,
+    show_default=True,
+    help="Minutes between two readings of a device.",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["kafka", "lake", "none"]),
+    default="kafka",
+    show_default=True,
+    help="Produce to Kafka, backfill the lake, or only write truth.",
+)
 @click.option("--rate", default=0.0, show_default=True, help="Events/s; 0 = as fast as possible.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for the ground truth (default <home>/sim/truth).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the ground truth (default <home>/sim/truth).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def simulate(settings: Settings, customers: int, days: int, seed: int, start_date: str,
-             telemetry_minutes: int, target: str, rate: float, out: Path | None,
-             quiet: bool) -> None:
+def simulate(
+    settings: Settings,
+    customers: int,
+    days: int,
+    seed: int,
+    start_date: str,
+    telemetry_minutes: int,
+    target: str,
+    rate: float,
+    out: Path | None,
+    quiet: bool,
+) -> None:
     """Simulate customers, devices, orders and tickets with injected faults and churn."""
     from forewarn.simulator import build_world, world_events, write_truth
     from forewarn.simulator.produce import produce, write_lake
 
-    params = {"customers": customers, "days": days, "seed": seed, "start": start_date,
-              "telemetry_minutes": telemetry_minutes}
+    params = {
+        "customers": customers,
+        "days": days,
+        "seed": seed,
+        "start": start_date,
+        "telemetry_minutes": telemetry_minutes,
+    }
     world = build_world(
-        n_customers=customers, days=days, seed=seed,
+        n_customers=customers,
+        days=days,
+        seed=seed,
         start=datetime.fromisoformat(start_date).replace(tzinfo=UTC),
         telemetry_every=timedelta(minutes=telemetry_minutes),
     )
     out = out or settings.home / "sim" / "truth"
     summary = write_truth(world, out, params)
-    click.echo(f"ground truth in {out}: {summary['faults']} faults, {summary['churns']} churns, "
-               f"{sum(summary['benign'].values())} benign surprises")
+    click.echo(
+        f"ground truth in {out}: {summary['faults']} faults, {summary['churns']} churns, "
+        f"{sum(summary['benign'].values())} benign surprises"
+    )
     estimate = len(world.devices) * int(days * 24 * 60 / telemetry_minutes)
     if target == "kafka":
         from forewarn.kafka.admin import ensure_topics
 
         asyncio.run(ensure_topics(settings.kafka_bootstrap))
-        n = asyncio.run(produce(world_events(world), settings.kafka_bootstrap, rate=rate,
-                                total=estimate, progress=not quiet))
+        n = asyncio.run(
+            produce(
+                world_events(world),
+                settings.kafka_bootstrap,
+                rate=rate,
+                total=estimate,
+                progress=not quiet,
+            )
+        )
         click.echo(f"produced {n} events to {settings.kafka_bootstrap}")
     elif target == "lake":
         n = write_lake(world_events(world), settings.lake_dir, total=estimate, progress=not quiet)
@@ -145,6 +199,7 @@ def simulate(settings: Settings, customers: int, days: int, seed: int, start_dat
 
 
 # --- worker and demo ---------------------------------------------------------------------------
+
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
@@ -162,17 +217,28 @@ def worker(settings: Settings, faust_args: tuple[str, ...]) -> None:
 @click.option("--days", default=30, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--keep-running", is_flag=True, help="Leave Kafka and the worker running.")
-@click.option("--fresh/--reuse", default=True, show_default=True,
-              help="Start from an empty demo folder (topics, lake, store) or reuse it.")
+@click.option(
+    "--fresh/--reuse",
+    default=True,
+    show_default=True,
+    help="Start from an empty demo folder (topics, lake, store) or reuse it.",
+)
 @click.pass_obj
-def demo(settings: Settings, customers: int, days: int, seed: int, keep_running: bool,
-         fresh: bool) -> None:
+def demo(
+    settings: Settings, customers: int, days: int, seed: int, keep_running: bool, fresh: bool
+) -> None:
     """Kafka + simulator + Faust worker end to end, then a report of what was caught."""
     from forewarn.demo import run_demo
 
     try:
-        run_demo(settings, customers=customers, days=days, seed=seed,
-                 keep_running=keep_running, fresh=fresh)
+        run_demo(
+            settings,
+            customers=customers,
+            days=days,
+            seed=seed,
+            keep_running=keep_running,
+            fresh=fresh,
+        )
     except RuntimeError as exc:
         _fail(exc)
 

@@ -33,15 +33,17 @@ def _say(text: str) -> None:
     print(f"forewarn demo: {text}", flush=True)
 
 
-def run_demo(settings: Settings, *, customers: int, days: int, seed: int,
-             keep_running: bool, fresh: bool) -> dict[str, Any]:
+def run_demo(
+    settings: Settings, *, customers: int, days: int, seed: int, keep_running: bool, fresh: bool
+) -> dict[str, Any]:
     home = settings.home / "demo"
     broker = LocalKafka(home=home / "kafka", cache_dir=settings.cache_dir, port=settings.kafka_port)
     if fresh:
         broker.stop()
         shutil.rmtree(home, ignore_errors=True)
-    demo = replace(settings.with_home(home), kafka_bootstrap=broker.bootstrap,
-                   group_id="forewarn-demo")
+    demo = replace(
+        settings.with_home(home), kafka_bootstrap=broker.bootstrap, group_id="forewarn-demo"
+    )
     timings: dict[str, float] = {}
 
     t = time.monotonic()
@@ -50,21 +52,27 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int,
     asyncio.run(ensure_topics(broker.bootstrap))
     timings["kafka_start_s"] = time.monotonic() - t
 
-    world = build_world(n_customers=customers, days=days, start=START, seed=seed,
-                        telemetry_every=timedelta(hours=1))
+    world = build_world(
+        n_customers=customers, days=days, start=START, seed=seed, telemetry_every=timedelta(hours=1)
+    )
     truth_dir = home / "truth"
     truth = write_truth(world, truth_dir, {"customers": customers, "days": days, "seed": seed})
-    _say(f"simulating {customers} customers, {truth['devices']} devices, {days} days: "
-         f"{truth['faults']} injected faults, {truth['churns']} churns, "
-         f"{sum(truth['benign'].values())} benign surprises")
+    _say(
+        f"simulating {customers} customers, {truth['devices']} devices, {days} days: "
+        f"{truth['faults']} injected faults, {truth['churns']} churns, "
+        f"{sum(truth['benign'].values())} benign surprises"
+    )
     t = time.monotonic()
-    produced = asyncio.run(produce(world_events(world), broker.bootstrap,
-                                   total=truth["devices"] * days * 24))
+    produced = asyncio.run(
+        produce(world_events(world), broker.bootstrap, total=truth["devices"] * days * 24)
+    )
     timings["produce_s"] = time.monotonic() - t
 
     worker = WorkerProcess(demo, home / "worker.log").start()
-    _say(f"Faust worker started (pid {worker.pid}, log {worker.log_path}); waiting for it "
-         "to drain the stream ...")
+    _say(
+        f"Faust worker started (pid {worker.pid}, log {worker.log_path}); waiting for it "
+        "to drain the stream ..."
+    )
     bar = tqdm(total=produced, unit="ev", desc="processing")
 
     def progress(lag: dict[str, int]) -> None:
@@ -88,25 +96,29 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int,
     write_report(report, home)
     print((home / "report.md").read_text())
     if keep_running:
-        _say("the stack keeps running:\n"
-             f"  kafka   {broker.bootstrap} (stop: forewarn --home {home} kafka stop)\n"
-             f"  worker  pid {worker.pid}, log {worker.log_path}\n"
-             f"  store   {demo.database_url}\n"
-             f"  lake    {demo.lake_dir}")
+        _say(
+            "the stack keeps running:\n"
+            f"  kafka   {broker.bootstrap} (stop: forewarn --home {home} kafka stop)\n"
+            f"  worker  pid {worker.pid}, log {worker.log_path}\n"
+            f"  store   {demo.database_url}\n"
+            f"  lake    {demo.lake_dir}"
+        )
     else:
         broker.stop()
         _say("stopped Kafka and the worker")
     return report
 
 
-def build_report(settings: Settings, truth_dir: Path, produced: int,
-                 timings: dict[str, float]) -> dict[str, Any]:
+def build_report(
+    settings: Settings, truth_dir: Path, produced: int, timings: dict[str, float]
+) -> dict[str, Any]:
     from forewarn.events import INPUT_TOPICS
     from forewarn.lake import read_events
 
     detection = fault_report(truth_dir, settings.database_url)
-    archived = {t: read_events(settings.lake_dir, t, columns=["event_id"]).num_rows
-                for t in INPUT_TOPICS}
+    archived = {
+        t: read_events(settings.lake_dir, t, columns=["event_id"]).num_rows for t in INPUT_TOPICS
+    }
     process_s = timings.get("process_s") or float("nan")
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -51,8 +51,10 @@ def main() -> int:
     for line in errors:
         print(f"forewarn: {line}", file=sys.stderr)
     if not errors:
-        print(f"forewarn: {env} environment ok: " + ", ".join(
-            f"{d} {version(d)}" for d, _, _ in REQUIRED[env]))
+        print(
+            f"forewarn: {env} environment ok: "
+            + ", ".join(f"{d} {version(d)}" for d, _, _ in REQUIRED[env])
+        )
     return 1 if errors else 0
 
 

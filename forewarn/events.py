@@ -223,8 +223,16 @@ INPUT_TOPICS: tuple[str, ...] = ("device-telemetry", "orders", "tickets")
 
 SCHEMAS: dict[str, dict[int, type[Event]]] = {
     cls.topic: {1: cls}
-    for cls in (DeviceTelemetry, Order, Ticket, Alert, OutreachTask, DeadLetter, ModelUpdated,
-                CustomerValue)
+    for cls in (
+        DeviceTelemetry,
+        Order,
+        Ticket,
+        Alert,
+        OutreachTask,
+        DeadLetter,
+        ModelUpdated,
+        CustomerValue,
+    )
 }
 
 

@@ -24,7 +24,6 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-
 from pydantic import AwareDatetime
 
 from forewarn.events import SCHEMAS, Event, event_date
@@ -156,9 +155,7 @@ def read_events(
 def _drop_duplicate_ids(table: pa.Table) -> pa.Table:
     ids = table.column("event_id")
     index = pa.array(range(len(ids)))
-    first = (
-        pa.table({"event_id": ids, "i": index}).group_by("event_id").aggregate([("i", "min")])
-    )
+    first = pa.table({"event_id": ids, "i": index}).group_by("event_id").aggregate([("i", "min")])
     if first.num_rows == table.num_rows:
         return table
     return table.take(first.column("i_min").sort())

@@ -38,14 +38,20 @@ def problems(need_java: bool = True) -> list[str]:
     if need_java:
         major = _java_major()
         if major is None:
-            found.append("Java 17+ is required for the local Kafka broker: install OpenJDK 17 "
-                         "(Debian: apt-get install openjdk-17-jre-headless)")
+            found.append(
+                "Java 17+ is required for the local Kafka broker: install OpenJDK 17 "
+                "(Debian: apt-get install openjdk-17-jre-headless)"
+            )
         elif major < MIN_JAVA:
-            found.append(f"Java {MIN_JAVA}+ is required for Kafka 4, found Java {major}: "
-                         "install OpenJDK 17 and put it first on PATH")
+            found.append(
+                f"Java {MIN_JAVA}+ is required for Kafka 4, found Java {major}: "
+                "install OpenJDK 17 and put it first on PATH"
+            )
         if shutil.which("mvn") is None:
-            found.append("Maven is required to fetch the Kafka broker jars from Maven Central: "
-                         "install it (Debian: apt-get install maven)")
+            found.append(
+                "Maven is required to fetch the Kafka broker jars from Maven Central: "
+                "install it (Debian: apt-get install maven)"
+            )
     return found
 
 

@@ -42,7 +42,9 @@ class VisitTask:
     fault_kind: str
 
 
-def score_faults(faults: list[Fault], tasks: list[VisitTask]) -> tuple[list[FaultOutcome], list[VisitTask]]:
+def score_faults(
+    faults: list[Fault], tasks: list[VisitTask]
+) -> tuple[list[FaultOutcome], list[VisitTask]]:
     """Match visit tasks to injected faults; return per-fault outcomes and unmatched tasks.
 
     A task matches a fault when it is for the same device and was detected between the
@@ -55,33 +57,45 @@ def score_faults(faults: list[Fault], tasks: list[VisitTask]) -> tuple[list[Faul
     outcomes, matched = [], set()
     for f in faults:
         hits = sorted(
-            (t for t in by_device.get(f.device_id, [])
-             if f.onset_time <= t.detected_at < f.complaint_time),
+            (
+                t
+                for t in by_device.get(f.device_id, [])
+                if f.onset_time <= t.detected_at < f.complaint_time
+            ),
             key=lambda t: t.detected_at,
         )
         hit = hits[0] if hits else None
         matched.update(t.task_id for t in hits)
         # A task opened after the complaint still belongs to this fault, but was too late.
-        matched.update(t.task_id for t in by_device.get(f.device_id, [])
-                       if t.detected_at >= f.complaint_time)
-        outcomes.append(FaultOutcome(
-            device_id=f.device_id, kind=f.kind, metric=f.metric,
-            onset_time=f.onset_time.isoformat(), failure_time=f.failure_time.isoformat(),
-            complaint_time=f.complaint_time.isoformat(),
-            detected_at=hit.detected_at.isoformat() if hit else None,
-            caught_before_complaint=hit is not None,
-            caught_before_failure=hit is not None and hit.detected_at < f.failure_time,
-            hours_before_complaint=(
-                round((f.complaint_time - hit.detected_at).total_seconds() / 3600, 1)
-                if hit else None),
-            task_id=hit.task_id if hit else None,
-        ))
+        matched.update(
+            t.task_id for t in by_device.get(f.device_id, []) if t.detected_at >= f.complaint_time
+        )
+        outcomes.append(
+            FaultOutcome(
+                device_id=f.device_id,
+                kind=f.kind,
+                metric=f.metric,
+                onset_time=f.onset_time.isoformat(),
+                failure_time=f.failure_time.isoformat(),
+                complaint_time=f.complaint_time.isoformat(),
+                detected_at=hit.detected_at.isoformat() if hit else None,
+                caught_before_complaint=hit is not None,
+                caught_before_failure=hit is not None and hit.detected_at < f.failure_time,
+                hours_before_complaint=(
+                    round((f.complaint_time - hit.detected_at).total_seconds() / 3600, 1)
+                    if hit
+                    else None
+                ),
+                task_id=hit.task_id if hit else None,
+            )
+        )
     false_alarms = [t for t in tasks if t.task_id not in matched]
     return outcomes, false_alarms
 
 
-def summarize(outcomes: list[FaultOutcome], false_alarms: list[VisitTask],
-              n_tasks: int) -> dict[str, Any]:
+def summarize(
+    outcomes: list[FaultOutcome], false_alarms: list[VisitTask], n_tasks: int
+) -> dict[str, Any]:
     leads = [o.hours_before_complaint for o in outcomes if o.hours_before_complaint is not None]
     caught = sum(o.caught_before_complaint for o in outcomes)
     return {
@@ -109,8 +123,12 @@ def visit_tasks_from_store(database_url: str) -> list[VisitTask]:
     store = TaskStore(database_url)
     try:
         return [
-            VisitTask(t.id, t.device_id or "", aware(t.detected_at),
-                      (t.evidence.get("alerts") or [{}])[0].get("fault_kind") or "")
+            VisitTask(
+                t.id,
+                t.device_id or "",
+                aware(t.detected_at),
+                (t.evidence.get("alerts") or [{}])[0].get("fault_kind") or "",
+            )
             for t in store.tasks(kind="visit")
         ]
     finally:
@@ -125,8 +143,12 @@ def fault_report(truth_dir: Path, database_url: str) -> dict[str, Any]:
         "summary": summarize(outcomes, false_alarms, len(tasks)),
         "faults": [asdict(o) for o in outcomes],
         "false_alarms": [
-            {"task_id": t.task_id, "device_id": t.device_id,
-             "detected_at": t.detected_at.isoformat(), "fault_kind": t.fault_kind}
+            {
+                "task_id": t.task_id,
+                "device_id": t.device_id,
+                "detected_at": t.detected_at.isoformat(),
+                "fault_kind": t.fault_kind,
+            }
             for t in false_alarms
         ],
     }
@@ -148,13 +170,31 @@ def plot_lead_times(outcomes: list[dict[str, Any]], path: Path) -> Path:
             return (datetime.fromisoformat(_o[key]) - _onset).total_seconds() / 3600
 
         ax.plot([0, h("complaint_time")], [y, y], color="#bbbbbb", lw=1, zorder=1)
-        ax.scatter(h("failure_time"), y, marker="x", color="#d62728", zorder=2,
-                   label="failure" if y == 0 else None)
-        ax.scatter(h("complaint_time"), y, marker="s", color="#7f7f7f", zorder=2,
-                   label="complaint" if y == 0 else None)
+        ax.scatter(
+            h("failure_time"),
+            y,
+            marker="x",
+            color="#d62728",
+            zorder=2,
+            label="failure" if y == 0 else None,
+        )
+        ax.scatter(
+            h("complaint_time"),
+            y,
+            marker="s",
+            color="#7f7f7f",
+            zorder=2,
+            label="complaint" if y == 0 else None,
+        )
         if o["detected_at"]:
-            ax.scatter(h("detected_at"), y, marker="o", color="#2ca02c", zorder=3,
-                       label="task opened" if y == 0 else None)
+            ax.scatter(
+                h("detected_at"),
+                y,
+                marker="o",
+                color="#2ca02c",
+                zorder=3,
+                label="task opened" if y == 0 else None,
+            )
     ax.set_yticks(range(len(rows)), [f"{o['device_id']} {o['kind']}" for o in rows], fontsize=7)
     ax.set_xlabel("hours after fault onset")
     ax.set_title("Injected faults: when Forewarn opened a visit task")

@@ -24,13 +24,15 @@ DRAIN_TOPICS = [*INPUT_TOPICS, "alerts"]
 def worker_env(settings: Settings) -> dict[str, str]:
     """Environment for a worker process that shares ``settings``."""
     env = dict(os.environ)
-    env.update({
-        "FOREWARN_HOME": str(settings.home),
-        "FOREWARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "FOREWARN_DATABASE_URL": settings.database_url,
-        "FOREWARN_LAKE_DIR": str(settings.lake_dir),
-        "FOREWARN_GROUP_ID": settings.group_id,
-    })
+    env.update(
+        {
+            "FOREWARN_HOME": str(settings.home),
+            "FOREWARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FOREWARN_DATABASE_URL": settings.database_url,
+            "FOREWARN_LAKE_DIR": str(settings.lake_dir),
+            "FOREWARN_GROUP_ID": settings.group_id,
+        }
+    )
     return env
 
 
@@ -47,8 +49,11 @@ class WorkerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streams", "worker", "-l", "info"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=worker_env(self.settings), start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=worker_env(self.settings),
+                start_new_session=True,
             )
         return self
 
@@ -103,8 +108,10 @@ def wait_drained(
     zero_in_a_row = 0
     while True:
         if worker is not None and not worker.alive():
-            raise RuntimeError(f"the worker exited with code {worker.proc.returncode if worker.proc else None}; "
-                               f"last lines of {worker.log_path}:\n{worker.tail()}")
+            raise RuntimeError(
+                f"the worker exited with code {worker.proc.returncode if worker.proc else None}; "
+                f"last lines of {worker.log_path}:\n{worker.tail()}"
+            )
         lag = asyncio.run(group_lag(settings.kafka_bootstrap, settings.group_id, DRAIN_TOPICS))
         if on_progress is not None:
             on_progress(lag)
@@ -113,5 +120,7 @@ def wait_drained(
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             tail = worker.tail() if worker else ""
-            raise RuntimeError(f"the stream did not drain within {timeout:.0f} s (lag {lag})\n{tail}")
+            raise RuntimeError(
+                f"the stream did not drain within {timeout:.0f} s (lag {lag})\n{tail}"
+            )
         time.sleep(interval)

@@ -24,8 +24,12 @@ TEAM = {"visit": "field-service", "retention": "retention", "feedback": "support
 SEVERITY_PRIORITY = {"low": 25, "medium": 50, "high": 75, "critical": 90}
 # How long a team has to act, by severity. Negative feedback is answered within one hour
 # whatever its severity (MISSION.md, "Answer negative feedback fast").
-SLA = {"low": timedelta(days=7), "medium": timedelta(days=3), "high": timedelta(hours=24),
-       "critical": timedelta(hours=4)}
+SLA = {
+    "low": timedelta(days=7),
+    "medium": timedelta(days=3),
+    "high": timedelta(hours=24),
+    "critical": timedelta(hours=4),
+}
 FEEDBACK_SLA = timedelta(hours=1)
 SYSTEM_ACTOR = "forewarn"
 
@@ -111,14 +115,26 @@ class TaskStore:
         if task is None:
             kind = TASK_KIND[alert.kind]
             task = Task(
-                id=str(uuid.uuid4()), dedup_key=alert.dedup_key, open_key=alert.dedup_key,
-                kind=kind, status="open", customer_id=alert.customer_id,
-                device_id=alert.device_id, title=_title(alert, kind),
-                explanation=alert.explanation, evidence={"alerts": [_evidence(alert)]},
-                severity=alert.severity, confidence=alert.confidence,
-                priority=priority_of(alert), team=TEAM[kind], detected_at=alert.event_time,
-                last_evidence_at=alert.event_time, due_at=due_of(alert, kind), alert_count=1,
-                created_at=now, updated_at=now,
+                id=str(uuid.uuid4()),
+                dedup_key=alert.dedup_key,
+                open_key=alert.dedup_key,
+                kind=kind,
+                status="open",
+                customer_id=alert.customer_id,
+                device_id=alert.device_id,
+                title=_title(alert, kind),
+                explanation=alert.explanation,
+                evidence={"alerts": [_evidence(alert)]},
+                severity=alert.severity,
+                confidence=alert.confidence,
+                priority=priority_of(alert),
+                team=TEAM[kind],
+                detected_at=alert.event_time,
+                last_evidence_at=alert.event_time,
+                due_at=due_of(alert, kind),
+                alert_count=1,
+                created_at=now,
+                updated_at=now,
             )
             session.add(task)
             session.flush()
@@ -137,17 +153,31 @@ class TaskStore:
             task.updated_at = now
             action = "refreshed"
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=task.id))
-        session.add(TaskHistory(task_id=task.id, at=now, actor=SYSTEM_ACTOR, action=action,
-                                detail={"alert_id": alert.alert_id, "severity": alert.severity}))
+        session.add(
+            TaskHistory(
+                task_id=task.id,
+                at=now,
+                actor=SYSTEM_ACTOR,
+                action=action,
+                detail={"alert_id": alert.alert_id, "severity": alert.severity},
+            )
+        )
         return self._as_event(task, created=created)
 
     @staticmethod
     def _as_event(task: Task, created: bool) -> OutreachTask:
         return OutreachTask(
-            event_id=f"{task.id}-{task.alert_count}", event_time=aware(task.last_evidence_at),
-            task_id=task.id, dedup_key=task.dedup_key, kind=task.kind, status=task.status,
-            customer_id=task.customer_id, device_id=task.device_id, priority=task.priority,
-            due_time=aware(task.due_at), created=created,
+            event_id=f"{task.id}-{task.alert_count}",
+            event_time=aware(task.last_evidence_at),
+            task_id=task.id,
+            dedup_key=task.dedup_key,
+            kind=task.kind,
+            status=task.status,
+            customer_id=task.customer_id,
+            device_id=task.device_id,
+            priority=task.priority,
+            due_time=aware(task.due_at),
+            created=created,
         )
 
     def tasks(self, *, kind: str | None = None, open_only: bool = False) -> list[Task]:

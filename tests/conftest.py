@@ -28,13 +28,14 @@ def free_port_pair() -> int:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     """A real single-node Kafka 4 broker for the whole test session."""
+    import asyncio
+
     from forewarn.kafka.admin import ensure_topics
     from forewarn.kafka.local import LocalKafka
 
-    import asyncio
-
-    broker = LocalKafka(home=tmp_path_factory.mktemp("kafka"), cache_dir=Settings().cache_dir,
-                        port=free_port_pair())
+    broker = LocalKafka(
+        home=tmp_path_factory.mktemp("kafka"), cache_dir=Settings().cache_dir, port=free_port_pair()
+    )
     broker.start()
     asyncio.run(ensure_topics(broker.bootstrap))
     yield broker
@@ -45,5 +46,6 @@ def kafka_broker(tmp_path_factory):
 def stack_settings(tmp_path, kafka_broker, request):
     """Settings for one test: its own lake, store and consumer group on the shared broker."""
     group = "test-" + request.node.name.replace("[", "-").replace("]", "")[:60]
-    return replace(Settings().with_home(tmp_path), kafka_bootstrap=kafka_broker.bootstrap,
-                   group_id=group)
+    return replace(
+        Settings().with_home(tmp_path), kafka_bootstrap=kafka_broker.bootstrap, group_id=group
+    )

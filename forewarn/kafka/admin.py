@@ -33,11 +33,17 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, replication: int = 
         existing = set(await admin.list_topics())
         missing = [name for name in TOPIC_CONFIGS if name not in existing]
         if missing:
-            await admin.create_topics([
-                NewTopic(name, partitions if name != "model-updates" else 1, replication,
-                         topic_configs=TOPIC_CONFIGS[name])
-                for name in missing
-            ])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        partitions if name != "model-updates" else 1,
+                        replication,
+                        topic_configs=TOPIC_CONFIGS[name],
+                    )
+                    for name in missing
+                ]
+            )
         return missing
     finally:
         await admin.close()
@@ -55,7 +61,9 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> dict[st
         partitions = [
             TopicPartition(topic, p)
             for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+            for p in sorted(
+                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+            )
         ]
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)

@@ -47,10 +47,19 @@ def fetch_jars(cache_dir: Path) -> Path:
         raise KafkaError("; ".join(missing))
     tmp = libs.with_name(f"libs.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
-    print(f"forewarn: fetching the Kafka broker from Maven Central into {libs.parent} ...",
-          flush=True)
+    cmd = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
+    print(
+        f"forewarn: fetching the Kafka broker from Maven Central into {libs.parent} ...", flush=True
+    )
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not list(tmp.glob("kafka_2.13-*.jar")):
         raise KafkaError(
@@ -80,8 +89,11 @@ async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
 
     token = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                request_timeout_ms=int(timeout * 1000))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        request_timeout_ms=int(timeout * 1000),
+    )
     try:
         async with asyncio.timeout(timeout):
             await producer.start()
@@ -143,24 +155,45 @@ class LocalKafka:
         return pid
 
     def _java(self, libs: Path, *args: str) -> list[str]:
-        return ["java", f"-Xmx{self.heap}", "-cp", f"{libs}/*",
-                f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
-                f"-Dkafka.logs.dir={self.home}", *args]
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-cp",
+            f"{libs}/*",
+            f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home}",
+            *args,
+        ]
 
     def _configure(self, libs: Path) -> Path:
         data = self.home / "data"
         config = self.home / "server.properties"
-        text = (HERE / "server.properties").read_text().format(
-            port=self.port, controller_port=self.port + 1, data_dir=data,
-            partitions=self.partitions)
+        text = (
+            (HERE / "server.properties")
+            .read_text()
+            .format(
+                port=self.port,
+                controller_port=self.port + 1,
+                data_dir=data,
+                partitions=self.partitions,
+            )
+        )
         config.write_text(text)
         if not (data / "meta.properties").exists():
             data.mkdir(parents=True, exist_ok=True)
-            cluster_id = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
-                                        capture_output=True, text=True, check=True).stdout.strip()
+            cluster_id = subprocess.run(
+                self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             done = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                           "-c", str(config)), capture_output=True, text=True)
+                self._java(
+                    libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                ),
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 raise KafkaError(f"formatting {data} failed:\n{done.stdout}{done.stderr}")
         return config
@@ -170,33 +203,44 @@ class LocalKafka:
         if self.pid() is not None:
             if asyncio.run(probe(self.bootstrap)):
                 return
-            raise KafkaError(f"a broker is running (pid {self.pid()}) but does not answer on "
-                             f"{self.bootstrap}: see {self.log_file}, or 'forewarn kafka stop'")
+            raise KafkaError(
+                f"a broker is running (pid {self.pid()}) but does not answer on "
+                f"{self.bootstrap}: see {self.log_file}, or 'forewarn kafka stop'"
+            )
         for port in (self.port, self.port + 1):
             if not port_free(port):
                 raise KafkaError(
                     f"port {port} is in use by another program: stop it, or choose another port "
-                    f"(FOREWARN_KAFKA_BOOTSTRAP=127.0.0.1:<port>, the controller uses port + 1)")
+                    f"(FOREWARN_KAFKA_BOOTSTRAP=127.0.0.1:<port>, the controller uses port + 1)"
+                )
         libs = fetch_jars(self.cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         config = self._configure(libs)
         with (self.home / "console.log").open("ab") as console:
-            proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(config)),
-                                    stdout=console, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                self._java(libs, "kafka.Kafka", str(config)),
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise KafkaError(f"the broker exited with code {proc.returncode} while starting; "
-                                 f"last lines of {self.log_file}:\n{self._tail()}")
+                raise KafkaError(
+                    f"the broker exited with code {proc.returncode} while starting; "
+                    f"last lines of {self.log_file}:\n{self._tail()}"
+                )
             if asyncio.run(probe(self.bootstrap, timeout=5)):
                 return
             time.sleep(0.5)
         self.stop()
-        raise KafkaError(f"the broker did not answer on {self.bootstrap} within {timeout:.0f} s; "
-                         f"last lines of {self.log_file}:\n{self._tail()}")
+        raise KafkaError(
+            f"the broker did not answer on {self.bootstrap} within {timeout:.0f} s; "
+            f"last lines of {self.log_file}:\n{self._tail()}"
+        )
 
     def _tail(self, lines: int = 15) -> str:
         for path in (self.log_file, self.home / "console.log"):

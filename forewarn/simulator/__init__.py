@@ -11,5 +11,13 @@ from forewarn.simulator.render import world_events
 from forewarn.simulator.truth import read_faults, write_truth
 from forewarn.simulator.world import Benign, Churn, Fault, World, build_world
 
-__all__ = ["Benign", "Churn", "Fault", "World", "build_world", "read_faults", "world_events",
-           "write_truth"]
+__all__ = [
+    "Benign",
+    "Churn",
+    "Fault",
+    "World",
+    "build_world",
+    "read_faults",
+    "world_events",
+    "write_truth",
+]

@@ -32,8 +32,12 @@ async def produce(
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all",
-        enable_idempotence=True, max_request_size=4 * 1024 * 1024,
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=4 * 1024 * 1024,
     )
     await producer.start()
     sent = 0
@@ -61,8 +65,9 @@ async def produce(
     return sent
 
 
-def write_lake(events: Iterable[Event], root: Path, *, total: int | None = None,
-               progress: bool = True) -> int:
+def write_lake(
+    events: Iterable[Event], root: Path, *, total: int | None = None, progress: bool = True
+) -> int:
     """Backfill: write events straight to the lake in chunks (no broker involved)."""
     writer = LakeWriter(root)
     written = 0

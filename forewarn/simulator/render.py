@@ -116,8 +116,12 @@ def device_telemetry(device: Device, world: World) -> Iterator[DeviceTelemetry]:
         )
 
 
-_QUESTIONS = ("How do I change my billing address?", "When is my next service due?",
-              "Can I add a second user to the app?", "Where is my invoice?")
+_QUESTIONS = (
+    "How do I change my billing address?",
+    "When is my next service due?",
+    "Can I add a second user to the app?",
+    "Where is my invoice?",
+)
 _COMPLAINTS = {
     "fault": "My {device} stopped working this morning. Nobody warned us.",
     "fault_again": "Still not working, this is the second time I call about the {device}.",
@@ -169,12 +173,27 @@ class _Customer:
             promised = t + timedelta(days=3)
             p_late, p_cancel, p_return = (0.30, 0.15, 0.20) if worse else (0.05, 0.03, 0.04)
 
-            def emit(status: str, at: datetime, _id: str = order_id, _amount: float = amount,
-                     _channel: Channel = channel, _promised: datetime = promised) -> None:
-                self.events.append(Order.model_construct(
-                    event_id=f"{_id}-{status}", event_time=at, order_id=_id,
-                    customer_id=c.customer_id, channel=_channel, status=status, amount=_amount,
-                    currency="EUR", promised_time=_promised))
+            def emit(
+                status: str,
+                at: datetime,
+                _id: str = order_id,
+                _amount: float = amount,
+                _channel: Channel = channel,
+                _promised: datetime = promised,
+            ) -> None:
+                self.events.append(
+                    Order.model_construct(
+                        event_id=f"{_id}-{status}",
+                        event_time=at,
+                        order_id=_id,
+                        customer_id=c.customer_id,
+                        channel=_channel,
+                        status=status,
+                        amount=_amount,
+                        currency="EUR",
+                        promised_time=_promised,
+                    )
+                )
 
             emit("placed", t)
             u = rng.random()
@@ -186,9 +205,12 @@ class _Customer:
                     emit("late", promised)
                     delivered = promised + timedelta(days=float(rng.uniform(1, 4)))
                     if rng.random() < (0.8 if worse else 0.4):
-                        self.ticket(promised + timedelta(hours=float(rng.uniform(1, 20))),
-                                    "delivery", contacts=1 + int(worse) * int(rng.integers(1, 3)),
-                                    bad=worse)
+                        self.ticket(
+                            promised + timedelta(hours=float(rng.uniform(1, 20))),
+                            "delivery",
+                            contacts=1 + int(worse) * int(rng.integers(1, 3)),
+                            bad=worse,
+                        )
                 else:
                     delivered = t + timedelta(days=float(rng.uniform(1.5, 3)))
                 emit("delivered", delivered)
@@ -196,7 +218,9 @@ class _Customer:
                     returned = delivered + timedelta(days=float(rng.uniform(1, 6)))
                     emit("returned", returned)
                     if worse and rng.random() < 0.6:
-                        self.ticket(returned, "complaint", contacts=int(rng.integers(2, 4)), bad=True)
+                        self.ticket(
+                            returned, "complaint", contacts=int(rng.integers(2, 4)), bad=True
+                        )
             gap = float(rng.exponential(c.order_every_days)) * (1.8 if worse else 1.0)
             t += timedelta(days=max(0.5, gap))
 
@@ -209,8 +233,11 @@ class _Customer:
             if t >= self.world.end or self.gone(t):
                 return
             worse = self.worse(t)
-            category = "complaint" if worse and rng.random() < 0.5 else str(
-                rng.choice(["question", "billing"]))
+            category = (
+                "complaint"
+                if worse and rng.random() < 0.5
+                else str(rng.choice(["question", "billing"]))
+            )
             contacts = int(rng.integers(2, 5)) if worse else 1 + int(rng.random() < 0.25)
             self.ticket(t, category, contacts=contacts, bad=worse)
 
@@ -220,19 +247,37 @@ class _Customer:
         if self.gone(fault.complaint_time):
             return
         label = device.device_type.replace("_", " ")
-        self.ticket(fault.complaint_time, "fault", contacts=3, bad=True, device_id=device.device_id,
-                    text=_COMPLAINTS["fault"].format(device=label),
-                    resolved_at=fault.repair_time,
-                    follow_up=_COMPLAINTS["fault_again"].format(device=label))
+        self.ticket(
+            fault.complaint_time,
+            "fault",
+            contacts=3,
+            bad=True,
+            device_id=device.device_id,
+            text=_COMPLAINTS["fault"].format(device=label),
+            resolved_at=fault.repair_time,
+            follow_up=_COMPLAINTS["fault_again"].format(device=label),
+        )
 
-    def ticket(self, t: datetime, category: str, *, contacts: int, bad: bool,
-               device_id: str | None = None, text: str | None = None,
-               resolved_at: datetime | None = None, follow_up: str | None = None) -> None:
+    def ticket(
+        self,
+        t: datetime,
+        category: str,
+        *,
+        contacts: int,
+        bad: bool,
+        device_id: str | None = None,
+        text: str | None = None,
+        resolved_at: datetime | None = None,
+        follow_up: str | None = None,
+    ) -> None:
         rng, c = self.rng, self.c
         self.tickets += 1
         ticket_id = f"{c.customer_id}-T{self.tickets:04d}"
-        channel = c.channel if rng.random() < 0.7 else Channel(
-            str(rng.choice(["phone", "email", "chat", "social", "store"])))
+        channel = (
+            c.channel
+            if rng.random() < 0.7
+            else Channel(str(rng.choice(["phone", "email", "chat", "social", "store"])))
+        )
         if text is None:
             text = _COMPLAINTS.get(category) or str(rng.choice(_QUESTIONS))
         end = resolved_at or t + timedelta(hours=float(rng.uniform(0.2, 6)) * contacts)
@@ -243,16 +288,24 @@ class _Customer:
             last = k == contacts
             survey = last and rng.random() < 0.45
             csat_p = [0.35, 0.35, 0.2, 0.07, 0.03] if bad else [0.03, 0.05, 0.12, 0.4, 0.4]
-            self.events.append(Ticket.model_construct(
-                event_id=f"{ticket_id}-{k}", event_time=at, ticket_id=ticket_id,
-                customer_id=c.customer_id, device_id=device_id, channel=channel,
-                category=category, status="resolved" if last else ("opened" if k == 1 else "updated"),
-                contact_number=k, text=text if k == 1 else (follow_up or text),
-                csat=int(rng.choice(5, p=csat_p)) + 1 if survey else None,
-                nps=int(rng.integers(0, 7) if bad else rng.integers(6, 11)) if survey else None,
-                ces_agree=bool(rng.random() < (0.3 if bad else 0.8)) if survey else None,
-                first_contact_resolution=(contacts == 1) if last else None,
-            ))
+            self.events.append(
+                Ticket.model_construct(
+                    event_id=f"{ticket_id}-{k}",
+                    event_time=at,
+                    ticket_id=ticket_id,
+                    customer_id=c.customer_id,
+                    device_id=device_id,
+                    channel=channel,
+                    category=category,
+                    status="resolved" if last else ("opened" if k == 1 else "updated"),
+                    contact_number=k,
+                    text=text if k == 1 else (follow_up or text),
+                    csat=int(rng.choice(5, p=csat_p)) + 1 if survey else None,
+                    nps=int(rng.integers(0, 7) if bad else rng.integers(6, 11)) if survey else None,
+                    ces_agree=bool(rng.random() < (0.3 if bad else 0.8)) if survey else None,
+                    first_contact_resolution=(contacts == 1) if last else None,
+                )
+            )
 
 
 def customer_events(customer: Customer, world: World) -> list[Event]:

@@ -39,8 +39,10 @@ def write_truth(world: World, folder: Path, params: dict[str, Any]) -> dict[str,
         "devices": len(world.devices),
         "faults": len(world.faults),
         "churns": len(world.churns),
-        "benign": {k: sum(b.kind == k for b in world.benign)
-                   for k in ("maintenance", "firmware_update", "glitch")},
+        "benign": {
+            k: sum(b.kind == k for b in world.benign)
+            for k in ("maintenance", "firmware_update", "glitch")
+        },
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -52,7 +54,13 @@ def read_faults(folder: Path) -> list[Fault]:
         rows = list(csv.DictReader(fh))
     time_fields = {"onset_time", "failure_time", "complaint_time", "repair_time"}
     return [
-        Fault(**{k: datetime.fromisoformat(v) if k in time_fields else
-                 (float(v) if k == "magnitude" else v) for k, v in row.items()})
+        Fault(
+            **{
+                k: datetime.fromisoformat(v)
+                if k in time_fields
+                else (float(v) if k == "magnitude" else v)
+                for k, v in row.items()
+            }
+        )
         for row in rows
     ]

@@ -188,7 +188,9 @@ def build_world(
                 customer_id=cid,
                 device_type=dtype,
                 # Unit-to-unit variation: a fixed threshold for all units of a type fits none.
-                levels={m.name: m.level * float(rng.lognormal(0, 0.08)) for m in DEVICE_TYPES[dtype]},
+                levels={
+                    m.name: m.level * float(rng.lognormal(0, 0.08)) for m in DEVICE_TYPES[dtype]
+                },
                 rng_seed=int(rng.integers(2**31)),
             )
             _plan_device(device, rng, start, days, fault_rate, maintenance_rate, firmware_rate)
@@ -229,19 +231,39 @@ def _plan_device(
             magnitude=float(rng.uniform(6, 10)),
         )
     if rng.random() < maintenance_rate:
-        device.benign.append(Benign(device.device_id, "maintenance", _at(start, rng, 1, days),
-                                    detail=f"{int(rng.integers(2, 5))}h"))
+        device.benign.append(
+            Benign(
+                device.device_id,
+                "maintenance",
+                _at(start, rng, 1, days),
+                detail=f"{int(rng.integers(2, 5))}h",
+            )
+        )
     if rng.random() < firmware_rate:
         spec = specs[int(rng.integers(len(specs)))]
         shift = float(rng.choice([-1, 1]) * rng.uniform(3, 5))
-        device.benign.append(Benign(device.device_id, "firmware_update", _at(start, rng, 2, days),
-                                    metric=spec.name, detail=f"{shift:+.2f}"))
+        device.benign.append(
+            Benign(
+                device.device_id,
+                "firmware_update",
+                _at(start, rng, 2, days),
+                metric=spec.name,
+                detail=f"{shift:+.2f}",
+            )
+        )
     # Single-reading sensor glitches, about one per device and two months.
     for _ in range(int(rng.poisson(0.015 * days))):
         spec = specs[int(rng.integers(len(specs)))]
         size = float(rng.choice([-1, 1]) * rng.uniform(8, 15))
-        device.benign.append(Benign(device.device_id, "glitch", _at(start, rng, 0, days),
-                                    metric=spec.name, detail=f"{size:+.1f}"))
+        device.benign.append(
+            Benign(
+                device.device_id,
+                "glitch",
+                _at(start, rng, 0, days),
+                metric=spec.name,
+                detail=f"{size:+.1f}",
+            )
+        )
 
 
 def _plan_churn(
@@ -251,9 +273,17 @@ def _plan_churn(
     if faulty and rng.random() < 0.35:
         # A failure the customer had to report themselves sours the relationship.
         onset = faulty[0].complaint_time
-        customer.churn = Churn(customer.customer_id, "device_fault", onset,
-                               onset + timedelta(days=float(rng.uniform(7, 20))))
+        customer.churn = Churn(
+            customer.customer_id,
+            "device_fault",
+            onset,
+            onset + timedelta(days=float(rng.uniform(7, 20))),
+        )
     elif rng.random() < churn_rate:
         onset = _at(start, rng, 2, max(2.5, days - 8))
-        customer.churn = Churn(customer.customer_id, "service", onset,
-                               onset + timedelta(days=float(rng.uniform(8, 22))))
+        customer.churn = Churn(
+            customer.customer_id,
+            "service",
+            onset,
+            onset + timedelta(days=float(rng.uniform(8, 22))),
+        )

@@ -13,9 +13,7 @@ log = logging.getLogger(__name__)
 detector = DeviceFaultDetector()
 # Keyed by device_id like its source topic, so a device's state lives in its partition;
 # keys and values go to the changelog as JSON.
-device_to_fault_state = app.Table(
-    "device-to-fault-state", default=dict, partitions=4
-)
+device_to_fault_state = app.Table("device-to-fault-state", default=dict, partitions=4)
 
 
 @app.agent(telemetry_topic)

@@ -150,8 +150,10 @@ class DeviceState:
         if not data:
             return cls()
         metrics = {
-            name: MetricState(baseline=MetricBaseline(**m["baseline"]),
-                              **{k: v for k, v in m.items() if k != "baseline"})
+            name: MetricState(
+                baseline=MetricBaseline(**m["baseline"]),
+                **{k: v for k, v in m.items() if k != "baseline"},
+            )
             for name, m in data["metrics"].items()
         }
         codes = [(float(t), str(c)) for t, c in data["recent_codes"]]
@@ -239,14 +241,18 @@ class DeviceFaultDetector:
             if cusum >= self.cusum_threshold:
                 hours = (now - (m.rising_since or now)) / 3600
                 direction = "above" if m.cusum_up >= m.cusum_down else "below"
-                why = (f"{name} {abs(z):.1f} sigma {direction} this unit's baseline "
-                       f"({value:.3g} seen, {expected:.3g} expected at this hour) "
-                       f"for {hours:.0f} h")
+                why = (
+                    f"{name} {abs(z):.1f} sigma {direction} this unit's baseline "
+                    f"({value:.3g} seen, {expected:.3g} expected at this hour) "
+                    f"for {hours:.0f} h"
+                )
                 findings.append((_rank(abs(z)), f"drift:{name}", abs(z), why))
             if len(m.recent_spikes) >= self.spike_count:
-                why = (f"{name} spiked beyond {self.spike_z:g} sigma "
-                       f"{len(m.recent_spikes)} times in {self.window_hours:g} h "
-                       f"(now {value:.3g}, expected {expected:.3g})")
+                why = (
+                    f"{name} spiked beyond {self.spike_z:g} sigma "
+                    f"{len(m.recent_spikes)} times in {self.window_hours:g} h "
+                    f"(now {value:.3g}, expected {expected:.3g})"
+                )
                 findings.append((_rank(abs(z)) + 1, f"spikes:{name}", abs(z), why))
 
         fault_codes = [c for _, c in state.recent_codes]
@@ -255,8 +261,9 @@ class DeviceFaultDetector:
         elif len(fault_codes) >= self.error_count:
             counts = {c: fault_codes.count(c) for c in sorted(set(fault_codes))}
             why = "error " + ", ".join(f"{c} x{k}" for c, k in counts.items())
-            findings.append((2, "error_codes", float(len(fault_codes)),
-                             why + f" in {self.window_hours:g} h"))
+            findings.append(
+                (2, "error_codes", float(len(fault_codes)), why + f" in {self.window_hours:g} h")
+            )
 
         if not findings:
             if state.last_alert_at is not None:
@@ -287,8 +294,12 @@ class DeviceFaultDetector:
             confidence=round(confidence, 3),
             score=round(score, 3),
             explanation=explanation,
-            evidence={"device_type": event.device_type, "signals": [f[1] for f in findings],
-                      "metrics": event.metrics, "error_codes": fault_codes[-10:]},
+            evidence={
+                "device_type": event.device_type,
+                "signals": [f[1] for f in findings],
+                "metrics": event.metrics,
+                "error_codes": fault_codes[-10:],
+            },
             detector="device_faults.v1",
         )
 
@@ -298,5 +309,3 @@ def _rank(z: float) -> int:
     if not math.isfinite(z):
         return 3
     return 1 if z < 4 else 2 if z < 8 else 3
-
-

@@ -25,7 +25,9 @@ lake = LakeWriter(settings.lake_dir)
 counters = {"archived": 0, "dead_letters": 0}
 
 
-def dead_letter(topic: str, partition: int, offset: int, raw: bytes | None, reason: str) -> DeadLetter:
+def dead_letter(
+    topic: str, partition: int, offset: int, raw: bytes | None, reason: str
+) -> DeadLetter:
     """The dead-letter record of one bad message: raw bytes kept, reason stated."""
     return DeadLetter(
         event_id=f"dlq-{topic}-{partition}-{offset}",
@@ -48,8 +50,13 @@ async def archive_events(stream):  # type: ignore[no-untyped-def]
                 good.append(decode(msg.topic, event.value))
             except InvalidEvent as exc:
                 letter = dead_letter(msg.topic, msg.partition, msg.offset, event.value, str(exc))
-                log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset,
-                            letter.reason)
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    letter.reason,
+                )
                 await dead_letters_topic.send(key=msg.topic.encode(), value=encode(letter))
                 counters["dead_letters"] += 1
         if good:
@@ -66,7 +73,8 @@ async def write_with_retry(events: list[Event]) -> None:
             await asyncio.to_thread(lake.write, events)
             return
         except OSError as exc:
-            log.error("lake write of %d events failed (%s); retrying in %.1f s",
-                      len(events), exc, delay)
+            log.error(
+                "lake write of %d events failed (%s); retrying in %.1f s", len(events), exc, delay
+            )
             await asyncio.sleep(delay)
             delay = min(30.0, delay * 2)

@@ -34,8 +34,12 @@ async def store_with_retry(alert: Alert):  # type: ignore[no-untyped-def]
         try:
             return await asyncio.to_thread(task_store().upsert_alert, alert)
         except OperationalError as exc:
-            log.error("outreach store unavailable (%s); retrying alert %s in %.1f s",
-                      exc.orig, alert.alert_id, delay)
+            log.error(
+                "outreach store unavailable (%s); retrying alert %s in %.1f s",
+                exc.orig,
+                alert.alert_id,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(MAX_BACKOFF_S, delay * 2)
 

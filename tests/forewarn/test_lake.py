@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pyarrow.parquet as pq
 
-from forewarn.lake import LakeWriter, arrow_schema, read_events
 from forewarn.events import SCHEMAS
+from forewarn.lake import LakeWriter, arrow_schema, read_events
 from tests.utils import factories
 
 

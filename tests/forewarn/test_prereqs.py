@@ -16,8 +16,9 @@ def test_all_present_here():
 
 def test_missing_java_and_maven_are_named(tmp_path):
     # An empty PATH hides java and mvn from the check (the interpreter is called directly).
-    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
-                          env={"PATH": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env={"PATH": str(tmp_path)}
+    )
     assert done.returncode == 1
     assert "Java 17+ is required" in done.stderr
     assert "Maven is required" in done.stderr

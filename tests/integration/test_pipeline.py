@@ -37,12 +37,14 @@ START = datetime(2026, 1, 5, tzinfo=UTC)
 
 @pytest.fixture
 def stack(tmp_path):
-    broker = LocalKafka(home=tmp_path / "kafka", cache_dir=Settings().cache_dir,
-                        port=free_port_pair())
+    broker = LocalKafka(
+        home=tmp_path / "kafka", cache_dir=Settings().cache_dir, port=free_port_pair()
+    )
     broker.start()
     asyncio.run(ensure_topics(broker.bootstrap))
-    settings = replace(Settings().with_home(tmp_path), kafka_bootstrap=broker.bootstrap,
-                       group_id="forewarn-test")
+    settings = replace(
+        Settings().with_home(tmp_path), kafka_bootstrap=broker.bootstrap, group_id="forewarn-test"
+    )
     workers: list[WorkerProcess] = []
 
     def start_worker() -> WorkerProcess:
@@ -118,8 +120,10 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
     good = list(world_events(world))
     bad = [
         ("device-telemetry", b"{not json"),
-        ("orders", json.dumps({**json.loads(encode(factories.order())),
-                               "schema_version": 99}).encode()),
+        (
+            "orders",
+            json.dumps({**json.loads(encode(factories.order())), "schema_version": 99}).encode(),
+        ),
         ("tickets", json.dumps({**json.loads(encode(factories.ticket())), "csat": 42}).encode()),
         ("device-telemetry", b"\x00\xff" * 10),
     ]
@@ -145,8 +149,9 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
 async def _read_topic(bootstrap: str, topic: str, expected: int) -> list[dict]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         found: list[dict] = []
@@ -175,8 +180,9 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
             break
         time.sleep(0.5)
     worker.kill()  # kill -9 mid-stream: no flush, no commit
-    remaining = sum(asyncio.run(
-        group_lag(settings.kafka_bootstrap, settings.group_id, DRAIN_TOPICS)).values())
+    remaining = sum(
+        asyncio.run(group_lag(settings.kafka_bootstrap, settings.group_id, DRAIN_TOPICS)).values()
+    )
     assert 0 < remaining < total, "the kill should land mid-stream"
 
     worker = start_worker()

@@ -38,8 +38,11 @@ def test_replayed_alert_changes_nothing(store):
 
 def test_new_evidence_refreshes_the_open_task(store):
     first = store.upsert_alert(factories.alert(0))
-    second = store.upsert_alert(factories.alert(5, severity="critical", confidence=0.95,
-                                                explanation="unit reported failure F01"))
+    second = store.upsert_alert(
+        factories.alert(
+            5, severity="critical", confidence=0.95, explanation="unit reported failure F01"
+        )
+    )
     assert second.task_id == first.task_id and not second.created
     (stored,) = store.tasks()
     assert stored.alert_count == 2
@@ -76,8 +79,13 @@ def test_history_records_every_change(store):
 
 
 def test_negative_feedback_is_due_within_one_hour(store):
-    task = store.upsert_alert(factories.alert(
-        kind="negative_feedback", dedup_key="feedback:C00001:C00001-T0001", device_id=None,
-        severity="low"))
+    task = store.upsert_alert(
+        factories.alert(
+            kind="negative_feedback",
+            dedup_key="feedback:C00001:C00001-T0001",
+            device_id=None,
+            severity="low",
+        )
+    )
     assert task.kind == "feedback"
     assert (task.due_time - factories.T0).total_seconds() == 3600

@@ -28,12 +28,14 @@ def _run(values, codes=None, modes=None, firmware=None, detector=None):
     alerts = []
     for i, v in enumerate(values):
         event = factories.telemetry(
-            i, metrics={"vibration_mm_s": float(v)},
+            i,
+            metrics={"vibration_mm_s": float(v)},
             error_codes=(codes or {}).get(i, []),
             mode=(modes or {}).get(i, "normal"),
             # firmware maps the first reading of a version to the version
-            firmware=next((f for k, f in sorted((firmware or {}).items(), reverse=True)
-                           if i >= k), "1.0.0"),
+            firmware=next(
+                (f for k, f in sorted((firmware or {}).items(), reverse=True) if i >= k), "1.0.0"
+            ),
         )
         alert = detector.update(state, event)
         if alert is not None:
@@ -63,7 +65,7 @@ def test_quiet_device_raises_no_alert():
 
 def test_gradual_drift_is_caught_with_an_explanation():
     values = _normal_day(24 * 10)
-    values[24 * 5:] += np.linspace(0, 1.5, 24 * 5)  # up to 15 sigma over five days
+    values[24 * 5 :] += np.linspace(0, 1.5, 24 * 5)  # up to 15 sigma over five days
     alerts = _run(values)
     assert alerts, "drift was not detected"
     first_at, alert = alerts[0]
@@ -111,7 +113,7 @@ def test_error_code_burst_alerts_and_benign_codes_do_not():
 
 def test_one_alert_per_episode_and_escalation_on_failure():
     values = _normal_day(24 * 10)
-    values[24 * 5:] += np.linspace(0, 1.5, 24 * 5)
+    values[24 * 5 :] += np.linspace(0, 1.5, 24 * 5)
     alerts = _run(values, codes={24 * 9 + 5: ["F01"]})
     severities = [a.severity for _, a in alerts]
     assert len(alerts) <= 3, "an ongoing episode must not alert on every reading"
@@ -121,7 +123,7 @@ def test_one_alert_per_episode_and_escalation_on_failure():
 
 def test_state_survives_a_json_round_trip_mid_stream():
     values = _normal_day(24 * 10)
-    values[24 * 5:] += np.linspace(0, 1.5, 24 * 5)
+    values[24 * 5 :] += np.linspace(0, 1.5, 24 * 5)
     detector = DeviceFaultDetector()
     straight = [a.alert_id for _, a in _run(values, detector=detector)]
     state, resumed = DeviceState(), []
@@ -148,13 +150,17 @@ def test_beats_a_naive_threshold_on_the_simulator():
         if e.event_time.timestamp() < first:
             for name, v in e.metrics.items():
                 by_metric[(e.device_type, name)].append(v)
-    limits = {k: (np.mean(v) - 4 * np.std(v), np.mean(v) + 4 * np.std(v))
-              for k, v in by_metric.items()}
+    limits = {
+        k: (np.mean(v) - 4 * np.std(v), np.mean(v) + 4 * np.std(v)) for k, v in by_metric.items()
+    }
     naive, ours = set(), set()
     detector, states = DeviceFaultDetector(), defaultdict(DeviceState)
     for e in readings:
-        if any(not lo <= v <= hi for n, v in e.metrics.items()
-               for lo, hi in [limits[(e.device_type, n)]]):
+        if any(
+            not lo <= v <= hi
+            for n, v in e.metrics.items()
+            for lo, hi in [limits[(e.device_type, n)]]
+        ):
             naive.add((e.device_id, e.event_time))
         if detector.update(states[e.device_id], e) is not None:
             ours.add((e.device_id, e.event_time))
@@ -163,8 +169,11 @@ def test_beats_a_naive_threshold_on_the_simulator():
         first_alert = {}
         for device, t in sorted(alerts, key=lambda a: a[1]):
             first_alert.setdefault(device, t)
-        true = {d for d, t in first_alert.items()
-                if d in faults and faults[d].onset_time <= t < faults[d].complaint_time}
+        true = {
+            d
+            for d, t in first_alert.items()
+            if d in faults and faults[d].onset_time <= t < faults[d].complaint_time
+        }
         precision = len(true) / max(1, len(first_alert))
         return precision, len(true) / len(faults)
 
