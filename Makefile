@@ -59,10 +59,11 @@ demo: prereqs envs kafka-jars
 test: prereqs envs kafka-jars lint test-streams test-airflow
 
 test-streams: $(STREAMS)/.stamp
-	$(STREAMS)/bin/python -m pytest tests --ignore=tests/dags --ignore=tests/models $(PYTEST_ARGS)
+	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env $(PYTEST_ARGS)
 
 test-airflow: $(AIRFLOW)/.stamp
-	$(AIRFLOW)/bin/python -m pytest tests/dags tests/models tests/forewarn/test_events.py $(PYTEST_ARGS)
+	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/forewarn/test_events.py \
+		tests/forewarn/test_lake.py $(PYTEST_ARGS)
 
 lint: $(STREAMS)/.stamp
 	$(STREAMS)/bin/ruff check .

@@ -105,6 +105,18 @@ def kafka_status(settings: Settings) -> None:
     sys.exit(0 if status["ready"] else 1)
 
 
+@main.command()
+@click.option("--partitions", default=4, show_default=True)
+@click.option("--replication", default=1, show_default=True)
+@click.pass_obj
+def topics(settings: Settings, partitions: int, replication: int) -> None:
+    """Create Forewarn's topics on any cluster (before the first worker starts)."""
+    from forewarn.kafka.admin import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, partitions, replication))
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
 # --- simulator ---------------------------------------------------------------------------------
 
 

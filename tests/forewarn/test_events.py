@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from forewarn.events import (
     decode,
     encode,
 )
+from forewarn.events_doc import render
 from tests.utils import factories
 
 
@@ -77,3 +79,10 @@ def test_tickets_carry_what_the_kpis_need():
     for name in ("channel", "category", "csat", "nps", "ces_agree", "first_contact_resolution"):
         assert name in fields
     assert set(INPUT_TOPICS) == {"device-telemetry", "orders", "tickets"}
+
+
+def test_docs_events_md_is_current():
+    """docs/events.md is generated from the contracts: regenerate it after changing them with
+    ``python -m forewarn.events_doc > docs/events.md``."""
+    path = Path(__file__).parents[2] / "docs" / "events.md"
+    assert path.read_text() == render()

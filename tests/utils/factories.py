@@ -7,15 +7,12 @@ from typing import Any
 
 from forewarn.events import (
     Alert,
-    CustomerValue,
-    DeadLetter,
     DeviceTelemetry,
     Event,
-    ModelUpdated,
     Order,
-    OutreachTask,
     Ticket,
 )
+from forewarn.events_doc import examples
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -86,50 +83,5 @@ def alert(i: int = 0, **overrides: Any) -> Alert:
 
 
 def one_of_each() -> list[Event]:
-    """A valid example of every contract (docs/events.md shows the same ones)."""
-    return [
-        telemetry(),
-        order(),
-        ticket(),
-        alert(),
-        OutreachTask(
-            event_id="t-1",
-            event_time=T0,
-            task_id="t-1",
-            dedup_key="visit:D00001",
-            kind="visit",
-            status="open",
-            customer_id="C00001",
-            device_id="D00001",
-            priority=58,
-            due_time=T0 + timedelta(days=3),
-            created=True,
-        ),
-        DeadLetter(
-            event_id="dlq-orders-0-7",
-            event_time=T0,
-            source_topic="orders",
-            source_partition=0,
-            source_offset=7,
-            reason="not JSON",
-            raw="e30=",
-        ),
-        ModelUpdated(
-            event_id="m-1",
-            event_time=T0,
-            model_name="churn",
-            version="2026-01-05",
-            uri="file:///var/models/churn/2026-01-05",
-            metrics={"roc_auc": 0.81},
-        ),
-        CustomerValue(
-            event_id="cv-1",
-            event_time=T0,
-            customer_id="C00001",
-            p_alive=0.9,
-            expected_purchases_90d=1.4,
-            clv_90d=120.5,
-            clv_365d=410.0,
-            value_tier="gold",
-        ),
-    ]
+    """A valid example of every contract: the ones docs/events.md shows."""
+    return examples()
