@@ -9,6 +9,7 @@ under ``<home>/kafka`` (git-ignored). ``start`` returns only after a real produc
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import shutil
@@ -181,12 +182,8 @@ class LocalKafka:
         config.write_text(text)
         if not (data / "meta.properties").exists():
             data.mkdir(parents=True, exist_ok=True)
-            cluster_id = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
+            # Kafka's own `StorageTool random-uuid` format, without starting a JVM for it.
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             done = subprocess.run(
                 self._java(
                     libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
@@ -195,7 +192,10 @@ class LocalKafka:
                 text=True,
             )
             if done.returncode != 0:
-                raise KafkaError(f"formatting {data} failed:\n{done.stdout}{done.stderr}")
+                raise KafkaError(
+                    f"formatting the broker storage in {data} failed (java exit code "
+                    f"{done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}"
+                )
         return config
 
     def start(self, timeout: float = 90.0) -> None:

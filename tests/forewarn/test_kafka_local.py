@@ -48,3 +48,22 @@ def test_second_broker_starts_and_stops_cleanly(tmp_path):
     assert broker.stop()
     assert broker.pid() is None
     assert not broker.stop(), "stopping a stopped broker is a no-op"
+
+
+def test_broker_that_cannot_start_says_why(tmp_path):
+    broker = LocalKafka(home=tmp_path, cache_dir=Settings().cache_dir, port=free_port_pair())
+    # Storage from another cluster, as after copying a data folder: the broker refuses it.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meta.properties").write_text("version=1\ncluster.id=x\nnode.id=9\n")
+    with pytest.raises(KafkaError, match=r"exited with code .* while starting") as info:
+        broker.start(timeout=60)
+    assert "last lines of" in str(info.value)
+    assert broker.pid() is None
+
+
+def test_storage_that_cannot_be_formatted_says_why(tmp_path):
+    broker = LocalKafka(
+        home=tmp_path, cache_dir=Settings().cache_dir, port=free_port_pair(), heap="1k"
+    )  # the JVM refuses to start with this heap
+    with pytest.raises(KafkaError, match=r"formatting the broker storage .* failed"):
+        broker.start(timeout=60)

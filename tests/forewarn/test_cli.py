@@ -1,0 +1,71 @@
+"""The command line: simulate to the lake (backfill) and to ground truth only."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from forewarn.cli import main
+from forewarn.lake import read_events
+
+
+def test_simulate_backfills_the_lake(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(tmp_path),
+            "simulate",
+            "--customers",
+            "10",
+            "--days",
+            "5",
+            "--to",
+            "lake",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    written = int(result.output.split("wrote ")[1].split(" events")[0])
+    rows = sum(
+        read_events(tmp_path / "lake", t, columns=["event_id"]).num_rows
+        for t in ("device-telemetry", "orders", "tickets")
+    )
+    assert rows == written > 0
+    assert sorted(p.name for p in (tmp_path / "lake").iterdir()) == [
+        "topic=device-telemetry",
+        "topic=orders",
+        "topic=tickets",
+    ]
+
+
+def test_simulate_truth_only(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(tmp_path),
+            "simulate",
+            "--customers",
+            "40",
+            "--days",
+            "20",
+            "--to",
+            "none",
+            "--seed",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "sim" / "truth" / "summary.json").read_text())
+    assert summary["customers"] == 40 and summary["params"]["seed"] == 3
+    assert not (tmp_path / "lake").exists()
+
+
+def test_kafka_status_of_a_stopped_broker_exits_1(tmp_path):
+    result = CliRunner().invoke(
+        main, ["--home", str(tmp_path), "--bootstrap", "127.0.0.1:1", "kafka", "status"]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.output)["running"] is False
