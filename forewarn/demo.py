@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from forewarn.kafka.admin import ensure_topics
 from forewarn.kafka.local import LocalKafka
+from forewarn.progress import progress_bar
 from forewarn.report import fault_report, plot_lead_times
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events, write_truth
@@ -73,7 +72,7 @@ def run_demo(
         f"Faust worker started (pid {worker.pid}, log {worker.log_path}); waiting for it "
         "to drain the stream ..."
     )
-    bar = tqdm(total=produced, unit="ev", desc="processing")
+    bar = progress_bar(total=produced, unit="ev", desc="processing")
 
     def progress(lag: dict[str, int]) -> None:
         done = max(0, produced - sum(lag.values()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -88,6 +89,10 @@ async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.errors import KafkaError as ClientError
 
+    # While a broker starts, aiokafka logs every refused connection; the caller reports instead.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     token = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     consumer = AIOKafkaConsumer(
@@ -110,6 +115,7 @@ async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
     finally:
         await producer.stop()
         await consumer.stop()
+        client_log.setLevel(level)
 
 
 @dataclass

@@ -8,10 +8,9 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
-from tqdm import tqdm
-
 from forewarn.events import Event, encode
 from forewarn.lake import LakeWriter
+from forewarn.progress import progress_bar
 
 LAKE_CHUNK = 50_000
 
@@ -43,7 +42,9 @@ async def produce(
     sent = 0
     pending: list[asyncio.Future] = []
     started = time.monotonic()
-    bar = tqdm(total=total, unit="ev", disable=not progress, desc="producing", smoothing=0.1)
+    bar = progress_bar(
+        total=total, unit="ev", disable=not progress, desc="producing", smoothing=0.1
+    )
     try:
         for event in events:
             pending.append(await producer.send(event.topic, encode(event), key=event.key.encode()))
@@ -72,7 +73,7 @@ def write_lake(
     writer = LakeWriter(root)
     written = 0
     it: Iterator[Event] = iter(events)
-    with tqdm(total=total, unit="ev", disable=not progress, desc="writing lake") as bar:
+    with progress_bar(total=total, unit="ev", disable=not progress, desc="writing lake") as bar:
         while chunk := list(islice(it, LAKE_CHUNK)):
             writer.write(chunk)
             written += len(chunk)
