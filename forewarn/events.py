@@ -158,6 +158,14 @@ class Alert(Event):
     detector: Id
 
 
+class CustomerSignal(Alert):
+    """A device-fault alert re-keyed by customer, so the customer-state agent (co-partitioned
+    with orders and tickets) learns of faults on the customer's devices."""
+
+    topic: ClassVar[str] = "customer-signals"
+    key_field: ClassVar[str] = "customer_id"
+
+
 class OutreachTask(Event):
     """A task stored (created or refreshed) in the outreach store, for CRMs and dashboards."""
 
@@ -228,6 +236,7 @@ SCHEMAS: dict[str, dict[int, type[Event]]] = {
         Order,
         Ticket,
         Alert,
+        CustomerSignal,
         OutreachTask,
         DeadLetter,
         ModelUpdated,

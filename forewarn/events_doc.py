@@ -16,6 +16,7 @@ from pydantic import AwareDatetime
 from forewarn.events import (
     SCHEMAS,
     Alert,
+    CustomerSignal,
     CustomerValue,
     DeadLetter,
     DeviceTelemetry,
@@ -84,6 +85,21 @@ def examples() -> list[Event]:
             explanation="vibration_mm_s 4.2 sigma above this unit's baseline (2.41 seen, "
             "2.02 expected at this hour) for 14 h; error E42 x3 in 24 h",
             evidence={"signals": ["drift:vibration_mm_s", "error_codes"]},
+            detector="device_faults.v1",
+        ),
+        CustomerSignal(
+            event_id="alert-D00042-233",
+            event_time=T0,
+            alert_id="alert-D00042-233",
+            dedup_key="visit:D00042",
+            kind="device_fault",
+            customer_id="C00031",
+            device_id="D00042",
+            fault_kind="drift:vibration_mm_s",
+            severity="high",
+            confidence=0.74,
+            score=4.2,
+            explanation="vibration_mm_s 4.2 sigma above baseline",
             detector="device_faults.v1",
         ),
         OutreachTask(

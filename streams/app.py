@@ -26,7 +26,12 @@ app = faust.App(
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
-    autodiscover=["streams.intake", "streams.device_faults", "streams.outreach_sink"],
+    autodiscover=[
+        "streams.intake",
+        "streams.device_faults",
+        "streams.customer_risk",
+        "streams.outreach_sink",
+    ],
     origin="streams",
 )
 
@@ -35,5 +40,10 @@ orders_topic = app.topic("orders", internal=False)
 tickets_topic = app.topic("tickets", internal=False)
 source_topics = app.topic("device-telemetry", "orders", "tickets", internal=False)
 alerts_topic = app.topic("alerts", internal=False)
+# Everything keyed by customer_id, co-partitioned, for the customer-state agent.
+customer_topics = app.topic(
+    "orders", "tickets", "customer-values", "customer-signals", internal=False
+)
+customer_signals_topic = app.topic("customer-signals", internal=False)
 outreach_tasks_topic = app.topic("outreach-tasks", internal=False)
 dead_letters_topic = app.topic("dead-letters", internal=False)

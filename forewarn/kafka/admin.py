@@ -14,6 +14,7 @@ from forewarn.events import INPUT_TOPICS
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     **{t: {} for t in INPUT_TOPICS},
     "alerts": {},
+    "customer-signals": {},
     "outreach-tasks": {},
     "dead-letters": {},
     "model-updates": {"cleanup.policy": "compact"},

@@ -155,6 +155,14 @@ class _Customer:
             if device.fault is not None:
                 self.fault_tickets(device)
         churn = self.c.churn
+        if churn is not None and churn.cause == "service" and churn.onset_time < self.world.end:
+            # A worsening relationship starts with an incident the customer complains about.
+            self.ticket(
+                churn.onset_time + timedelta(hours=float(self.rng.uniform(1, 8))),
+                "complaint",
+                contacts=2,
+                bad=True,
+            )
         if churn is not None and churn.churn_time < self.world.end and self.rng.random() < 0.6:
             self.ticket(churn.churn_time, "cancellation", contacts=1, bad=True)
         self.events.sort(key=lambda e: e.event_time)
@@ -229,7 +237,7 @@ class _Customer:
         t = self.world.start
         while True:
             worse = self.worse(t)
-            t += timedelta(days=float(rng.exponential(6 if worse else 45)))
+            t += timedelta(days=float(rng.exponential(3 if worse else 45)))
             if t >= self.world.end or self.gone(t):
                 return
             worse = self.worse(t)
@@ -247,16 +255,22 @@ class _Customer:
         if self.gone(fault.complaint_time):
             return
         label = device.device_type.replace("_", " ")
+        # Customers who will leave over the fault show it: more calls, worse answers, and a
+        # complaint after the repair. The others grumble once and move on.
+        leaving = self.c.churn is not None and self.c.churn.cause == "device_fault"
         self.ticket(
             fault.complaint_time,
             "fault",
-            contacts=3,
-            bad=True,
+            contacts=4 if leaving else 2,
+            bad=leaving,
             device_id=device.device_id,
             text=_COMPLAINTS["fault"].format(device=label),
             resolved_at=fault.repair_time,
             follow_up=_COMPLAINTS["fault_again"].format(device=label),
         )
+        if leaving:
+            after = fault.repair_time + timedelta(days=float(self.rng.uniform(1, 4)))
+            self.ticket(after, "complaint", contacts=2, bad=True, device_id=device.device_id)
 
     def ticket(
         self,
@@ -286,7 +300,8 @@ class _Customer:
             if at >= self.world.end:
                 return
             last = k == contacts
-            survey = last and rng.random() < 0.45
+            # Unhappy customers answer surveys more often than content ones.
+            survey = last and rng.random() < (0.7 if bad else 0.45)
             csat_p = [0.35, 0.35, 0.2, 0.07, 0.03] if bad else [0.03, 0.05, 0.12, 0.4, 0.4]
             self.events.append(
                 Ticket.model_construct(

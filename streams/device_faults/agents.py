@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from forewarn.events import DeviceTelemetry, InvalidEvent, decode, encode
-from streams.app import alerts_topic, app, telemetry_topic
+from forewarn.events import CustomerSignal, DeviceTelemetry, InvalidEvent, decode, encode
+from streams.app import alerts_topic, app, customer_signals_topic, telemetry_topic
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 log = logging.getLogger(__name__)
@@ -30,3 +30,6 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
         if alert is not None:
             log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
             await alerts_topic.send(key=alert.dedup_key.encode(), value=encode(alert))
+            # The customer's risk takes faults on their devices into account.
+            signal = CustomerSignal(**alert.model_dump())
+            await customer_signals_topic.send(key=signal.key.encode(), value=encode(signal))

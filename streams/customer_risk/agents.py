@@ -1,0 +1,74 @@
+"""Customers: risk and negative feedback from orders, tickets, device faults and values."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from forewarn.events import InvalidEvent, ModelUpdated, decode, encode
+from streams.app import alerts_topic, app, customer_topics, settings
+from streams.customer_risk.detector import (
+    CustomerRiskDetector,
+    CustomerState,
+    NegativeFeedbackDetector,
+)
+from streams.customer_risk.model import ModelHolder
+
+log = logging.getLogger(__name__)
+
+risk_detector = CustomerRiskDetector()
+feedback_detector = NegativeFeedbackDetector()
+churn_model = ModelHolder()
+# Keyed by customer_id like orders, tickets, customer-values and customer-signals.
+customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=4)
+
+
+@app.agent(customer_topics)
+async def track_customers(stream):  # type: ignore[no-untyped-def]
+    async for event in stream.events():
+        try:
+            record = decode(event.message.topic, event.value)
+        except InvalidEvent:
+            continue  # source events are dead-lettered by streams.intake
+        customer_id = record.customer_id  # type: ignore[attr-defined]
+        state = CustomerState.from_dict(customer_to_risk_state[customer_id])
+        alerts = [
+            risk_detector.update(state, record, churn_model.model),
+            feedback_detector.update(state, record),
+        ]
+        customer_to_risk_state[customer_id] = state.to_dict()
+        for alert in alerts:
+            if alert is not None:
+                log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
+                await alerts_topic.send(key=alert.dedup_key.encode(), value=encode(alert))
+
+
+@app.task
+async def follow_model_updates() -> None:
+    """Every worker reads all of model-updates (one partition, no consumer group) and puts
+    the newest churn model in service without a restart."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    tp = TopicPartition(ModelUpdated.topic, 0)
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    try:
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            latest = None
+            for message in batch.get(tp, []):
+                try:
+                    update = decode(ModelUpdated.topic, message.value)
+                except InvalidEvent as exc:
+                    log.error("ignored model update at offset %d: %s", message.offset, exc)
+                    continue
+                if isinstance(update, ModelUpdated) and update.model_name == "churn":
+                    latest = update
+            if latest is not None:
+                await asyncio.to_thread(churn_model.offer, latest.uri, latest.version)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,356 @@
+"""At-risk customers and negative feedback, as plain classes: no Faust, no Kafka.
+
+One :class:`CustomerState` per customer holds sliding event-time windows of what happened to
+them (tickets, surveys, order problems, faults on their devices, their order rhythm, their
+value). Two detectors read it:
+
+* :class:`CustomerRiskDetector` turns the windows into features, a risk in [0, 1] (a
+  transparent points model, blended with the nightly churn model when one is published), and
+  alerts with hysteresis and the top reasons when the risk crosses ``enter``.
+* :class:`NegativeFeedbackDetector` opens a one-hour response task for a low rating or a
+  complaint, with a severity from the customer's value.
+
+Examples
+--------
+>>> from datetime import datetime, timedelta, UTC
+>>> from forewarn.events import Ticket
+>>> state, risk = CustomerState(), CustomerRiskDetector()
+>>> t0 = datetime(2026, 1, 5, tzinfo=UTC)
+>>> def bad_contact(i):
+...     return Ticket(event_id=f"T{i}-1", event_time=t0 + timedelta(days=i), ticket_id=f"T{i}",
+...                   customer_id="C1", channel="phone", category="complaint", status="resolved",
+...                   contact_number=3, csat=1, nps=2)
+>>> alerts = [risk.update(state, bad_contact(i)) for i in range(4)]
+>>> alert = next(a for a in alerts if a)
+>>> alert.dedup_key, alert.kind
+('retention:C1', 'churn_risk')
+>>> "low CSAT" in alert.explanation
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from forewarn.events import Alert, CustomerValue, Event, Order, Ticket
+
+DAY = 86400.0
+WINDOW_S = 30 * DAY
+SPEND_WINDOW_S = 90 * DAY
+ORDER_HISTORY = 12
+
+#: Features, in the order the churn model sees them. Units in the names; windows in days.
+FEATURES: tuple[str, ...] = (
+    "tickets_7d",
+    "tickets_30d",
+    "repeat_contacts_30d",
+    "low_csat_30d",
+    "detractors_30d",
+    "complaints_30d",
+    "unresolved_age_h",
+    "late_orders_30d",
+    "cancelled_orders_30d",
+    "returned_orders_30d",
+    "order_gap_ratio",
+    "device_faults_30d",
+)
+
+#: Points per unit of each feature, and a cap per feature so no single one decides alone.
+#: Hand-set from the simulator's worsening customers (docs/detection.md) until the nightly
+#: churn model takes over the ranking.
+POINTS: dict[str, tuple[float, float]] = {
+    "tickets_7d": (0.4, 1.2),
+    "tickets_30d": (0.15, 0.9),
+    "repeat_contacts_30d": (0.35, 1.4),
+    "low_csat_30d": (0.9, 2.7),
+    "detractors_30d": (0.6, 1.8),
+    "complaints_30d": (0.6, 1.8),
+    "unresolved_age_h": (0.01, 0.7),
+    "late_orders_30d": (0.5, 1.5),
+    "cancelled_orders_30d": (0.8, 1.6),
+    "returned_orders_30d": (0.6, 1.2),
+    "order_gap_ratio": (0.5, 1.0),
+    "device_faults_30d": (0.7, 1.4),
+}
+#: What is normal and earns no points: a customer's own order rhythm varies by half again.
+ALLOWANCE: dict[str, float] = {"order_gap_ratio": 1.5}
+REASONS: dict[str, str] = {
+    "tickets_7d": "{v:.0f} tickets in 7 days",
+    "tickets_30d": "{v:.0f} tickets in 30 days",
+    "repeat_contacts_30d": "{v:.0f} repeat contacts without resolution",
+    "low_csat_30d": "{v:.0f} low CSAT answers (1-2)",
+    "detractors_30d": "{v:.0f} NPS detractor answers (0-6)",
+    "complaints_30d": "{v:.0f} complaints",
+    "unresolved_age_h": "a ticket open for {v:.0f} h",
+    "late_orders_30d": "{v:.0f} late orders",
+    "cancelled_orders_30d": "{v:.0f} cancelled orders",
+    "returned_orders_30d": "{v:.0f} returned orders",
+    "order_gap_ratio": "no order for {v:.1f}x their usual interval",
+    "device_faults_30d": "{v:.0f} faults on their devices",
+}
+MIDPOINT = 2.0  # points at which the heuristic risk is 0.5
+
+VALUE_TIERS = ("bronze", "silver", "gold", "platinum")
+#: Spend in the last 90 days that makes a tier, until the nightly lifetime value is published.
+SPEND_TIERS_EUR = {"platinum": 500.0, "gold": 250.0, "silver": 100.0}
+TIER_SEVERITY = {"platinum": "critical", "gold": "high", "silver": "medium", "bronze": "low"}
+
+
+class ChurnModel(Protocol):
+    """What the detector needs of a published churn model."""
+
+    version: str
+
+    def score(self, features: dict[str, float]) -> float:
+        """P(churn) in [0, 1] for one customer's features."""
+        ...
+
+
+@dataclass
+class CustomerState:
+    """Sliding windows of one customer's history (JSON-serializable via ``to_dict``)."""
+
+    contacts: list[list[Any]] = field(default_factory=list)  # [t, ticket_id, n, category]
+    surveys: list[list[Any]] = field(default_factory=list)  # [t, csat, nps]
+    open_tickets: dict[str, float] = field(default_factory=dict)  # ticket_id -> opened at
+    placed: list[float] = field(default_factory=list)  # order placement times, last 12
+    problems: list[list[Any]] = field(default_factory=list)  # [t, late|cancelled|returned]
+    faults: list[float] = field(default_factory=list)  # device-fault alert times
+    spend: list[list[float]] = field(default_factory=list)  # [t, amount]
+    value: dict[str, Any] | None = None  # latest published CustomerValue
+    negative_tickets: list[str] = field(default_factory=list)  # already answered, recent
+    risk: float = 0.0
+    at_risk: bool = False
+    alerted_risk: float = 0.0
+    now: float = 0.0  # latest event time seen for this customer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+            for k, v in vars(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CustomerState:
+        return cls(**data) if data else cls()
+
+    # -- windows ---------------------------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """Add ``event`` to the windows and drop what fell out of them."""
+        t = event.event_time.timestamp()
+        self.now = max(self.now, t)
+        if isinstance(event, Ticket):
+            self.contacts.append([t, event.ticket_id, event.contact_number, event.category])
+            if event.csat is not None or event.nps is not None:
+                self.surveys.append([t, event.csat, event.nps])
+            if event.status == "resolved":
+                self.open_tickets.pop(event.ticket_id, None)
+            else:
+                self.open_tickets.setdefault(event.ticket_id, t)
+        elif isinstance(event, Order):
+            if event.status == "placed":
+                self.placed = [*self.placed, t][-ORDER_HISTORY:]
+                self.spend.append([t, event.amount])
+            elif event.status in ("late", "cancelled", "returned"):
+                self.problems.append([t, event.status])
+        elif isinstance(event, Alert) and event.kind == "device_fault":
+            self.faults.append(t)
+        elif isinstance(event, CustomerValue):
+            self.value = event.model_dump(mode="json")
+        horizon = self.now - WINDOW_S
+        self.contacts = [c for c in self.contacts if c[0] >= horizon]
+        self.surveys = [s for s in self.surveys if s[0] >= horizon]
+        self.problems = [p for p in self.problems if p[0] >= horizon]
+        self.faults = [f for f in self.faults if f >= horizon]
+        self.spend = [s for s in self.spend if s[0] >= self.now - SPEND_WINDOW_S]
+        # Tickets silent for 30 days are abandoned, not open forever.
+        self.open_tickets = {k: v for k, v in self.open_tickets.items() if v >= horizon}
+
+    def features(self) -> dict[str, float]:
+        """The customer's features at their latest event time (see ``FEATURES``)."""
+        now = self.now
+        week = now - 7 * DAY
+        tickets_30d = {c[1] for c in self.contacts}
+        gaps = [b - a for a, b in zip(self.placed, self.placed[1:], strict=False)]
+        gap_ratio = 0.0
+        if len(gaps) >= 2 and self.placed:
+            usual = sum(gaps) / len(gaps)
+            gap_ratio = (now - self.placed[-1]) / max(usual, DAY)
+        return {
+            "tickets_7d": float(len({c[1] for c in self.contacts if c[0] >= week})),
+            "tickets_30d": float(len(tickets_30d)),
+            "repeat_contacts_30d": float(sum(1 for c in self.contacts if c[2] >= 2)),
+            "low_csat_30d": float(sum(1 for s in self.surveys if s[1] is not None and s[1] <= 2)),
+            "detractors_30d": float(sum(1 for s in self.surveys if s[2] is not None and s[2] <= 6)),
+            "complaints_30d": float(
+                len({c[1] for c in self.contacts if c[3] in ("complaint", "cancellation")})
+            ),
+            "unresolved_age_h": max(
+                ((now - t) / 3600 for t in self.open_tickets.values()), default=0.0
+            ),
+            "late_orders_30d": float(sum(1 for p in self.problems if p[1] == "late")),
+            "cancelled_orders_30d": float(sum(1 for p in self.problems if p[1] == "cancelled")),
+            "returned_orders_30d": float(sum(1 for p in self.problems if p[1] == "returned")),
+            "order_gap_ratio": round(gap_ratio, 3),
+            "device_faults_30d": float(len(self.faults)),
+        }
+
+    def value_eur(self) -> float:
+        """Value at stake: the published 365-day CLV, else the last 90 days' spend x 4."""
+        if self.value is not None:
+            return float(self.value["clv_365d"])
+        return 4.0 * sum(a for _, a in self.spend)
+
+    def value_tier(self) -> str:
+        if self.value is not None:
+            return str(self.value["value_tier"])
+        spend = sum(a for _, a in self.spend)
+        return next((tier for tier, floor in SPEND_TIERS_EUR.items() if spend >= floor), "bronze")
+
+
+def heuristic_risk(features: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Risk in [0, 1] from capped points per feature, and each feature's points."""
+    points = {
+        name: min(cap, per_unit * max(0.0, features[name] - ALLOWANCE.get(name, 0.0)))
+        for name, (per_unit, cap) in POINTS.items()
+    }
+    return 1 / (1 + math.exp(-(sum(points.values()) - MIDPOINT))), points
+
+
+@dataclass(frozen=True)
+class CustomerRiskDetector:
+    """Flags customers likely to leave, early and with reasons, once per episode.
+
+    Works from the first event (no model needed); when a churn model is given, its P(churn)
+    is blended in with weight ``model_weight``. Hysteresis: a customer enters the at-risk
+    state at ``risk >= enter`` (one alert), stays until ``risk < exit``, and alerts again
+    within an episode only if the risk rose by ``escalate`` since the last alert.
+
+    Parameters
+    ----------
+    enter, exit : float
+        Risk thresholds of the hysteresis (``exit < enter``).
+    escalate : float
+        Rise in risk that refreshes an open retention task.
+    model_weight : float
+        Share of the churn model's score in the blended risk.
+    """
+
+    enter: float = 0.5
+    exit: float = 0.3
+    escalate: float = 0.2
+    model_weight: float = 0.5
+
+    def update(
+        self, state: CustomerState, event: Event, model: ChurnModel | None = None
+    ) -> Alert | None:
+        """Observe ``event`` and return a retention alert if the customer became at risk."""
+        state.observe(event)
+        if isinstance(event, CustomerValue):
+            return None
+        features = state.features()
+        risk, points = heuristic_risk(features)
+        model_note = ""
+        if model is not None:
+            p = model.score(features)
+            risk = (1 - self.model_weight) * risk + self.model_weight * p
+            model_note = f"churn model {model.version}: P(churn) {p:.2f}"
+        state.risk = round(risk, 4)
+        if state.at_risk and risk < self.exit:
+            state.at_risk, state.alerted_risk = False, 0.0
+            return None
+        rising = state.at_risk and risk >= state.alerted_risk + self.escalate
+        if not (rising or (not state.at_risk and risk >= self.enter)):
+            return None
+        state.at_risk, state.alerted_risk = True, risk
+        top = sorted((p, n) for n, p in points.items() if p > 0)[::-1][:3]
+        reasons = [REASONS[n].format(v=features[n]) for _, n in top]
+        if model_note:
+            reasons.append(model_note)
+        value = state.value_eur()
+        tier = state.value_tier()
+        customer_id = _customer_of(event)
+        return Alert(
+            event_id=f"risk-{event.event_id}",
+            event_time=event.event_time,
+            alert_id=f"risk-{event.event_id}",
+            dedup_key=f"retention:{customer_id}",
+            kind="churn_risk",
+            customer_id=customer_id,
+            severity=TIER_SEVERITY[tier],
+            confidence=round(min(risk, 0.99), 3),
+            score=round(risk * value, 2),
+            explanation=f"churn risk {risk:.2f} ({tier}, about {value:,.0f} EUR at stake): "
+            + "; ".join(reasons),
+            evidence={
+                "risk": round(risk, 3),
+                "features": features,
+                "value_eur": round(value, 2),
+                "value_tier": tier,
+                "reasons": reasons,
+            },
+            detector="customer_risk.v1",
+        )
+
+
+@dataclass(frozen=True)
+class NegativeFeedbackDetector:
+    """A low rating or a complaint opens a response task due within one hour.
+
+    Negative means CSAT <= ``max_csat``, NPS <= ``max_nps``, or a new complaint ticket. One
+    alert per ticket; severity follows the customer's value tier so the support queue is
+    ordered by who matters most (MISSION.md: answer the most important within one hour).
+    Reads the state :class:`CustomerRiskDetector` keeps; call it after that detector.
+    """
+
+    max_csat: int = 2
+    max_nps: int = 4
+    remember: int = 50  # tickets remembered as answered, per customer
+
+    def update(self, state: CustomerState, event: Event) -> Alert | None:
+        if not isinstance(event, Ticket) or event.ticket_id in state.negative_tickets:
+            return None
+        why = []
+        if event.csat is not None and event.csat <= self.max_csat:
+            why.append(f"CSAT {event.csat}/5")
+        if event.nps is not None and event.nps <= self.max_nps:
+            why.append(f"NPS {event.nps}/10")
+        if event.category == "complaint" and event.status == "opened":
+            why.append("complaint")
+        if not why:
+            return None
+        state.negative_tickets = [*state.negative_tickets, event.ticket_id][-self.remember :]
+        tier = state.value_tier()
+        value = state.value_eur()
+        text = event.text[:200]
+        return Alert(
+            event_id=f"feedback-{event.event_id}",
+            event_time=event.event_time,
+            alert_id=f"feedback-{event.event_id}",
+            dedup_key=f"feedback:{event.ticket_id}",
+            kind="negative_feedback",
+            customer_id=event.customer_id,
+            device_id=event.device_id,
+            severity=TIER_SEVERITY[tier],
+            confidence=0.9,
+            score=round(value, 2),
+            explanation=f"{' and '.join(why)} via {event.channel} from a {tier} customer "
+            f'(about {value:,.0f} EUR): "{text}"',
+            evidence={
+                "ticket_id": event.ticket_id,
+                "channel": str(event.channel),
+                "category": event.category,
+                "csat": event.csat,
+                "nps": event.nps,
+                "value_eur": round(value, 2),
+                "value_tier": tier,
+            },
+            detector="negative_feedback.v1",
+        )
+
+
+def _customer_of(event: Event) -> str:
+    return str(event.customer_id)  # type: ignore[attr-defined]
