@@ -25,11 +25,19 @@ forewarn.events.InvalidEvent: unknown schema_version 9 for topic 'device-telemet
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 # Events larger than this are refused before parsing: nothing we publish comes close, and a
 # huge payload is either a bug or an attack (see docs/events.md).
@@ -40,6 +48,11 @@ Text = Annotated[str, Field(max_length=4000)]
 # Absurd values are invalid input, not extreme readings: a sensor saying 1e300 is broken.
 Reading = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Money = Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)]
+
+
+def _nan_to_none(value: Any) -> Any:
+    """A sensor's NaN means 'no reading': keep the event, drop the value (JSON null)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class Channel(StrEnum):
@@ -75,7 +88,8 @@ class Event(BaseModel):
 class DeviceTelemetry(Event):
     """A reading from a device in a customer's home, every few minutes.
 
-    ``metrics`` maps a metric name to its reading (units in the name: ``vibration_mm_s``);
+    ``metrics`` maps a metric name to its reading (units in the name: ``vibration_mm_s``), or
+    to null when the sensor gave none (NaN is read as null);
     ``error_codes`` lists the codes raised since the previous reading. ``mode`` tells
     maintenance and self-tests apart from normal operation, so they are not mistaken for faults.
     """
@@ -86,7 +100,9 @@ class DeviceTelemetry(Event):
     device_id: Id
     customer_id: Id
     device_type: Id
-    metrics: dict[Id, Reading] = Field(max_length=64)
+    metrics: dict[Id, Annotated[Reading | None, BeforeValidator(_nan_to_none)]] = Field(
+        max_length=64
+    )
     error_codes: list[Id] = Field(default_factory=list, max_length=64)
     mode: Literal["normal", "maintenance", "self_test"] = "normal"
     firmware: Id = "1.0.0"

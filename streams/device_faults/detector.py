@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from forewarn.events import Alert, DeviceTelemetry
@@ -110,6 +111,9 @@ class MetricState:
     rising_since: float | None = None  # epoch seconds when the CUSUM left zero
     recent_spikes: list[float] = field(default_factory=list)  # epoch seconds
     last_z: float = 0.0
+    last_value: float | None = None
+    same_count: int = 0  # consecutive identical readings (a frozen sensor repeats itself)
+    pending_unit: int = -1  # index into UNIT_CHANGES seen once, waiting for confirmation
 
 
 @dataclass
@@ -122,6 +126,15 @@ class DeviceState:
     last_alert_at: float | None = None
     last_alert_rank: int = -1
     quiet_since: float | None = None
+    device_id: str = ""
+    customer_id: str = ""
+    device_type: str = ""
+    last_seen: float | None = None  # latest event time of a reading
+    interval: float = 0.0  # typical seconds between readings (moving average)
+    last_mode: str = "normal"
+    silence_alerted: bool = False
+    counters: dict[str, int] = field(default_factory=dict)  # frozen, unit_change, late, missing
+    partition: int | None = None  # set by the Faust agent: which partition owns this device
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-written rather than dataclasses.asdict: this runs once per reading, and asdict's
@@ -135,6 +148,9 @@ class DeviceState:
                     "rising_since": m.rising_since,
                     "recent_spikes": list(m.recent_spikes),
                     "last_z": m.last_z,
+                    "last_value": m.last_value,
+                    "same_count": m.same_count,
+                    "pending_unit": m.pending_unit,
                 }
                 for name, m in self.metrics.items()
             },
@@ -143,6 +159,15 @@ class DeviceState:
             "last_alert_at": self.last_alert_at,
             "last_alert_rank": self.last_alert_rank,
             "quiet_since": self.quiet_since,
+            "device_id": self.device_id,
+            "customer_id": self.customer_id,
+            "device_type": self.device_type,
+            "last_seen": self.last_seen,
+            "interval": self.interval,
+            "last_mode": self.last_mode,
+            "silence_alerted": self.silence_alerted,
+            "counters": dict(self.counters),
+            "partition": self.partition,
         }
 
     @classmethod
@@ -176,6 +201,9 @@ class DeviceFaultDetector:
 
     Works on any sampling interval (windows are in event-time hours). Needs ``warmup`` readings
     per metric before it can score drift or spikes; error codes work from the first reading.
+    Handled, not alerted on: missing values (null or NaN), a stuck sensor repeating one value,
+    a change of unit (C/F, bar/psi, mm/s and in/s, V/mV), and readings out of order within
+    ``lateness_hours_max``. Cost: O(metrics) per reading, about 1 kB of state per device.
 
     Parameters
     ----------
@@ -191,6 +219,13 @@ class DeviceFaultDetector:
     cooldown_hours : float
         After an alert, the device alerts again only on higher severity, or after this long
         with no evidence (hysteresis: the episode must end before a new one starts).
+    silence_intervals, silence_hours_min : float
+        A device is silent after this many of its usual intervals, and at least this many
+        hours, without a reading (see :meth:`check_silence`).
+    lateness_hours_max : float
+        Readings older than the device's latest by more than this are not processed.
+    frozen_readings : int
+        Identical readings in a row from which a metric counts as stuck and is skipped.
     """
 
     cusum_slack: float = 1.0
@@ -201,11 +236,36 @@ class DeviceFaultDetector:
     window_hours: float = 24.0
     cooldown_hours: float = 24.0
     z_cap: float = 6.0  # one reading adds at most this to a CUSUM: glitches cannot confirm drift
+    silence_intervals: float = 4.0
+    silence_hours_min: float = 3.0
+    lateness_hours_max: float = 6.0
+    frozen_readings: int = 3
+
+    def lateness_hours(self, state: DeviceState, event: DeviceTelemetry) -> float:
+        """How many hours ``event`` is older than the device's latest reading (0 if newer).
+
+        Policy: readings up to ``lateness_hours_max`` late are processed as usual; older ones
+        are not (the agent dead-letters them with this figure as the reason).
+        """
+        if state.last_seen is None:
+            return 0.0
+        return max(0.0, (state.last_seen - event.event_time.timestamp()) / 3600)
 
     def update(self, state: DeviceState, event: DeviceTelemetry) -> Alert | None:
         """Learn from ``event`` and return an alert if it confirms a fault episode."""
+        if self.lateness_hours(state, event) > self.lateness_hours_max:
+            _count(state, "late")
+            return None
         now = event.event_time.timestamp()
         window = self.window_hours * 3600
+        state.device_id, state.customer_id = event.device_id, event.customer_id
+        state.device_type = event.device_type
+        if state.last_seen is not None and now > state.last_seen:
+            gap = now - state.last_seen
+            state.interval = gap if state.interval == 0 else 0.9 * state.interval + 0.1 * gap
+        state.last_seen = max(now, state.last_seen or now)
+        state.last_mode = event.mode
+        state.silence_alerted = False
         if event.firmware != state.firmware:
             if state.firmware:
                 state.metrics.clear()  # new firmware, new normal: re-learn
@@ -219,7 +279,12 @@ class DeviceFaultDetector:
         findings: list[tuple[int, str, float, str]] = []  # (rank, fault_kind, score, why)
         hour = event.event_time.hour
         for name, value in event.metrics.items():
+            if value is None:  # the sensor sent nothing usable (null or NaN)
+                _count(state, "missing")
+                continue
             m = state.metrics.setdefault(name, MetricState())
+            if self._frozen(state, m, value) or self._unit_changed(state, m, value, hour):
+                continue
             z = m.baseline.score_one(value, hour)
             m.last_z = z
             capped = max(-self.z_cap, min(self.z_cap, z))
@@ -264,7 +329,50 @@ class DeviceFaultDetector:
             findings.append(
                 (2, "error_codes", float(len(fault_codes)), why + f" in {self.window_hours:g} h")
             )
+        return self._decide(
+            state, event.event_id, event.event_time, findings, fault_codes, metrics=event.metrics
+        )
 
+    def check_silence(self, state: DeviceState, now: datetime) -> Alert | None:
+        """Alert if the device has not reported for too long by event time ``now``.
+
+        Call it as the stream's event time advances (the agent does, per partition, every
+        event-time hour; the replay likewise). Too long means ``silence_intervals`` of the
+        unit's usual interval, and at least ``silence_hours_min``. Devices in maintenance when
+        they went quiet are left alone; one alert per silent spell.
+        """
+        if state.last_seen is None or state.silence_alerted or state.last_mode != "normal":
+            return None
+        quiet = now.timestamp() - state.last_seen
+        limit = max(self.silence_hours_min * 3600, self.silence_intervals * state.interval)
+        if state.interval == 0 or quiet < limit:
+            return None
+        state.silence_alerted = True
+        why = (
+            f"no reading for {quiet / 3600:.0f} h (usually every "
+            f"{state.interval / 60:.0f} min): the unit may be down or offline"
+        )
+        fault_codes = [c for _, c in state.recent_codes]
+        return self._decide(
+            state,
+            f"{state.device_id}-silent-{int(state.last_seen)}",
+            now,
+            [(2, "silence", quiet / 3600, why)],
+            fault_codes,
+            metrics={},
+        )
+
+    def _decide(
+        self,
+        state: DeviceState,
+        source_id: str,
+        at: datetime,
+        findings: list[tuple[int, str, float, str]],
+        fault_codes: list[str],
+        metrics: dict[str, float | None],
+    ) -> Alert | None:
+        """Confirmation, cooldown and hysteresis: one alert per episode, more only if worse."""
+        now = at.timestamp()
         if not findings:
             if state.last_alert_at is not None:
                 state.quiet_since = state.quiet_since or now
@@ -282,26 +390,83 @@ class DeviceFaultDetector:
         # More independent signals and a larger excess both make us surer.
         confidence = min(0.99, 0.5 + 0.15 * (len(findings) - 1) + 0.05 * min(score, 8))
         return Alert(
-            event_id=f"alert-{event.event_id}",
-            event_time=event.event_time,
-            alert_id=f"alert-{event.event_id}",
-            dedup_key=f"visit:{event.device_id}",
+            event_id=f"alert-{source_id}",
+            event_time=at,
+            alert_id=f"alert-{source_id}",
+            dedup_key=f"visit:{state.device_id}",
             kind="device_fault",
-            customer_id=event.customer_id,
-            device_id=event.device_id,
+            customer_id=state.customer_id,
+            device_id=state.device_id,
             fault_kind=fault_kind,
             severity=SEVERITIES[rank],
             confidence=round(confidence, 3),
             score=round(score, 3),
             explanation=explanation,
             evidence={
-                "device_type": event.device_type,
+                "device_type": state.device_type,
                 "signals": [f[1] for f in findings],
-                "metrics": event.metrics,
+                "metrics": metrics,
                 "error_codes": fault_codes[-10:],
             },
             detector="device_faults.v1",
         )
+
+    def _frozen(self, state: DeviceState, m: MetricState, value: float) -> bool:
+        """A sensor repeating the exact same value is stuck, not healthy: skip it."""
+        was_frozen = m.same_count + 1 >= self.frozen_readings
+        m.same_count = m.same_count + 1 if value == m.last_value else 0
+        m.last_value = value
+        frozen = m.same_count + 1 >= self.frozen_readings
+        if frozen != was_frozen:
+            # Evidence gathered from the stuck value is no evidence: start the episode over.
+            m.cusum_up = m.cusum_down = 0.0
+            m.rising_since = None
+            m.recent_spikes = []
+            if frozen:
+                _count(state, "frozen")
+        return frozen
+
+    def _unit_changed(self, state: DeviceState, m: MetricState, value: float, hour: int) -> bool:
+        """A reading that matches the baseline converted to another unit (C to F, bar to psi,
+        mm/s to in/s, V to mV...) twice in a row is a unit change: convert the baseline and go
+        on, rather than call a technician for an arithmetic problem."""
+        b = m.baseline
+        if b.n < b.warmup or b.scale <= 0 or abs(b.score_one(value, hour)) < self.spike_z * 2:
+            m.pending_unit = -1
+            return False
+        expected = b.level + b.profile[hour]
+        for i, (a, c) in enumerate(UNIT_CHANGES):
+            if abs(value - (a * expected + c)) <= 4 * b.scale * abs(a):
+                if m.pending_unit == i:
+                    b.level = a * b.level + c
+                    b.profile = [a * p for p in b.profile]
+                    b.scale *= abs(a)
+                    m.pending_unit = -1
+                    m.cusum_up = m.cusum_down = 0.0
+                    _count(state, "unit_change")
+                else:
+                    m.pending_unit = i
+                return True
+        m.pending_unit = -1
+        return False
+
+
+#: Unit changes recognised as such, as y = a * x + c: Celsius/Fahrenheit, bar/psi,
+#: mm/s and in/s, V and mV (and back).
+UNIT_CHANGES: tuple[tuple[float, float], ...] = (
+    (1.8, 32.0),
+    (1 / 1.8, -32.0 / 1.8),
+    (14.5038, 0.0),
+    (1 / 14.5038, 0.0),
+    (1 / 25.4, 0.0),
+    (25.4, 0.0),
+    (1000.0, 0.0),
+    (0.001, 0.0),
+)
+
+
+def _count(state: DeviceState, name: str) -> None:
+    state.counters[name] = state.counters.get(name, 0) + 1
 
 
 def _rank(z: float) -> int:

@@ -9,35 +9,19 @@ reporting it is this agent's job alone, so each bad message gets exactly one dea
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-from datetime import UTC, datetime
 
-from forewarn.events import DeadLetter, Event, InvalidEvent, decode, encode
+from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
-from streams.app import app, dead_letters_topic, settings, source_topics
+from streams.app import app, settings, source_topics
+from streams.dead_letters import counters, dead_letter, send_dead_letter
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_BATCH = 5000
-ARCHIVE_WITHIN_S = 2.0
+# Below Faust's stream_buffer_maxsize (4096): a full batch never waits on a full queue.
+ARCHIVE_BATCH = 2000
+ARCHIVE_WITHIN_S = 1.0
 lake = LakeWriter(settings.lake_dir)
-counters = {"archived": 0, "dead_letters": 0}
-
-
-def dead_letter(
-    topic: str, partition: int, offset: int, raw: bytes | None, reason: str
-) -> DeadLetter:
-    """The dead-letter record of one bad message: raw bytes kept, reason stated."""
-    return DeadLetter(
-        event_id=f"dlq-{topic}-{partition}-{offset}",
-        event_time=datetime.now(UTC),
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        reason=reason[:2000],
-        raw=base64.b64encode(raw or b"").decode(),
-    )
 
 
 @app.agent(source_topics)
@@ -57,8 +41,7 @@ async def archive_events(stream):  # type: ignore[no-untyped-def]
                     msg.offset,
                     letter.reason,
                 )
-                await dead_letters_topic.send(key=msg.topic.encode(), value=encode(letter))
-                counters["dead_letters"] += 1
+                await send_dead_letter(letter, "invalid")
         if good:
             await write_with_retry(good)
             counters["archived"] += len(good)

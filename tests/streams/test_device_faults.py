@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -182,3 +182,74 @@ def test_beats_a_naive_threshold_on_the_simulator():
     assert naive_precision < 0.5
     assert precision > 0.85
     assert recall > 0.9
+
+
+def test_silent_device_is_flagged_once():
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(48):
+        detector.update(state, factories.telemetry(i))
+    last = factories.telemetry(47).event_time
+    assert detector.check_silence(state, last + timedelta(hours=2)) is None
+    alert = detector.check_silence(state, last + timedelta(hours=5))
+    assert alert is not None and alert.fault_kind == "silence"
+    assert "no reading for 5 h" in alert.explanation
+    assert detector.check_silence(state, last + timedelta(hours=9)) is None, "one per spell"
+
+
+def test_device_that_went_quiet_in_maintenance_is_not_silent():
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(48):
+        detector.update(state, factories.telemetry(i, mode="maintenance" if i == 47 else "normal"))
+    last = factories.telemetry(47).event_time
+    assert detector.check_silence(state, last + timedelta(hours=12)) is None
+
+
+def test_late_readings_beyond_the_bound_are_not_processed():
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(40):
+        detector.update(state, factories.telemetry(i))
+    in_bound, too_late = factories.telemetry(36), factories.telemetry(20)
+    assert detector.lateness_hours(state, in_bound) == 3
+    assert detector.lateness_hours(state, too_late) == 19
+    n_before = state.metrics["vibration_mm_s"].baseline.n
+    assert detector.update(state, too_late) is None
+    assert state.metrics["vibration_mm_s"].baseline.n == n_before
+    assert state.counters["late"] == 1
+
+
+def test_missing_and_nan_values_are_skipped():
+    values = _normal_day(24 * 6)
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i, v in enumerate(values):
+        metrics = {"vibration_mm_s": None if i % 5 == 0 else float(v)}
+        assert detector.update(state, factories.telemetry(i, metrics=metrics)) is None
+    nan_event = factories.telemetry(200, metrics={"vibration_mm_s": float("nan")})
+    assert nan_event.metrics == {"vibration_mm_s": None}
+    assert state.counters["missing"] > 0
+
+
+def test_frozen_sensor_is_not_a_fault():
+    values = _normal_day(24 * 10)
+    values[24 * 5 : 24 * 7] = 2.9  # stuck on one (odd) value for two days
+    detector, state = DeviceFaultDetector(), DeviceState()
+    alerts = [
+        detector.update(state, factories.telemetry(i, metrics={"vibration_mm_s": float(v)}))
+        for i, v in enumerate(values)
+    ]
+    assert not any(alerts)
+    assert state.counters["frozen"] == 1
+
+
+def test_unit_change_is_converted_not_alerted():
+    rng = np.random.default_rng(3)
+    celsius = 45 + rng.normal(0, 0.3, 24 * 10)
+    readings = np.where(np.arange(24 * 10) < 24 * 5, celsius, celsius * 1.8 + 32)
+    detector, state = DeviceFaultDetector(), DeviceState()
+    alerts = [
+        detector.update(state, factories.telemetry(i, metrics={"outlet_temp_c": float(v)}))
+        for i, v in enumerate(readings)
+    ]
+    assert not any(alerts)
+    assert state.counters["unit_change"] == 1
+    baseline = state.metrics["outlet_temp_c"].baseline
+    assert abs(baseline.level - (45 * 1.8 + 32)) < 2
