@@ -140,10 +140,11 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
 @click.option(
     "--to",
     "target",
-    type=click.Choice(["kafka", "lake", "none"]),
+    type=click.Choice(["kafka", "lake", "csv", "none"]),
     default="kafka",
     show_default=True,
-    help="Produce to Kafka, backfill the lake, or only write truth.",
+    help="Produce to Kafka, backfill the lake, write CSV files for `forewarn replay`, or only "
+    "write the ground truth.",
 )
 @click.option("--rate", default=0.0, show_default=True, help="Events/s; 0 = as fast as possible.")
 @click.option(
@@ -205,9 +206,88 @@ def simulate(
             )
         )
         click.echo(f"produced {n} events to {settings.kafka_bootstrap}")
+    elif target == "csv":
+        from forewarn.simulator.export import write_csv
+
+        counts = write_csv(world_events(world), out.parent)
+        click.echo(
+            f"wrote {counts['device_telemetry']} readings to "
+            f"{out.parent / 'device_telemetry.csv'} and {counts['customer_events']} "
+            f"customer events to {out.parent / 'customer_events.csv'}"
+        )
     elif target == "lake":
         n = write_lake(world_events(world), settings.lake_dir, total=estimate, progress=not quiet)
         click.echo(f"wrote {n} events to {settings.lake_dir}")
+
+
+@main.command()
+@click.option("--detector", type=click.Choice(["device", "customer"]), required=True)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="CSV history, one row per reading (device) or event (customer).",
+)
+@click.option("--time-column", required=True, help="Event time (ISO 8601; no zone means UTC).")
+@click.option("--entity-column", required=True, help="Device id (device) or customer id.")
+@click.option(
+    "--value-columns",
+    default="",
+    help="Comma-separated metric columns (device; default: every numeric column).",
+)
+@click.option("--error-codes-column", default=None, help="Error codes, ';'-separated (device).")
+@click.option("--customer-column", default=None, help="Owner of the device (device).")
+@click.option("--mode-column", default=None, help="normal/maintenance/self_test (device).")
+@click.option("--firmware-column", default=None, help="Firmware version (device).")
+@click.option(
+    "--kind-column",
+    default="event",
+    show_default=True,
+    help="order / ticket / device_fault per row (customer).",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path), required=True, help="Alerts CSV to write."
+)
+def replay(
+    detector: str,
+    input_path: Path,
+    time_column: str,
+    entity_column: str,
+    value_columns: str,
+    error_codes_column: str | None,
+    customer_column: str | None,
+    mode_column: str | None,
+    firmware_column: str | None,
+    kind_column: str,
+    output: Path,
+) -> None:
+    """Backtest a stream detector on a CSV history and write its alerts."""
+    from streams.replay import replay_customers, replay_devices, write_alerts
+
+    try:
+        if detector == "device":
+            result = replay_devices(
+                input_path,
+                time_column=time_column,
+                entity_column=entity_column,
+                value_columns=[c for c in value_columns.split(",") if c],
+                error_codes_column=error_codes_column,
+                customer_column=customer_column,
+                mode_column=mode_column,
+                firmware_column=firmware_column,
+            )
+        else:
+            result = replay_customers(
+                input_path,
+                time_column=time_column,
+                entity_column=entity_column,
+                kind_column=kind_column,
+            )
+    except ValueError as exc:
+        _fail(exc)
+    write_alerts(result.alerts, output)
+    click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
 
 # --- worker and demo ---------------------------------------------------------------------------
