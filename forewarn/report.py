@@ -1,20 +1,23 @@
-"""Score a run against its ground truth: which faults got a task, and how long before the
-customer would have complained.
+"""Score a run against its ground truth, side by side with naive baselines.
 
-Works on any run that has a truth folder (from ``forewarn simulate``) and an outreach store:
-the demo, the integration tests and the benchmarks all report through it.
+For every alert kind: recall, precision and the lead-time distribution (median and 10th
+percentile before the complaint or the churn); for device faults also false visits per 1,000
+devices per month. The demo reports the tasks its Faust worker stored; the quality test scores
+the detectors replayed in-process; both go through the functions here.
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from forewarn.simulator.truth import read_faults
-from forewarn.simulator.world import Fault
+from forewarn.simulator.truth import read_churns, read_faults
+from forewarn.simulator.world import Churn, Fault
+
+CHURN_MIN_LEAD = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -29,47 +32,29 @@ class FaultOutcome:
     caught_before_complaint: bool
     caught_before_failure: bool
     hours_before_complaint: float | None
-    task_id: str | None
 
 
-@dataclass(frozen=True)
-class VisitTask:
-    """What the report needs of a visit task (read from the outreach store)."""
-
-    task_id: str
-    device_id: str
-    detected_at: datetime
-    fault_kind: str
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p10": None}
+    ordered = sorted(values)
+    p10 = ordered[0] if len(ordered) < 10 else statistics.quantiles(ordered, n=10)[0]
+    return {"median": round(statistics.median(ordered), 1), "p10": round(p10, 1)}
 
 
-def score_faults(
-    faults: list[Fault], tasks: list[VisitTask]
-) -> tuple[list[FaultOutcome], list[VisitTask]]:
-    """Match visit tasks to injected faults; return per-fault outcomes and unmatched tasks.
+def score_devices(
+    faults: list[Fault], first_task: dict[str, datetime], *, n_devices: int, days: float
+) -> tuple[dict[str, Any], list[FaultOutcome]]:
+    """Score one visit task per device (the time it was opened) against injected faults.
 
-    A task matches a fault when it is for the same device and was detected between the
-    fault's onset and the customer's complaint. Tasks detected on a faulty device before the
-    onset, or on a device with no fault, are false alarms.
+    A task counts for a fault when it was opened between the fault's onset and the customer's
+    complaint; a task on a device without a fault, or long before the onset, is a false visit.
     """
-    by_device: dict[str, list[VisitTask]] = {}
-    for task in tasks:
-        by_device.setdefault(task.device_id, []).append(task)
-    outcomes, matched = [], set()
+    by_device = {f.device_id: f for f in faults}
+    outcomes = []
     for f in faults:
-        hits = sorted(
-            (
-                t
-                for t in by_device.get(f.device_id, [])
-                if f.onset_time <= t.detected_at < f.complaint_time
-            ),
-            key=lambda t: t.detected_at,
-        )
-        hit = hits[0] if hits else None
-        matched.update(t.task_id for t in hits)
-        # A task opened after the complaint still belongs to this fault, but was too late.
-        matched.update(
-            t.task_id for t in by_device.get(f.device_id, []) if t.detected_at >= f.complaint_time
-        )
+        at = first_task.get(f.device_id)
+        hit = at is not None and f.onset_time <= at < f.complaint_time
         outcomes.append(
             FaultOutcome(
                 device_id=f.device_id,
@@ -78,80 +63,130 @@ def score_faults(
                 onset_time=f.onset_time.isoformat(),
                 failure_time=f.failure_time.isoformat(),
                 complaint_time=f.complaint_time.isoformat(),
-                detected_at=hit.detected_at.isoformat() if hit else None,
-                caught_before_complaint=hit is not None,
-                caught_before_failure=hit is not None and hit.detected_at < f.failure_time,
-                hours_before_complaint=(
-                    round((f.complaint_time - hit.detected_at).total_seconds() / 3600, 1)
-                    if hit
-                    else None
-                ),
-                task_id=hit.task_id if hit else None,
+                detected_at=at.isoformat() if hit and at else None,
+                caught_before_complaint=hit,
+                caught_before_failure=hit and at < f.failure_time,
+                hours_before_complaint=round((f.complaint_time - at).total_seconds() / 3600, 1)
+                if hit and at
+                else None,
             )
         )
-    false_alarms = [t for t in tasks if t.task_id not in matched]
-    return outcomes, false_alarms
-
-
-def summarize(
-    outcomes: list[FaultOutcome], false_alarms: list[VisitTask], n_tasks: int
-) -> dict[str, Any]:
-    leads = [o.hours_before_complaint for o in outcomes if o.hours_before_complaint is not None]
+    false_visits = [
+        d for d, at in first_task.items() if d not in by_device or at < by_device[d].onset_time
+    ]
     caught = sum(o.caught_before_complaint for o in outcomes)
-    return {
-        "faults": len(outcomes),
+    leads = [o.hours_before_complaint for o in outcomes if o.hours_before_complaint is not None]
+    summary = {
+        "faults": len(faults),
         "caught_before_complaint": caught,
         "caught_before_failure": sum(o.caught_before_failure for o in outcomes),
-        "recall": round(caught / len(outcomes), 3) if outcomes else None,
-        "median_hours_before_complaint": round(statistics.median(leads), 1) if leads else None,
-        "visit_tasks": n_tasks,
-        "false_alarm_tasks": len(false_alarms),
-        "precision": round(1 - len(false_alarms) / n_tasks, 3) if n_tasks else None,
+        "recall": round(caught / len(faults), 3) if faults else None,
+        "tasks": len(first_task),
+        "false_visits": len(false_visits),
+        "precision": round(1 - len(false_visits) / len(first_task), 3) if first_task else None,
+        "lead_hours": _quantiles(leads),
+        "false_visits_per_1000_devices_month": round(
+            len(false_visits) / max(1, n_devices) * 1000 * 30 / days, 1
+        ),
         "by_kind": {
-            kind: {
-                "faults": sum(o.kind == kind for o in outcomes),
-                "caught": sum(o.kind == kind and o.caught_before_complaint for o in outcomes),
-            }
+            kind: f"{sum(o.kind == kind and o.caught_before_complaint for o in outcomes)}"
+            f"/{sum(o.kind == kind for o in outcomes)}"
             for kind in sorted({o.kind for o in outcomes})
         },
     }
+    return summary, outcomes
 
 
-def visit_tasks_from_store(database_url: str) -> list[VisitTask]:
+def score_churn(churns: list[Churn], flags: dict[str, datetime]) -> dict[str, Any]:
+    """Churners flagged at least 7 days before they left, and how many flags were right."""
+    by_customer = {c.customer_id: c for c in churns}
+    leads = [
+        (c.churn_time - flags[c.customer_id]).total_seconds() / 86400
+        for c in churns
+        if c.customer_id in flags
+    ]
+    early = sum(lead >= CHURN_MIN_LEAD.total_seconds() / 86400 for lead in leads)
+    right = sum(1 for cid in flags if cid in by_customer)
+    return {
+        "churners": len(churns),
+        "flagged": len(flags),
+        "flagged_7d_before": early,
+        "recall_7d": round(early / len(churns), 3) if churns else None,
+        "precision": round(right / len(flags), 3) if flags else None,
+        "lead_days": _quantiles(leads),
+    }
+
+
+def first_tasks(database_url: str, kind: str) -> dict[str, datetime]:
+    """Entity (device for visits, customer otherwise) -> when its first task was detected."""
     from outreach.store import TaskStore, aware
 
     store = TaskStore(database_url)
     try:
-        return [
-            VisitTask(
-                t.id,
-                t.device_id or "",
-                aware(t.detected_at),
-                (t.evidence.get("alerts") or [{}])[0].get("fault_kind") or "",
-            )
-            for t in store.tasks(kind="visit")
-        ]
+        first: dict[str, datetime] = {}
+        for t in sorted(store.tasks(kind=kind), key=lambda t: aware(t.detected_at)):
+            entity = t.device_id if kind == "visit" else t.customer_id
+            first.setdefault(entity or "", aware(t.detected_at))
+        return first
     finally:
         store.close()
 
 
-def fault_report(truth_dir: Path, database_url: str) -> dict[str, Any]:
-    """The detection part of a run report: summary, per-fault outcomes, false alarms."""
-    tasks = visit_tasks_from_store(database_url)
-    outcomes, false_alarms = score_faults(read_faults(truth_dir), tasks)
-    return {
-        "summary": summarize(outcomes, false_alarms, len(tasks)),
-        "faults": [asdict(o) for o in outcomes],
-        "false_alarms": [
-            {
-                "task_id": t.task_id,
-                "device_id": t.device_id,
-                "detected_at": t.detected_at.isoformat(),
-                "fault_kind": t.fault_kind,
-            }
-            for t in false_alarms
-        ],
+def quality_report(truth_dir: Path, database_url: str, lake_dir: Path) -> dict[str, Any]:
+    """Forewarn's stored tasks and the naive baselines, scored against the ground truth."""
+    import json
+
+    from forewarn.lake import read_events
+    from streams.baselines import StaticThreshold, naive_churn_flags
+
+    summary = json.loads((truth_dir / "summary.json").read_text())
+    days = (
+        datetime.fromisoformat(summary["end"]) - datetime.fromisoformat(summary["start"])
+    ).total_seconds() / 86400
+    faults, churns = read_faults(truth_dir), read_churns(truth_dir)
+    readings = _lake_events(read_events, lake_dir, "device-telemetry")
+    naive = StaticThreshold().fit(readings)
+    device_ours, outcomes = score_devices(
+        faults, first_tasks(database_url, "visit"), n_devices=summary["devices"], days=days
+    )
+    device_naive, _ = score_devices(
+        faults, naive.first_alerts(readings), n_devices=summary["devices"], days=days
+    )
+    customer_events = sorted(
+        _lake_events(read_events, lake_dir, "orders")
+        + _lake_events(read_events, lake_dir, "tickets"),
+        key=lambda e: e.event_time,
+    )
+    feedback = first_tasks(database_url, "feedback")
+    negative = {
+        e.customer_id
+        for e in customer_events
+        if getattr(e, "csat", None) is not None and e.csat <= 2
     }
+    return {
+        "device_faults": {"forewarn": device_ours, "naive_static_threshold": device_naive},
+        "churn": {
+            "forewarn": score_churn(churns, first_tasks(database_url, "retention")),
+            "naive_first_complaint": score_churn(churns, naive_churn_flags(customer_events)),
+        },
+        "negative_feedback": {
+            "customers_with_a_reply_task": len(feedback),
+            "customers_with_low_csat": len(negative),
+            "covered": len(negative & set(feedback)),
+        },
+        "faults": [asdict(o) for o in outcomes],
+    }
+
+
+def _lake_events(read_events: Any, lake_dir: Path, topic: str) -> list[Any]:
+    from forewarn.events import SCHEMAS
+
+    contract = SCHEMAS[topic][1]
+    rows = read_events(lake_dir, topic).to_pylist()
+    for row in rows:
+        if isinstance(row.get("metrics"), list):
+            row["metrics"] = dict(row["metrics"])
+    return [contract.model_construct(**row) for row in rows]
 
 
 def plot_lead_times(outcomes: list[dict[str, Any]], path: Path) -> Path:

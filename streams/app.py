@@ -18,7 +18,7 @@ app = faust.App(
     settings.group_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     # Tables are rebuilt from their changelog topics on start; a local RocksDB store would only
-    # make that faster (docs/operations.md).
+    # make restarts faster.
     store="memory://",
     key_serializer="raw",
     value_serializer="raw",
@@ -26,6 +26,10 @@ app = faust.App(
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
+    # Faust keeps table stores and worker data here, not in the current directory.
+    datadir=str(settings.home / "faust"),
+    # A crashed worker's partitions move to the others after this long (Faust: 60 s).
+    broker_session_timeout=15.0,
     autodiscover=[
         "streams.intake",
         "streams.device_faults",

@@ -8,7 +8,7 @@ True
 """
 
 from forewarn.simulator.render import world_events
-from forewarn.simulator.truth import read_faults, write_truth
+from forewarn.simulator.truth import read_churns, read_faults, write_truth
 from forewarn.simulator.world import Benign, Churn, Fault, World, build_world
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Fault",
     "World",
     "build_world",
+    "read_churns",
     "read_faults",
     "world_events",
     "write_truth",

@@ -64,3 +64,17 @@ def read_faults(folder: Path) -> list[Fault]:
         )
         for row in rows
     ]
+
+
+def read_churns(folder: Path) -> list[Churn]:
+    """Read ``churns.csv`` back (times as aware datetimes)."""
+    with (folder / "churns.csv").open() as fh:
+        return [
+            Churn(
+                customer_id=r["customer_id"],
+                cause=r["cause"],
+                onset_time=datetime.fromisoformat(r["onset_time"]),
+                churn_time=datetime.fromisoformat(r["churn_time"]),
+            )
+            for r in csv.DictReader(fh)
+        ]

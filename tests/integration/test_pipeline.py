@@ -21,12 +21,11 @@ from forewarn.events import INPUT_TOPICS, encode
 from forewarn.kafka.admin import ensure_topics, group_lag
 from forewarn.kafka.local import LocalKafka
 from forewarn.lake import read_events
-from forewarn.report import visit_tasks_from_store
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events
 from forewarn.simulator.produce import produce
 from forewarn.stack import DRAIN_TOPICS, WorkerProcess, wait_drained
-from outreach.store import TaskStore
+from outreach.store import TaskStore, aware
 from tests.conftest import free_port_pair
 from tests.utils import factories
 
@@ -91,7 +90,15 @@ def _lake_rows(settings, topic: str) -> tuple[int, int]:
 
 
 def _tasks_per_device(settings) -> Counter:
-    return Counter(t.device_id for t in visit_tasks_from_store(settings.database_url))
+    return Counter(t.device_id for t in _visit_tasks(settings))
+
+
+def _visit_tasks(settings) -> list:
+    store = TaskStore(settings.database_url)
+    try:
+        return store.tasks(kind="visit")
+    finally:
+        store.close()
 
 
 def test_faults_reach_outreach_tasks_once(stack):
@@ -107,8 +114,8 @@ def test_faults_reach_outreach_tasks_once(stack):
     for fault in world.faults:
         assert per_device[fault.device_id] == 1, f"fault on {fault.device_id} has no single task"
     assert max(per_device.values()) == 1
-    tasks = {t.device_id: t for t in visit_tasks_from_store(settings.database_url)}
-    early = [f for f in world.faults if tasks[f.device_id].detected_at < f.complaint_time]
+    tasks = {t.device_id: t for t in _visit_tasks(settings)}
+    early = [f for f in world.faults if aware(tasks[f.device_id].detected_at) < f.complaint_time]
     assert len(early) == len(world.faults), "every fault should be caught before the complaint"
     for topic in INPUT_TOPICS:
         assert _lake_rows(settings, topic) == (produced[topic], produced[topic]), topic
