@@ -19,6 +19,8 @@ from forewarn.events import DeadLetter, encode
 from streams.app import app, dead_letters_topic, settings
 
 counters: Counter[str] = Counter()
+#: Non-numeric facts about the worker, written beside the counters (e.g. the churn model).
+status: dict[str, str] = {}
 COUNTERS_FILE = settings.home / "workers" / f"{socket.gethostname()}-{os.getpid()}.json"
 
 
@@ -46,7 +48,8 @@ async def send_dead_letter(letter: DeadLetter, kind: str) -> None:
 def write_counters(path: Path = COUNTERS_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), **counters}, indent=1))
+    body = {"at": datetime.now(UTC).isoformat(), **counters, **status}
+    tmp.write_text(json.dumps(body, indent=1))
     os.replace(tmp, path)
 
 

@@ -15,6 +15,7 @@ from streams.customer_risk.detector import (
     NegativeFeedbackDetector,
 )
 from streams.customer_risk.model import ModelHolder
+from streams.dead_letters import counters, status
 
 log = logging.getLogger(__name__)
 
@@ -70,5 +71,8 @@ async def follow_model_updates() -> None:
                     latest = update
             if latest is not None:
                 await asyncio.to_thread(churn_model.offer, latest.uri, latest.version)
+                if churn_model.model is not None:
+                    status["churn_model"] = churn_model.model.version
+                counters["models.rejected"] = len(churn_model.rejected)
     finally:
         await consumer.stop()

@@ -72,7 +72,7 @@ POINTS: dict[str, tuple[float, float]] = {
     "cancelled_orders_30d": (0.8, 1.6),
     "returned_orders_30d": (0.6, 1.2),
     "order_gap_ratio": (0.5, 1.0),
-    "device_faults_30d": (0.7, 1.4),
+    "device_faults_30d": (0.6, 1.2),
 }
 #: What is normal and earns no points: a customer's own order rhythm varies by half again.
 ALLOWANCE: dict[str, float] = {"order_gap_ratio": 1.5}
@@ -117,7 +117,7 @@ class CustomerState:
     open_tickets: dict[str, float] = field(default_factory=dict)  # ticket_id -> opened at
     placed: list[float] = field(default_factory=list)  # order placement times, last 12
     problems: list[list[Any]] = field(default_factory=list)  # [t, late|cancelled|returned]
-    faults: list[float] = field(default_factory=list)  # device-fault alert times
+    faults: list[list[Any]] = field(default_factory=list)  # [t, device_id] of fault alerts
     spend: list[list[float]] = field(default_factory=list)  # [t, amount]
     value: dict[str, Any] | None = None  # latest published CustomerValue
     negative_tickets: list[str] = field(default_factory=list)  # already answered, recent
@@ -157,14 +157,14 @@ class CustomerState:
             elif event.status in ("late", "cancelled", "returned"):
                 self.problems.append([t, event.status])
         elif isinstance(event, Alert) and event.kind == "device_fault":
-            self.faults.append(t)
+            self.faults.append([t, event.device_id])
         elif isinstance(event, CustomerValue):
             self.value = event.model_dump(mode="json")
         horizon = self.now - WINDOW_S
         self.contacts = [c for c in self.contacts if c[0] >= horizon]
         self.surveys = [s for s in self.surveys if s[0] >= horizon]
         self.problems = [p for p in self.problems if p[0] >= horizon]
-        self.faults = [f for f in self.faults if f >= horizon]
+        self.faults = [f for f in self.faults if f[0] >= horizon]
         self.spend = [s for s in self.spend if s[0] >= self.now - SPEND_WINDOW_S]
         # Tickets silent for 30 days are abandoned, not open forever.
         self.open_tickets = {k: v for k, v in self.open_tickets.items() if v >= horizon}
@@ -195,7 +195,8 @@ class CustomerState:
             "cancelled_orders_30d": float(sum(1 for p in self.problems if p[1] == "cancelled")),
             "returned_orders_30d": float(sum(1 for p in self.problems if p[1] == "returned")),
             "order_gap_ratio": round(gap_ratio, 3),
-            "device_faults_30d": float(len(self.faults)),
+            # Devices, not alerts: an escalating episode is still one faulty device.
+            "device_faults_30d": float(len({f[1] for f in self.faults})),
         }
 
     def value_eur(self) -> float:

@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -134,15 +134,23 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
         ("tickets", json.dumps({**json.loads(encode(factories.ticket())), "csat": 42}).encode()),
         ("device-telemetry", b"\x00\xff" * 10),
     ]
+    last = next(e for e in reversed(good) if e.topic == "device-telemetry")
+    # Valid, but ten hours older than the device's latest reading: past the lateness bound.
+    late = last.model_copy(
+        update={"event_id": "late-1", "event_time": last.event_time - timedelta(hours=10)}
+    )
     half = len(good) // 2
     produced = _produce(settings, good[:half])
     _send_raw(settings, bad)
-    produced += _produce(settings, good[half:])
+    produced += _produce(settings, [*good[half:], late])
     worker = start_worker()
     wait_drained(settings, worker, timeout=300)
     assert worker.alive(), "bad input must not stop the worker"
 
-    letters = asyncio.run(_read_topic(settings.kafka_bootstrap, "dead-letters", len(bad)))
+    letters = asyncio.run(_read_topic(settings.kafka_bootstrap, "dead-letters", len(bad) + 1))
+    (late_letter,) = [d for d in letters if "late by" in d["reason"]]
+    assert json.loads(base64.b64decode(late_letter["raw"]))["event_id"] == "late-1"
+    letters.remove(late_letter)
     assert sorted(base64.b64decode(d["raw"]) for d in letters) == sorted(v for _, v in bad)
     reasons = {d["source_topic"] + ": " + d["reason"] for d in letters}
     assert any("not JSON" in r for r in reasons)
@@ -208,3 +216,65 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
         raw, distinct = _lake_rows(settings, topic)
         assert distinct == produced[topic], f"{topic}: events lost from the lake"
         assert raw >= distinct  # at-least-once files; readers drop the replayed rows
+
+
+def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from forewarn.events import ModelUpdated
+    from streams.customer_risk.detector import FEATURES
+
+    settings, start_worker = stack
+    rng = np.random.default_rng(0)
+    x = rng.poisson(1.0, size=(200, len(FEATURES))).astype(float)
+    y = (x[:, FEATURES.index("low_csat_30d")] > 1).astype(int)
+    model_path = tmp_path / "churn-v7.joblib"
+    joblib.dump(
+        {"estimator": LogisticRegression().fit(x, y), "features": list(FEATURES)}, model_path
+    )
+    broken = tmp_path / "churn-v8.joblib"
+    broken.write_bytes(b"\x80not a model")
+    worker = start_worker()
+    _produce(
+        settings,
+        [
+            ModelUpdated(
+                event_id="m7",
+                event_time=START,
+                model_name="churn",
+                version="v7",
+                uri=f"file://{model_path}",
+            )
+        ],
+    )
+    # Only customer events: the worker must run on them before and after the model arrives.
+    world = _world(customers=80, days=30, seed=5)
+    _produce(settings, [e for e in world_events(world) if e.topic != "device-telemetry"])
+    _produce(
+        settings,
+        [
+            ModelUpdated(
+                event_id="m8",
+                event_time=START,
+                model_name="churn",
+                version="v8",
+                uri=f"file://{broken}",
+            )
+        ],
+    )
+    wait_drained(settings, worker, timeout=300)
+    time.sleep(6)  # the counters file is written every 5 s
+    (counters_file,) = (settings.home / "workers").glob("*.json")
+    counters = json.loads(counters_file.read_text())
+    assert counters["churn_model"] == "v7", "the broken v8 must not replace v7"
+    assert counters["models.rejected"] == 1
+    store = TaskStore(settings.database_url)
+    retention = store.tasks(kind="retention")
+    feedback = store.tasks(kind="feedback")
+    assert {t.customer_id for t in retention} & {c.customer_id for c in world.churns}
+    assert any("churn model v7" in t.explanation for t in retention)
+    assert feedback and all(
+        (aware(t.due_at) - aware(t.detected_at)).total_seconds() == 3600 for t in feedback
+    )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from forewarn.events import CustomerSignal
 from forewarn.report import score_churn, score_devices
 from forewarn.simulator import build_world, world_events
 from streams.baselines import StaticThreshold, naive_churn_flags
@@ -33,12 +34,14 @@ def run():
     customer_events = [e for e in events if e.topic != "device-telemetry"]
     devices, device_states = DeviceFaultDetector(), defaultdict(DeviceState)
     visits: dict[str, datetime] = {}
+    signals = []
     for e in readings:
         if (alert := devices.update(device_states[e.device_id], e)) is not None:
             visits.setdefault(e.device_id, alert.event_time)
+            signals.append(CustomerSignal(**alert.model_dump()))  # as the worker re-keys them
     risk, customer_states = CustomerRiskDetector(), defaultdict(CustomerState)
     flags: dict[str, datetime] = {}
-    for e in customer_events:
+    for e in sorted(customer_events + signals, key=lambda e: e.event_time):
         if (alert := risk.update(customer_states[e.customer_id], e)) is not None:
             flags.setdefault(e.customer_id, alert.event_time)
     naive_visits = StaticThreshold().fit(readings).first_alerts(readings)
