@@ -60,7 +60,7 @@ async def follow_model_updates() -> None:
     try:
         while True:
             batch = await consumer.getmany(tp, timeout_ms=1000)
-            latest = None
+            updates = []
             for message in batch.get(tp, []):
                 try:
                     update = decode(ModelUpdated.topic, message.value)
@@ -68,9 +68,9 @@ async def follow_model_updates() -> None:
                     log.error("ignored model update at offset %d: %s", message.offset, exc)
                     continue
                 if isinstance(update, ModelUpdated) and update.model_name == "churn":
-                    latest = update
-            if latest is not None:
-                await asyncio.to_thread(churn_model.offer, latest.uri, latest.version)
+                    updates.append((update.uri, update.version))
+            if updates:
+                await asyncio.to_thread(churn_model.offer_newest, updates)
                 if churn_model.model is not None:
                     status["churn_model"] = churn_model.model.version
                 counters["models.rejected"] = len(churn_model.rejected)

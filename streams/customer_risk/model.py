@@ -86,3 +86,13 @@ class ModelHolder:
             return False
         log.info("churn model %s in service", version)
         return True
+
+    def offer_newest(self, updates: list[tuple[str, str]]) -> None:
+        """Given ``(uri, version)`` updates oldest first, put the newest that loads in service
+        (a worker reading the topic from the start must not end up with no model because the
+        very last one is broken)."""
+        for uri, version in reversed(updates):
+            if (self.model is not None and self.model.version == version) or self.offer(
+                uri, version
+            ):
+                return

@@ -249,7 +249,7 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
             )
         ],
     )
-    # Only customer events: the worker must run on them before and after the model arrives.
+    assert _wait_for_status(settings, "churn_model", "v7"), "the running worker loads v7"
     world = _world(customers=80, days=30, seed=5)
     _produce(settings, [e for e in world_events(world) if e.topic != "device-telemetry"])
     _produce(
@@ -265,11 +265,8 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
         ],
     )
     wait_drained(settings, worker, timeout=300)
-    time.sleep(6)  # the counters file is written every 5 s
-    (counters_file,) = (settings.home / "workers").glob("*.json")
-    counters = json.loads(counters_file.read_text())
-    assert counters["churn_model"] == "v7", "the broken v8 must not replace v7"
-    assert counters["models.rejected"] == 1
+    assert _wait_for_status(settings, "models.rejected", 1), "the broken v8 is refused"
+    assert _worker_status(settings)["churn_model"] == "v7", "and v7 stays in service"
     store = TaskStore(settings.database_url)
     retention = store.tasks(kind="retention")
     feedback = store.tasks(kind="feedback")
@@ -278,3 +275,18 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
     assert feedback and all(
         (aware(t.due_at) - aware(t.detected_at)).total_seconds() == 3600 for t in feedback
     )
+
+
+def _worker_status(settings) -> dict:
+    files = list((settings.home / "workers").glob("*.json"))
+    return json.loads(files[0].read_text()) if files else {}
+
+
+def _wait_for_status(settings, key: str, value, timeout: float = 60) -> bool:
+    """Poll the worker's counters file (rewritten every 5 s) until ``key`` is ``value``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _worker_status(settings).get(key) == value:
+            return True
+        time.sleep(1)
+    return False

@@ -199,3 +199,22 @@ def test_a_sharp_rise_in_risk_refreshes_the_alert():
     assert len(alerts) == 2
     assert alerts[1].evidence["risk"] >= alerts[0].evidence["risk"] + 0.2
     assert {a.dedup_key for a in alerts} == {"retention:C00001"}, "same task, refreshed"
+
+
+def test_a_worker_reading_history_keeps_the_newest_model_that_loads(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.poisson(1.0, size=(50, len(FEATURES))).astype(float)
+    good = tmp_path / "v1.joblib"
+    joblib.dump(
+        {
+            "estimator": LogisticRegression().fit(x, (x[:, 0] > 1).astype(int)),
+            "features": list(FEATURES),
+        },
+        good,
+    )
+    broken = tmp_path / "v2.joblib"
+    broken.write_bytes(b"\x80garbage")
+    holder = ModelHolder()
+    holder.offer_newest([(str(good), "v1"), (str(broken), "v2")])
+    assert holder.model.version == "v1"
+    assert len(holder.rejected) == 1

@@ -1,0 +1,97 @@
+"""Why the device detector's baseline is hand-written rather than built from river.
+
+The worker writes each device's detector state to a Faust changelog on every reading, so the
+cost that matters is update + state round trip (serialize, deserialize) per reading. This
+compares, in one process on the same readings:
+
+* ours: ``MetricBaseline`` + CUSUM (``DeviceFaultDetector``), JSON state as the table stores it;
+* river: ``stats.EWMean`` + ``stats.EWVar`` + ``drift.PageHinkley`` per metric, pickled.
+
+Run: ``python bench/detector_state.py`` in an environment with river installed
+(``uv pip install river`` into a scratch venv; river is not a dependency of Forewarn).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from river import drift, stats
+
+from forewarn.events import DeviceTelemetry
+from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+
+N = 20_000
+METRICS = ("vibration_mm_s", "outlet_temp_c", "current_a")
+
+
+def readings() -> list[DeviceTelemetry]:
+    rng = np.random.default_rng(0)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    return [
+        DeviceTelemetry.model_construct(
+            event_id=f"e{i}",
+            event_time=t0 + timedelta(hours=i),
+            device_id="D1",
+            customer_id="C1",
+            device_type="heat_pump",
+            error_codes=[],
+            mode="normal",
+            firmware="1.0.0",
+            metrics={m: float(v) for m, v in zip(METRICS, rng.normal(5, 0.5, 3), strict=True)},
+        )
+        for i in range(N)
+    ]
+
+
+def ours(events: list[DeviceTelemetry]) -> tuple[float, int]:
+    detector, blob = DeviceFaultDetector(), json.dumps(DeviceState().to_dict())
+    start = time.perf_counter()
+    for e in events:
+        state = DeviceState.from_dict(json.loads(blob))
+        detector.update(state, e)
+        blob = json.dumps(state.to_dict())
+    return (time.perf_counter() - start) / len(events) * 1e6, len(blob)
+
+
+def river_based(events: list[DeviceTelemetry]) -> tuple[float, int]:
+    state = {
+        m: (stats.EWMean(fading_factor=0.01), stats.EWVar(fading_factor=0.01), drift.PageHinkley())
+        for m in METRICS
+    }
+    blob = pickle.dumps(state)
+    start = time.perf_counter()
+    for e in events:
+        state = pickle.loads(blob)
+        for m, (mean, var, ph) in state.items():
+            x = e.metrics[m]
+            z = (x - mean.get()) / (var.get() ** 0.5 or 1.0)
+            ph.update(z)
+            mean.update(x)
+            var.update(x)
+        blob = pickle.dumps(state)
+    return (time.perf_counter() - start) / len(events) * 1e6, len(blob)
+
+
+if __name__ == "__main__":
+    events = readings()
+    runs = {"ours": [], "river": []}
+    for _ in range(3):
+        runs["ours"].append(ours(events))
+        runs["river"].append(river_based(events))
+    o = statistics.median(r[0] for r in runs["ours"])
+    r = statistics.median(r[0] for r in runs["river"])
+    print(f"per reading, update + state round trip (median of 3 x {N:,}):")
+    print(
+        f"  ours  (CUSUM, spikes, codes, hour profile; JSON) {o:7.1f} us, state "
+        f"{runs['ours'][0][1]:,} bytes"
+    )
+    print(
+        f"  river (EWMean, EWVar, PageHinkley only; pickle)  {r:7.1f} us, state "
+        f"{runs['river'][0][1]:,} bytes"
+    )
+    print(f"  ratio river / ours: {r / o:.2f}")
