@@ -127,8 +127,10 @@ def read_events(
     start: date | None = None,
     end: date | None = None,
     columns: Sequence[str] | None = None,
+    where: dict[str, str] | None = None,
 ) -> pa.Table:
-    """Read one topic's events with ``start <= date < end`` (both optional), deduplicated.
+    """Read one topic's events with ``start <= date < end`` (both optional), deduplicated;
+    ``where`` keeps rows whose columns equal the given values (pushed down to Parquet).
 
     Returns an Arrow table (``.to_pandas()`` for a DataFrame) sorted by ``event_time``; an empty
     table with the contract's schema when nothing is there.
@@ -146,7 +148,11 @@ def read_events(
         return empty.select(list(columns)) if columns else empty
     dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
     cols = list(dict.fromkeys(["event_id", "event_time", *(columns or schema.names)]))
-    table = dataset.to_table(columns=cols)
+    condition = None
+    for name, value in (where or {}).items():
+        term = ds.field(name) == value
+        condition = term if condition is None else condition & term
+    table = dataset.to_table(columns=cols, filter=condition)
     table = _drop_duplicate_ids(table)
     table = table.sort_by("event_time")
     return table.select(list(columns)) if columns else table

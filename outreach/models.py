@@ -1,9 +1,11 @@
-"""Outreach tables: tasks people work from, and each task's history.
+"""Outreach tables: tasks people work from, their history, tokens, webhook outbox, customers.
 
 One open task per root cause is enforced by the database itself: a unique index on
 ``open_key``, a column that holds the dedup key while the task is open and NULL once it is
 closed (NULLs never collide, in SQLite and PostgreSQL alike). So two workers racing on one
-alert cannot both insert, whatever the isolation level.
+alert cannot both insert, whatever the isolation level. Concurrent edits of one task are
+caught by optimistic locking (``version``): the second writer gets a conflict, not a silent
+overwrite. The schema is managed by Alembic (``outreach/migrations``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 OPEN_STATUSES = ("open", "assigned", "in_progress")
 CLOSED_STATUSES = ("done", "cancelled", "expired")
+STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
+KINDS = ("visit", "retention", "feedback")
+OUTCOMES = ("fixed", "no_fault_found", "customer_kept", "customer_left", "no_answer", "replied")
+ROLES = ("technician", "dispatcher", "retention", "support", "admin")
 
 
 class Base(DeclarativeBase):
@@ -30,7 +36,7 @@ class Task(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(200), index=True)
     open_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # visit | retention | feedback
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # visit | retention | feedback
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     device_id: Mapped[str | None] = mapped_column(String(64))
@@ -39,15 +45,27 @@ class Task(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     severity: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
-    priority: Mapped[int] = mapped_column(Integer)
-    team: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer, index=True)
+    value_at_stake: Mapped[float] = mapped_column(Float, default=0.0)
+    team: Mapped[str] = mapped_column(String(32), index=True)
+    queue: Mapped[str] = mapped_column(String(64), default="")  # territory or value tier
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    suggestion: Mapped[str] = mapped_column(Text, default="")
+    linked_task_id: Mapped[str | None] = mapped_column(String(36))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     # Event time of the first and latest evidence: how early we knew, independent of lag.
     detected_at: Mapped[datetime]
     last_evidence_at: Mapped[datetime]
     due_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
     alert_count: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
 
     history: Mapped[list[TaskHistory]] = relationship(
         back_populates="task", order_by="TaskHistory.id", cascade="all, delete-orphan"
@@ -75,4 +93,46 @@ class AlertSeen(Base):
     __tablename__ = "alerts_seen"
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36))  # None: suppressed
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebhookDelivery(Base):
+    """The outbox: a task change to deliver to the CRM, written in the task's transaction so
+    no change is lost, retried with back-off, dead-lettered after the last attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class CustomerProfile(Base):
+    """What routing needs to know of a customer (imported from the CRM or the simulator)."""
+
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    territory: Mapped[str] = mapped_column(String(32), default="")
+    value_tier: Mapped[str] = mapped_column(String(16), default="")
+    preferred_channel: Mapped[str] = mapped_column(String(16), default="")

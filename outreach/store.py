@@ -1,44 +1,77 @@
-"""The outreach task store: alerts in, one task per root cause out.
+"""The outreach task store: alerts in, one task per root cause out, and the task lifecycle.
 
 Any SQLAlchemy URL works; SQLite is the embedded default and PostgreSQL the production one.
-``upsert_alert`` is idempotent twice over: a replayed alert (same ``alert_id``) changes nothing,
-and a new alert for a root cause that already has an open task refreshes that task instead of
-adding one. Callers commit their Kafka offsets only after it returns.
+``upsert_alert`` is idempotent twice over: a replayed alert (same ``alert_id``) changes
+nothing, and a new alert for a root cause that already has an open task refreshes that task
+instead of adding one. Callers commit their Kafka offsets only after it returns. Every change
+also writes a webhook delivery to the outbox in the same transaction.
+
+Domain errors (:class:`TaskNotFound`, :class:`InvalidTransition`, :class:`StaleTask`) are
+raised here; the API turns them into HTTP answers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from forewarn.events import Alert, OutreachTask
-from outreach.models import OPEN_STATUSES, AlertSeen, Base, Task, TaskHistory
+from outreach.models import (
+    OPEN_STATUSES,
+    ROLES,
+    AlertSeen,
+    ApiToken,
+    CustomerProfile,
+    Task,
+    TaskHistory,
+    WebhookDelivery,
+)
+from outreach.rules import (
+    KIND_OUTCOMES,
+    SEVERITY_PRIORITY,
+    SEVERITY_RANK,
+    TASK_KIND,
+    TEAM,
+    TRANSITIONS,
+    OutreachRules,
+    due_of,
+    in_holdout,
+    priority_of,
+    queue_of,
+    suggestion_of,
+    title_of,
+)
 
-TASK_KIND = {"device_fault": "visit", "churn_risk": "retention", "negative_feedback": "feedback"}
-TEAM = {"visit": "field-service", "retention": "retention", "feedback": "support"}
-SEVERITY_PRIORITY = {"low": 25, "medium": 50, "high": 75, "critical": 90}
-# How long a team has to act, by severity. Negative feedback is answered within one hour
-# whatever its severity (MISSION.md, "Answer negative feedback fast").
-SLA = {
-    "low": timedelta(days=7),
-    "medium": timedelta(days=3),
-    "high": timedelta(hours=24),
-    "critical": timedelta(hours=4),
-}
-FEEDBACK_SLA = timedelta(hours=1)
 SYSTEM_ACTOR = "forewarn"
+
+
+class TaskNotFound(LookupError):
+    """No task with that id."""
+
+
+class InvalidTransition(ValueError):
+    """A status change the lifecycle does not allow (e.g. closing a closed task)."""
+
+
+class StaleTask(RuntimeError):
+    """Someone else changed the task since it was read; reload and try again."""
 
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so a worker and the web
     service can share one file."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
@@ -65,13 +98,16 @@ def aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
-def priority_of(alert: Alert) -> int:
-    """0-100: severity sets the band, confidence orders within it."""
-    return min(100, SEVERITY_PRIORITY[alert.severity] + round(alert.confidence * 9))
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def due_of(alert: Alert, kind: str) -> datetime:
-    return alert.event_time + (FEEDBACK_SLA if kind == "feedback" else SLA[alert.severity])
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's name and role."""
+
+    name: str
+    role: str
 
 
 class TaskStore:
@@ -81,16 +117,27 @@ class TaskStore:
     ----------
     url : str
         SQLAlchemy URL, e.g. ``sqlite:///var/outreach.db`` or ``postgresql+psycopg://...``.
+    rules : OutreachRules
+        Suppression, holdout and capacity settings.
+    migrate : bool
+        Bring the schema to the latest Alembic revision first (idempotent).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, rules: OutreachRules | None = None, migrate: bool = True) -> None:
         self.url = url
+        self.rules = rules or OutreachRules()
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        if migrate:
+            from outreach.migrate import upgrade
+
+            upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def upsert_alert(self, alert: Alert, now: datetime | None = None) -> OutreachTask:
-        """Store ``alert`` as a new task or as fresh evidence on the open one; return the task.
+    # -- alerts in ---------------------------------------------------------------------------
+
+    def upsert_alert(self, alert: Alert, now: datetime | None = None) -> OutreachTask | None:
+        """Store ``alert`` as a new task or as fresh evidence on the open one; return the task,
+        or None when the root cause was fixed recently and the alert is suppressed.
 
         Safe to call again with the same alert, and from several workers at once.
         """
@@ -104,53 +151,25 @@ class TaskStore:
                 continue
         raise RuntimeError(f"could not store alert {alert.alert_id} after 5 attempts")
 
-    def _apply(self, session: Session, alert: Alert, now: datetime) -> OutreachTask:
+    def _apply(self, session: Session, alert: Alert, now: datetime) -> OutreachTask | None:
         seen = session.get(AlertSeen, alert.alert_id)
         if seen is not None:
+            if seen.task_id is None:
+                return None
             return self._as_event(session.get_one(Task, seen.task_id), created=False)
         task = session.scalars(
             select(Task).where(Task.open_key == alert.dedup_key).with_for_update()
         ).one_or_none()
+        kind = TASK_KIND[alert.kind]
+        if task is None and self._recently_done(session, alert, kind):
+            session.add(AlertSeen(alert_id=alert.alert_id, task_id=None))
+            return None
         created = task is None
         if task is None:
-            kind = TASK_KIND[alert.kind]
-            task = Task(
-                id=str(uuid.uuid4()),
-                dedup_key=alert.dedup_key,
-                open_key=alert.dedup_key,
-                kind=kind,
-                status="open",
-                customer_id=alert.customer_id,
-                device_id=alert.device_id,
-                title=_title(alert, kind),
-                explanation=alert.explanation,
-                evidence={"alerts": [_evidence(alert)]},
-                severity=alert.severity,
-                confidence=alert.confidence,
-                priority=priority_of(alert),
-                team=TEAM[kind],
-                detected_at=alert.event_time,
-                last_evidence_at=alert.event_time,
-                due_at=due_of(alert, kind),
-                alert_count=1,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(task)
-            session.flush()
+            task = self._new_task(session, alert, kind, now)
             action = "created"
         else:
-            # Fresh evidence refreshes the task; priority and due time only ever tighten.
-            task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
-            task.explanation = alert.explanation
-            task.confidence = max(task.confidence, alert.confidence)
-            if SEVERITY_PRIORITY[alert.severity] > SEVERITY_PRIORITY[task.severity]:
-                task.severity = alert.severity
-            task.priority = max(task.priority, priority_of(alert))
-            task.due_at = min(aware(task.due_at), due_of(alert, task.kind))
-            task.last_evidence_at = max(aware(task.last_evidence_at), alert.event_time)
-            task.alert_count += 1
-            task.updated_at = now
+            self._refresh(task, alert, now)
             action = "refreshed"
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=task.id))
         session.add(
@@ -162,7 +181,322 @@ class TaskStore:
                 detail={"alert_id": alert.alert_id, "severity": alert.severity},
             )
         )
+        self._outbox(session, task, f"task.{action}", now)
         return self._as_event(task, created=created)
+
+    def _recently_done(self, session: Session, alert: Alert, kind: str) -> bool:
+        window = self.rules.suppress_after_done.get(kind)
+        if window is None:
+            return False
+        last = session.scalars(
+            select(Task)
+            .where(Task.dedup_key == alert.dedup_key, Task.status == "done")
+            .order_by(Task.closed_at.desc())
+            .limit(1)
+        ).one_or_none()
+        return (
+            last is not None
+            and last.closed_at is not None
+            and (alert.event_time - aware(last.closed_at) < window)
+        )
+
+    def _new_task(self, session: Session, alert: Alert, kind: str, now: datetime) -> Task:
+        profile = session.get(CustomerProfile, alert.customer_id)
+        tier = str(alert.evidence.get("value_tier") or (profile.value_tier if profile else ""))
+        holdout = kind == "retention" and in_holdout(alert.customer_id, self.rules)
+        task = Task(
+            id=str(uuid.uuid4()),
+            dedup_key=alert.dedup_key,
+            open_key=None if holdout else alert.dedup_key,
+            kind=kind,
+            status="cancelled" if holdout else "open",
+            customer_id=alert.customer_id,
+            device_id=alert.device_id,
+            title=title_of(alert, kind),
+            explanation=alert.explanation,
+            evidence={"alerts": [_evidence(alert)]},
+            severity=alert.severity,
+            confidence=alert.confidence,
+            priority=priority_of(alert),
+            value_at_stake=float(alert.evidence.get("value_eur", 0.0) or 0.0),
+            team=TEAM[kind],
+            queue=queue_of(
+                kind,
+                profile.territory if profile else "",
+                tier,
+                str(alert.evidence.get("device_type", "")),
+            ),
+            suggestion=suggestion_of(alert, kind),
+            holdout=holdout,
+            detected_at=alert.event_time,
+            last_evidence_at=alert.event_time,
+            due_at=due_of(alert, kind),
+            closed_at=now if holdout else None,
+            alert_count=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        session.flush()
+        if holdout:
+            session.add(
+                TaskHistory(
+                    task_id=task.id,
+                    at=now,
+                    actor=SYSTEM_ACTOR,
+                    action="held_out",
+                    detail={"share": self.rules.holdout_share},
+                )
+            )
+        else:
+            self._link(session, task, now)
+        return task
+
+    def _link(self, session: Session, task: Task, now: datetime) -> None:
+        """A visit and a retention task for one customer share a root cause: link them, and
+        let the visit's contact cover both, so the customer is not called twice."""
+        other_kind = {"visit": "retention", "retention": "visit"}.get(task.kind)
+        if other_kind is None:
+            return
+        other = session.scalars(
+            select(Task)
+            .where(
+                Task.customer_id == task.customer_id,
+                Task.kind == other_kind,
+                Task.status.in_(OPEN_STATUSES),
+            )
+            .order_by(Task.created_at)
+        ).first()
+        if other is None:
+            return
+        task.linked_task_id, other.linked_task_id = other.id, task.id
+        visit = task if task.kind == "visit" else other
+        retention = other if visit is task else task
+        note = (
+            f" One contact covers both: the technician's call for visit {visit.id[:8]} also "
+            "handles the retention conversation."
+        )
+        retention.suggestion = (retention.suggestion + note).strip()
+        visit.suggestion = (
+            visit.suggestion + " The customer is at risk of leaving: "
+            "acknowledge the trouble and mention the retention offer."
+        ).strip()
+        for t in (task, other):
+            session.add(
+                TaskHistory(
+                    task_id=t.id,
+                    at=now,
+                    actor=SYSTEM_ACTOR,
+                    action="linked",
+                    detail={"linked_task_id": t.linked_task_id},
+                )
+            )
+
+    @staticmethod
+    def _refresh(task: Task, alert: Alert, now: datetime) -> None:
+        # Fresh evidence refreshes the task; priority and due time only ever tighten.
+        task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
+        task.explanation = alert.explanation
+        task.confidence = max(task.confidence, alert.confidence)
+        if SEVERITY_RANK[alert.severity] > SEVERITY_RANK[task.severity]:
+            task.severity = alert.severity
+        task.priority = max(task.priority, priority_of(alert))
+        task.due_at = min(aware(task.due_at), due_of(alert, task.kind))
+        task.last_evidence_at = max(aware(task.last_evidence_at), alert.event_time)
+        task.value_at_stake = max(
+            task.value_at_stake, float(alert.evidence.get("value_eur", 0.0) or 0.0)
+        )
+        task.alert_count += 1
+        task.updated_at = now
+
+    # -- people act --------------------------------------------------------------------------
+
+    def transition(
+        self,
+        task_id: str,
+        *,
+        to: str,
+        actor: str,
+        outcome: str | None = None,
+        assignee: str | None = None,
+        note: str = "",
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Task:
+        """Move a task along its lifecycle, with history; raise a domain error if not allowed.
+
+        ``expected_version`` is the version the caller read: if someone changed the task since,
+        :class:`StaleTask` is raised instead of overwriting their change.
+        """
+        now = now or datetime.now(UTC)
+        try:
+            with self.sessions.begin() as session:
+                task = session.get(Task, task_id, with_for_update=True)
+                if task is None:
+                    raise TaskNotFound(task_id)
+                if expected_version is not None and task.version != expected_version:
+                    raise StaleTask(
+                        f"task {task_id} is at version {task.version}, "
+                        f"you read version {expected_version}: reload it"
+                    )
+                if to not in TRANSITIONS.get(task.status, ()):
+                    raise InvalidTransition(
+                        f"a {task.status} task cannot become {to} (allowed: "
+                        f"{', '.join(TRANSITIONS.get(task.status, ())) or 'none, it is closed'})"
+                    )
+                if to == "done":
+                    if outcome not in KIND_OUTCOMES[task.kind]:
+                        raise InvalidTransition(
+                            f"closing a {task.kind} task needs an outcome, one of "
+                            f"{', '.join(KIND_OUTCOMES[task.kind])}; got {outcome!r}"
+                        )
+                    task.outcome = outcome
+                if assignee is not None:
+                    task.assignee = assignee[:64]
+                before = task.status
+                task.status = to
+                task.updated_at = now
+                if to not in OPEN_STATUSES:
+                    task.open_key = None
+                    task.closed_at = now
+                session.add(
+                    TaskHistory(
+                        task_id=task.id,
+                        at=now,
+                        actor=actor[:64],
+                        action=to,
+                        detail={
+                            "from": before,
+                            "outcome": outcome,
+                            "assignee": assignee,
+                            "note": note[:2000],
+                        },
+                    )
+                )
+                self._outbox(session, task, f"task.{to}", now)
+                session.flush()
+                return task
+        except StaleDataError:
+            raise StaleTask(f"task {task_id} changed while you were editing: reload it") from None
+
+    def escalate_overdue(self, now: datetime | None = None) -> list[str]:
+        """Raise the priority of open tasks past their due time, once each; return their ids."""
+        now = now or datetime.now(UTC)
+        with self.sessions.begin() as session:
+            overdue = session.scalars(
+                select(Task).where(
+                    Task.status.in_(OPEN_STATUSES), Task.escalated.is_(False), Task.due_at < now
+                )
+            )
+            ids = []
+            for task in overdue:
+                task.escalated = True
+                task.priority = min(100, task.priority + self.rules.escalation_bump)
+                task.updated_at = now
+                session.add(
+                    TaskHistory(
+                        task_id=task.id,
+                        at=now,
+                        actor=SYSTEM_ACTOR,
+                        action="escalated",
+                        detail={"due_at": str(task.due_at)},
+                    )
+                )
+                self._outbox(session, task, "task.escalated", now)
+                ids.append(task.id)
+            return ids
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        with self.sessions() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise TaskNotFound(task_id)
+            _ = list(task.history)  # load before the session closes
+            return task
+
+    def tasks(
+        self,
+        *,
+        kind: str | None = None,
+        open_only: bool = False,
+        customer_id: str | None = None,
+        include_holdout: bool = True,
+    ) -> list[Task]:
+        """Tasks, highest priority first (detached objects, safe to read after return)."""
+        query = select(Task).order_by(Task.priority.desc(), Task.due_at, Task.id)
+        if kind is not None:
+            query = query.where(Task.kind == kind)
+        if open_only:
+            query = query.where(Task.status.in_(OPEN_STATUSES))
+        if customer_id is not None:
+            query = query.where(Task.customer_id == customer_id)
+        if not include_holdout:
+            query = query.where(Task.holdout.is_(False))
+        with self.sessions() as session:
+            return list(session.scalars(query))
+
+    def daily_list(self, kind: str) -> list[Task]:
+        """Today's open tasks of a kind, best first, cut to the team's capacity."""
+        capacity = self.rules.capacity.get(TEAM[kind], 20)
+        return self.tasks(kind=kind, open_only=True)[:capacity]
+
+    # -- customers, tokens, outbox -----------------------------------------------------------
+
+    def import_customers(self, rows: list[dict[str, str]]) -> int:
+        with self.sessions.begin() as session:
+            for row in rows:
+                session.merge(
+                    CustomerProfile(
+                        customer_id=row["customer_id"],
+                        territory=row.get("territory", ""),
+                        value_tier=row.get("value_tier", ""),
+                        preferred_channel=row.get("preferred_channel", ""),
+                    )
+                )
+        return len(rows)
+
+    def create_token(self, name: str, role: str) -> str:
+        """A new API token for ``role``; returns the token, of which only a hash is kept."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        raw = secrets.token_urlsafe(32)
+        with self.sessions.begin() as session:
+            session.add(
+                ApiToken(
+                    token_hash=hash_token(raw),
+                    name=name[:64],
+                    role=role,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return raw
+
+    def authenticate(self, raw: str | None) -> Principal | None:
+        if not raw:
+            return None
+        with self.sessions() as session:
+            token = session.scalars(
+                select(ApiToken).where(
+                    ApiToken.token_hash == hash_token(raw), ApiToken.revoked.is_(False)
+                )
+            ).first()
+            return Principal(token.name, token.role) if token else None
+
+    @staticmethod
+    def _outbox(session: Session, task: Task, event_name: str, now: datetime) -> None:
+        session.add(
+            WebhookDelivery(
+                task_id=task.id,
+                event=event_name,
+                payload=task_payload(task),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
 
     @staticmethod
     def _as_event(task: Task, created: bool) -> OutreachTask:
@@ -180,26 +514,30 @@ class TaskStore:
             created=created,
         )
 
-    def tasks(self, *, kind: str | None = None, open_only: bool = False) -> list[Task]:
-        """Tasks, highest priority first (detached objects, safe to read after return)."""
-        query = select(Task).order_by(Task.priority.desc(), Task.detected_at)
-        if kind is not None:
-            query = query.where(Task.kind == kind)
-        if open_only:
-            query = query.where(Task.status.in_(OPEN_STATUSES))
-        with self.sessions() as session:
-            return list(session.scalars(query))
-
     def close(self) -> None:
         self.engine.dispose()
 
 
-def _title(alert: Alert, kind: str) -> str:
-    if kind == "visit":
-        return f"Visit device {alert.device_id}: {alert.fault_kind or 'fault'}"
-    if kind == "retention":
-        return f"Retention call for {alert.customer_id}"
-    return f"Reply to {alert.customer_id} within one hour"
+def task_payload(task: Task) -> dict[str, Any]:
+    """What a CRM receives about a task (no free text beyond the explanation)."""
+    return {
+        "task_id": task.id,
+        "kind": task.kind,
+        "status": task.status,
+        "customer_id": task.customer_id,
+        "device_id": task.device_id,
+        "title": task.title,
+        "explanation": task.explanation,
+        "priority": task.priority,
+        "severity": task.severity,
+        "team": task.team,
+        "queue": task.queue,
+        "assignee": task.assignee,
+        "outcome": task.outcome,
+        "due_at": aware(task.due_at).isoformat(),
+        "linked_task_id": task.linked_task_id,
+        "version": task.version,
+    }
 
 
 def _evidence(alert: Alert) -> dict:
@@ -214,3 +552,6 @@ def _evidence(alert: Alert) -> dict:
         "explanation": alert.explanation,
         **alert.evidence,
     }
+
+
+__all__ = ["SEVERITY_PRIORITY", "InvalidTransition", "StaleTask", "TaskNotFound", "TaskStore"]

@@ -1,0 +1,76 @@
+"""Dependencies: the store, the caller, and what their role may see."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from outreach.config import OutreachSettings
+from outreach.store import Principal, TaskStore
+
+COOKIE = "forewarn_token"
+#: Which task kinds each role works on (and so may read and change).
+ROLE_KINDS: dict[str, frozenset[str]] = {
+    "technician": frozenset({"visit"}),
+    "dispatcher": frozenset({"visit"}),
+    "retention": frozenset({"retention"}),
+    "support": frozenset({"feedback"}),
+    "admin": frozenset({"visit", "retention", "feedback"}),
+}
+HOME = {
+    "technician": "/board",
+    "dispatcher": "/board",
+    "retention": "/retention",
+    "support": "/support",
+    "admin": "/board",
+}
+
+
+def get_store(request: Request) -> TaskStore:
+    return request.app.state.store
+
+
+def get_settings(request: Request) -> OutreachSettings:
+    return request.app.state.settings
+
+
+StoreDep = Annotated[TaskStore, Depends(get_store)]
+SettingsDep = Annotated[OutreachSettings, Depends(get_settings)]
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def current_principal(request: Request, store: StoreDep) -> Principal:
+    principal = store.authenticate(_token(request))
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_kind(user: Principal, kind: str) -> None:
+    if kind not in ROLE_KINDS.get(user.role, frozenset()):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role {user.role} does not work on {kind} tasks"
+        )
+
+
+def require_admin(user: CurrentUser) -> Principal:
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin only")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,81 @@
+"""The outreach service: REST API (OpenAPI at /docs and /openapi.json) and the web pages.
+
+``forewarn outreach serve`` runs it with uvicorn; tests build it with :func:`create_app`.
+A background thread escalates overdue tasks every minute and, when a webhook is configured,
+delivers the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from outreach.api.routes import pages, tasks, webhooks
+from outreach.config import OutreachSettings
+from outreach.store import TaskStore
+from outreach.webhook import WebhookDeliverer
+
+log = logging.getLogger(__name__)
+ESCALATE_EVERY_S = 60.0
+
+
+def create_app(
+    settings: OutreachSettings, store: TaskStore | None = None, background: bool = True
+) -> FastAPI:
+    store = store or TaskStore(settings.database_url)
+    deliverer = (
+        WebhookDeliverer(store, settings.webhook_url, settings.webhook_secret.encode())
+        if settings.webhook_url
+        else None
+    )
+    stop = threading.Event()
+
+    def escalate_forever() -> None:
+        while not stop.wait(ESCALATE_EVERY_S):
+            try:
+                store.escalate_overdue()
+            except Exception:
+                log.exception("escalation pass failed; retrying")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        threads = []
+        if background:
+            threads.append(threading.Thread(target=escalate_forever, daemon=True))
+            if deliverer is not None:
+                threads.append(threading.Thread(target=deliverer.run, args=(stop,), daemon=True))
+        for t in threads:
+            t.start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="Forewarn outreach", version="1", lifespan=lifespan)
+    app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
+    app.state.csrf_key = secrets.token_bytes(32)
+    app.include_router(tasks.router)
+    app.include_router(webhooks.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(pages.router)
+
+    @app.exception_handler(HTTPException)
+    async def pages_or_json(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api") or request.url.path == "/healthz":
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        if exc.status_code == 303:
+            return RedirectResponse(exc.headers["Location"], 303)
+        html = pages.templates.get_template("error.html").render(
+            request=request, user=None, status=exc.status_code, detail=exc.detail
+        )
+        return HTMLResponse(html, exc.status_code)
+
+    return app

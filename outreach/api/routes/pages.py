@@ -1,0 +1,188 @@
+"""Server-rendered pages (no front-end build): the three work lists and the task page.
+
+Everything shown is escaped by Jinja2's autoescape, including text that came from customers.
+Forms post with a CSRF token bound to the login cookie, and the cookie is HttpOnly and
+SameSite=Strict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep
+from outreach.rules import KIND_OUTCOMES
+from outreach.store import InvalidTransition, Principal, StaleTask, TaskNotFound, aware
+from outreach.timeline import customer_timeline
+from outreach.uplift import churn_times, uplift_report
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parents[2] / "templates"))
+
+PAGES = {
+    "board": ("visit", "Field service: proactive visits"),
+    "retention": ("retention", "Retention: customers at risk today"),
+    "support": ("feedback", "Support: negative feedback, reply within one hour"),
+}
+
+
+def _user(request: Request, store: StoreDep) -> Principal | None:
+    return store.authenticate(request.cookies.get(COOKIE))
+
+
+def _csrf(request: Request) -> str:
+    token = request.cookies.get(COOKIE, "")
+    return hmac.new(request.app.state.csrf_key, token.encode(), hashlib.sha256).hexdigest()
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:  # type: ignore[no-untyped-def]
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+@router.get("/", response_model=None)
+def home(request: Request, store: StoreDep) -> Response:
+    user = _user(request, store)
+    return RedirectResponse(HOME[user.role] if user else "/login", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    return _render(request, "login.html", user=None)
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=200)],
+) -> Response:
+    user = store.authenticate(token.strip())
+    if user is None:
+        return _render(
+            request,
+            "login.html",
+            status.HTTP_401_UNAUTHORIZED,
+            user=None,
+            error="That token is not valid.",
+        )
+    response = RedirectResponse(HOME[user.role], status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        COOKIE,
+        token.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=settings.secure_cookies,
+        max_age=12 * 3600,
+    )
+    return response
+
+
+@router.get("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+def _page_user(request: Request, store: StoreDep, kind: str | None = None) -> Principal:
+    user = _user(request, store)
+    if user is None:
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/login"})
+    if kind is not None and kind not in ROLE_KINDS.get(user.role, frozenset()):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"Your role ({user.role}) does not work on {kind} tasks."
+        )
+    return user
+
+
+@router.get("/{page}", response_class=HTMLResponse)
+def list_page(
+    page: str, request: Request, store: StoreDep, settings: SettingsDep, message: str = ""
+) -> HTMLResponse:
+    if page not in PAGES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No page {page}.")
+    kind, heading = PAGES[page]
+    user = _page_user(request, store, kind)
+    tasks = store.daily_list(kind)
+    for t in tasks:
+        t.due_at = aware(t.due_at)
+    uplift = uplift_report(store, churn_times(settings.lake_dir)) if kind == "retention" else None
+    return _render(
+        request,
+        "list.html",
+        user=user,
+        tasks=tasks,
+        kind=kind,
+        heading=heading,
+        capacity=store.rules.capacity.get(
+            {"visit": "field-service", "retention": "retention", "feedback": "support"}[kind]
+        ),
+        uplift=uplift,
+        message=message[:200],
+    )
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(
+    task_id: str, request: Request, store: StoreDep, settings: SettingsDep, error: str = ""
+) -> HTMLResponse:
+    user = _page_user(request, store)
+    try:
+        task = store.get(task_id)
+    except TaskNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
+    _page_user(request, store, task.kind)
+    task.due_at = aware(task.due_at)
+    reasons = [r for a in task.evidence.get("alerts", [])[-1:] for r in a.get("reasons", [])]
+    return _render(
+        request,
+        "task.html",
+        user=user,
+        task=task,
+        reasons=reasons,
+        outcomes=KIND_OUTCOMES[task.kind],
+        csrf=_csrf(request),
+        error=error[:300],
+        timeline=customer_timeline(store, settings.lake_dir, task.customer_id),
+    )
+
+
+@router.post("/tasks/{task_id}/outcome", response_model=None)
+def record_outcome(
+    task_id: str,
+    request: Request,
+    store: StoreDep,
+    outcome: Annotated[str, Form(max_length=32)],
+    csrf: Annotated[str, Form(max_length=128)],
+    version: Annotated[int, Form()],
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    user = _page_user(request, store)
+    if not hmac.compare_digest(csrf, _csrf(request)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "The form expired; reload the page.")
+    try:
+        task = store.get(task_id)
+        _page_user(request, store, task.kind)
+        store.transition(
+            task_id,
+            to="done",
+            actor=user.name,
+            outcome=outcome,
+            note=note,
+            expected_version=version,
+        )
+    except TaskNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
+    except (InvalidTransition, StaleTask) as exc:
+        return RedirectResponse(f"/tasks/{task_id}?error={exc}", status.HTTP_303_SEE_OTHER)
+    page = {"visit": "/board", "retention": "/retention", "feedback": "/support"}[task.kind]
+    return RedirectResponse(
+        f"{page}?message=Recorded: {outcome.replace('_', ' ')}", status.HTTP_303_SEE_OTHER
+    )

@@ -1,0 +1,45 @@
+"""Settings of the outreach service, from ``FOREWARN_*`` variables; unsafe ones are refused."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from forewarn.settings import Settings
+
+
+def _secret(name: str) -> str:
+    """A secret from ``FOREWARN_<NAME>`` or the file named by ``FOREWARN_<NAME>_FILE``."""
+    path = os.environ.get(f"FOREWARN_{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(f"FOREWARN_{name}", "")
+
+
+@dataclass(frozen=True)
+class OutreachSettings:
+    database_url: str
+    lake_dir: Path
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    secure_cookies: bool = True
+
+    def __post_init__(self) -> None:
+        if self.webhook_url and len(self.webhook_secret) < 16:
+            raise ValueError(
+                "FOREWARN_WEBHOOK_URL is set but FOREWARN_WEBHOOK_SECRET (or _FILE) is missing "
+                "or shorter than 16 characters: the CRM could not tell our calls from forgeries"
+            )
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> OutreachSettings:
+        settings = settings or Settings()
+        return cls(
+            database_url=settings.database_url,
+            lake_dir=settings.lake_dir,
+            webhook_url=os.environ.get("FOREWARN_WEBHOOK_URL", ""),
+            webhook_secret=_secret("WEBHOOK_SECRET"),
+            # Plain http only on a laptop: FOREWARN_INSECURE_COOKIES=1 is the demo's choice.
+            secure_cookies=os.environ.get("FOREWARN_INSECURE_COOKIES", "") != "1",
+        )
