@@ -8,15 +8,12 @@ import pytest
 from sqlalchemy import update
 
 from outreach.models import Task, TaskHistory
-from outreach.store import TaskStore
 from tests.utils import factories
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
-    yield s
-    s.close()
+def store(any_store):
+    return any_store
 
 
 def test_first_alert_creates_a_visit_task(store):
