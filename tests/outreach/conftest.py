@@ -31,26 +31,58 @@ def postgres_url():
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     data, port = folder / "data", free_port_pair()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
-                                 "-U", "forewarn", "--no-sync"]), check=True,
-                   capture_output=True)
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
-                                 str(folder / "pg.log"), "-o",
-                                 f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 "
-                                 "-c fsync=off", "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "forewarn", "--no-sync"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(folder / "pg.log"),
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         for _ in range(50):
-            ready = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p",
-                                    str(port)], capture_output=True)
+            ready = subprocess.run(
+                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                capture_output=True,
+            )
             if ready.returncode == 0:
                 break
             time.sleep(0.2)
-        subprocess.run([str(PG_BIN.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p",
-                        str(port), "-U", "forewarn", "outreach"], check=True)
+        subprocess.run(
+            [
+                str(PG_BIN.parent / "bin" / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "forewarn",
+                "outreach",
+            ],
+            check=True,
+        )
         yield f"postgresql+psycopg://forewarn@127.0.0.1:{port}/outreach"
     finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 

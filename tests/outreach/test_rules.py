@@ -13,16 +13,24 @@ from tests.utils.factories import T0
 
 
 def _retention(i: int = 0, customer: str = "C00001", **overrides):
-    fields = dict(kind="churn_risk", dedup_key=f"retention:{customer}", customer_id=customer,
-                  device_id=None, fault_kind=None, severity="high",
-                  evidence={"reasons": ["3 late orders"], "value_eur": 800.0,
-                            "value_tier": "gold"})
+    fields = dict(
+        kind="churn_risk",
+        dedup_key=f"retention:{customer}",
+        customer_id=customer,
+        device_id=None,
+        fault_kind=None,
+        severity="high",
+        evidence={"reasons": ["3 late orders"], "value_eur": 800.0, "value_tier": "gold"},
+    )
     return factories.alert(i, **(fields | overrides))
 
 
 def _not_held_out(prefix: str = "C") -> str:
-    return next(f"{prefix}{i:05d}" for i in range(1000) if not in_holdout(f"{prefix}{i:05d}",
-                                                                        OutreachRules()))
+    return next(
+        f"{prefix}{i:05d}"
+        for i in range(1000)
+        if not in_holdout(f"{prefix}{i:05d}", OutreachRules())
+    )
 
 
 def test_lifecycle_and_history(any_store):
@@ -56,18 +64,21 @@ def test_unknown_task(any_store):
 def test_concurrent_edit_is_a_conflict_not_a_lost_update(any_store):
     task = any_store.upsert_alert(factories.alert())
     read_version = any_store.get(task.task_id).version
-    any_store.transition(task.task_id, to="assigned", actor="dana", assignee="tom",
-                         expected_version=read_version)
+    any_store.transition(
+        task.task_id, to="assigned", actor="dana", assignee="tom", expected_version=read_version
+    )
     with pytest.raises(StaleTask, match="reload"):
-        any_store.transition(task.task_id, to="done", actor="eve", outcome="fixed",
-                             expected_version=read_version)
+        any_store.transition(
+            task.task_id, to="done", actor="eve", outcome="fixed", expected_version=read_version
+        )
     assert any_store.get(task.task_id).assignee == "tom"
 
 
 def test_new_alert_soon_after_a_fix_is_suppressed(any_store):
     task = any_store.upsert_alert(factories.alert(0))
-    any_store.transition(task.task_id, to="done", actor="tom", outcome="fixed",
-                         now=T0 + timedelta(hours=2))
+    any_store.transition(
+        task.task_id, to="done", actor="tom", outcome="fixed", now=T0 + timedelta(hours=2)
+    )
     assert any_store.upsert_alert(factories.alert(20)) is None  # 18 h after the fix
     later = any_store.upsert_alert(factories.alert(24 * 5))  # beyond the 3-day window
     assert later is not None and later.created
@@ -75,8 +86,9 @@ def test_new_alert_soon_after_a_fix_is_suppressed(any_store):
 
 def test_visit_and_retention_of_one_customer_are_linked(any_store):
     customer = _not_held_out()
-    visit = any_store.upsert_alert(factories.alert(customer_id=customer,
-                                                   dedup_key="visit:D00009", device_id="D00009"))
+    visit = any_store.upsert_alert(
+        factories.alert(customer_id=customer, dedup_key="visit:D00009", device_id="D00009")
+    )
     retention = any_store.upsert_alert(_retention(1, customer=customer))
     v, r = any_store.get(visit.task_id), any_store.get(retention.task_id)
     assert v.linked_task_id == r.id and r.linked_task_id == v.id
@@ -100,8 +112,9 @@ def test_holdout_share_is_about_right():
 def test_daily_list_is_cut_to_capacity_best_first(any_store):
     any_store.rules = OutreachRules(capacity={"field-service": 3, "retention": 3, "support": 3})
     for i, severity in enumerate(["low", "critical", "medium", "high", "low"]):
-        any_store.upsert_alert(factories.alert(i, dedup_key=f"visit:D{i}", device_id=f"D{i}",
-                                               severity=severity))
+        any_store.upsert_alert(
+            factories.alert(i, dedup_key=f"visit:D{i}", device_id=f"D{i}", severity=severity)
+        )
     today = any_store.daily_list("visit")
     assert [t.severity for t in today] == ["critical", "high", "medium"]
 

@@ -128,13 +128,7 @@ def transition_task(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.get("/lists/{kind}", response_model=list[TaskPublic])
-def daily_list(kind: Kind, store: StoreDep, user: CurrentUser) -> list[TaskPublic]:
-    """Today's list for the team: open tasks, best first, cut to the team's capacity."""
-    require_kind(user, kind)
-    return [public(t) for t in store.daily_list(kind)]
-
-
+# The CSV route comes first: /lists/{kind} would otherwise take 'visit.csv' as a kind.
 CSV_COLUMNS = (
     "priority",
     "id",
@@ -173,6 +167,13 @@ def _safe_cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
+
+
+@router.get("/lists/{kind}", response_model=list[TaskPublic])
+def daily_list(kind: Kind, store: StoreDep, user: CurrentUser) -> list[TaskPublic]:
+    """Today's list for the team: open tasks, best first, cut to the team's capacity."""
+    require_kind(user, kind)
+    return [public(t) for t in store.daily_list(kind)]
 
 
 @router.get("/customers/{customer_id}/timeline")

@@ -1,0 +1,162 @@
+"""REST API and pages on both databases: roles, lists, CSV, errors, escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from outreach.api.main import create_app
+from outreach.config import OutreachSettings
+from tests.utils import factories
+
+
+@pytest.fixture
+def api(any_store, tmp_path):
+    settings = OutreachSettings(
+        database_url=any_store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+    )
+    client = TestClient(create_app(settings, any_store, background=False))
+    tokens = {
+        role: any_store.create_token(f"{role}-user", role)
+        for role in ("technician", "dispatcher", "retention", "support", "admin")
+    }
+    visit = any_store.upsert_alert(factories.alert())
+    return client, tokens, visit
+
+
+def _auth(tokens, role):
+    return {"Authorization": f"Bearer {tokens[role]}"}
+
+
+def test_openapi_document_is_served(api):
+    client, _, _ = api
+    spec = client.get("/openapi.json").json()
+    assert "/api/tasks/{task_id}/transition" in spec["paths"]
+
+
+def test_no_token_is_401(api):
+    client, _, _ = api
+    response = client.get("/api/lists/visit")
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_technician_cannot_read_the_retention_list(api):
+    client, tokens, _ = api
+    assert (
+        client.get("/api/lists/retention", headers=_auth(tokens, "technician")).status_code == 403
+    )
+    assert client.get("/api/lists/visit", headers=_auth(tokens, "technician")).status_code == 200
+
+
+def test_read_task_not_found(api):
+    client, tokens, _ = api
+    assert client.get("/api/tasks/nope", headers=_auth(tokens, "admin")).status_code == 404
+
+
+def test_transition_and_conflicts(api):
+    client, tokens, visit = api
+    url = f"/api/tasks/{visit.task_id}/transition"
+    ok = client.post(
+        url, json={"to": "done", "outcome": "fixed"}, headers=_auth(tokens, "technician")
+    )
+    assert ok.status_code == 200 and ok.json()["status"] == "done"
+    again = client.post(
+        url, json={"to": "done", "outcome": "fixed"}, headers=_auth(tokens, "technician")
+    )
+    assert again.status_code == 409 and "cannot become done" in again.json()["detail"]
+    bad = client.post(url, json={"to": "flying"}, headers=_auth(tokens, "technician"))
+    assert bad.status_code == 422
+
+
+def test_stale_version_is_409(api):
+    client, tokens, visit = api
+    url = f"/api/tasks/{visit.task_id}/transition"
+    headers = _auth(tokens, "dispatcher")
+    assert (
+        client.post(
+            url, json={"to": "assigned", "assignee": "tom", "expected_version": 1}, headers=headers
+        ).status_code
+        == 200
+    )
+    stale = client.post(url, json={"to": "open", "expected_version": 1}, headers=headers)
+    assert stale.status_code == 409 and "reload" in stale.json()["detail"]
+
+
+def test_only_dispatchers_assign_visits_to_others(api):
+    client, tokens, visit = api
+    url = f"/api/tasks/{visit.task_id}/transition"
+    denied = client.post(
+        url,
+        json={"to": "assigned", "assignee": "someone-else"},
+        headers=_auth(tokens, "technician"),
+    )
+    assert denied.status_code == 403
+
+
+def test_csv_export_defuses_formulas(api, any_store):
+    client, tokens, _ = api
+    any_store.upsert_alert(
+        factories.alert(
+            9, dedup_key="visit:D9", device_id="D9", explanation='=HYPERLINK("http://evil")'
+        )
+    )
+    response = client.get("/api/lists/visit.csv", headers=_auth(tokens, "technician"))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    lines = response.text.splitlines()
+    assert lines[0].startswith("priority,id,title")
+    assert "'=HYPERLINK" in response.text and ",=HYPERLINK" not in response.text
+
+
+def test_pages_escape_customer_text(api, any_store):
+    client, tokens, _ = api
+    script = "<script>alert('x')</script>"
+    task = any_store.upsert_alert(
+        factories.alert(
+            3, dedup_key="visit:D3", device_id="D3", explanation=f"customer said {script}"
+        )
+    )
+    client.post("/login", data={"token": tokens["technician"]})
+    for path in ("/board", f"/tasks/{task.task_id}"):
+        html = client.get(path).text
+        assert script not in html
+        assert "&lt;script&gt;" in html
+
+
+def test_login_sets_a_strict_httponly_cookie_and_bad_token_is_refused(api):
+    client, tokens, _ = api
+    bad = client.post("/login", data={"token": "guess"}, follow_redirects=False)
+    assert bad.status_code == 401
+    good = client.post("/login", data={"token": tokens["support"]}, follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"] == "/support"
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/board", follow_redirects=False).status_code == 403
+
+
+def test_outcome_form_needs_the_csrf_token(api):
+    client, tokens, visit = api
+    client.post("/login", data={"token": tokens["technician"]})
+    page = client.get(f"/tasks/{visit.task_id}").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    forged = client.post(
+        f"/tasks/{visit.task_id}/outcome", data={"outcome": "fixed", "csrf": "0" * 64, "version": 1}
+    )
+    assert forged.status_code == 403
+    done = client.post(
+        f"/tasks/{visit.task_id}/outcome",
+        data={"outcome": "fixed", "csrf": csrf, "version": 1},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/board?message=")
+
+
+def test_oversized_text_is_refused(api):
+    client, tokens, visit = api
+    response = client.post(
+        f"/api/tasks/{visit.task_id}/transition",
+        json={"to": "done", "outcome": "fixed", "note": "x" * 5000},
+        headers=_auth(tokens, "technician"),
+    )
+    assert response.status_code == 422
