@@ -12,7 +12,7 @@ export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help demo test test-streams test-airflow lint envs prereqs kafka-jars kafka-start kafka-stop bench clean
+.PHONY: help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
@@ -44,6 +44,23 @@ $(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
 
 envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
 
+# Test-only system packages from Debian: a browser for the page tests, PostgreSQL 15 for the
+# store tests. Installed when missing (needs root, as on CI); otherwise named with the fix.
+SYSTEM_PACKAGES := chromium chromium-driver postgresql-15
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "forewarn: the tests need$$missing: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
 kafka-jars: $(STREAMS)/.stamp
 	$(STREAMS)/bin/forewarn kafka fetch
 
@@ -56,7 +73,10 @@ kafka-stop: $(STREAMS)/.stamp
 demo: prereqs envs kafka-jars
 	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
 
-test: prereqs envs kafka-jars lint test-streams test-airflow
+test: prereqs system-deps envs kafka-jars lint test-streams test-airflow
+
+outreach: envs
+	$(STREAMS)/bin/forewarn outreach serve
 
 test-streams: $(STREAMS)/.stamp
 	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env $(PYTEST_ARGS)

@@ -290,6 +290,71 @@ def replay(
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
 
+# --- outreach ----------------------------------------------------------------------------------
+
+
+@main.group()
+def outreach() -> None:
+    """The outreach task service: web pages, REST API, tokens, webhook."""
+
+
+@outreach.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True)
+@click.pass_obj
+def outreach_serve(settings: Settings, host: str, port: int) -> None:
+    """Serve the field-service board, retention list, support queue and the API."""
+    import uvicorn
+
+    from outreach.api.main import create_app
+    from outreach.config import OutreachSettings
+
+    try:
+        app = create_app(OutreachSettings.from_env(settings))
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(f"outreach on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@outreach.command("token")
+@click.option(
+    "--role",
+    type=click.Choice(["technician", "dispatcher", "retention", "support", "admin"]),
+    required=True,
+)
+@click.option("--name", required=True, help="Who the token is for (shown in task history).")
+@click.pass_obj
+def outreach_token(settings: Settings, role: str, name: str) -> None:
+    """Create an API and login token; it is printed once and stored only as a hash."""
+    from outreach.store import TaskStore
+
+    click.echo(TaskStore(settings.database_url).create_token(name, role))
+
+
+@outreach.command("import-customers")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.pass_obj
+def outreach_import(settings: Settings, path: Path) -> None:
+    """Load customer_id, territory, value_tier, preferred_channel from a CSV (for routing)."""
+    import csv
+
+    from outreach.store import TaskStore
+
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    click.echo(f"imported {TaskStore(settings.database_url).import_customers(rows)} customers")
+
+
+@outreach.command("escalate")
+@click.pass_obj
+def outreach_escalate(settings: Settings) -> None:
+    """Raise the priority of tasks past their due time (the server does it every minute)."""
+    from outreach.store import TaskStore
+
+    click.echo(f"escalated {len(TaskStore(settings.database_url).escalate_overdue())} tasks")
+
+
 # --- worker and demo ---------------------------------------------------------------------------
 
 
@@ -308,7 +373,10 @@ def worker(settings: Settings, faust_args: tuple[str, ...]) -> None:
 @click.option("--customers", default=300, show_default=True)
 @click.option("--days", default=30, show_default=True)
 @click.option("--seed", default=7, show_default=True)
-@click.option("--keep-running", is_flag=True, help="Leave Kafka and the worker running.")
+@click.option(
+    "--keep-running", is_flag=True, help="Leave Kafka, the worker and the outreach service running."
+)
+@click.option("--outreach-port", default=8088, show_default=True)
 @click.option(
     "--fresh/--reuse",
     default=True,
@@ -317,9 +385,15 @@ def worker(settings: Settings, faust_args: tuple[str, ...]) -> None:
 )
 @click.pass_obj
 def demo(
-    settings: Settings, customers: int, days: int, seed: int, keep_running: bool, fresh: bool
+    settings: Settings,
+    customers: int,
+    days: int,
+    seed: int,
+    keep_running: bool,
+    outreach_port: int,
+    fresh: bool,
 ) -> None:
-    """Kafka + simulator + Faust worker end to end, then a report of what was caught."""
+    """Kafka + simulator + Faust worker + outreach service, then a report of what was caught."""
     from forewarn.demo import run_demo
 
     try:
@@ -330,6 +404,7 @@ def demo(
             seed=seed,
             keep_running=keep_running,
             fresh=fresh,
+            outreach_port=outreach_port,
         )
     except RuntimeError as exc:
         _fail(exc)

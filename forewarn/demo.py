@@ -23,7 +23,7 @@ from forewarn.report import plot_lead_times, quality_report
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events, write_truth
 from forewarn.simulator.produce import produce
-from forewarn.stack import WorkerProcess, wait_drained
+from forewarn.stack import OutreachProcess, WorkerProcess, wait_drained
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -33,7 +33,14 @@ def _say(text: str) -> None:
 
 
 def run_demo(
-    settings: Settings, *, customers: int, days: int, seed: int, keep_running: bool, fresh: bool
+    settings: Settings,
+    *,
+    customers: int,
+    days: int,
+    seed: int,
+    keep_running: bool,
+    fresh: bool,
+    outreach_port: int = 8088,
 ) -> dict[str, Any]:
     home = settings.home / "demo"
     broker = LocalKafka(home=home / "kafka", cache_dir=settings.cache_dir, port=settings.kafka_port)
@@ -56,6 +63,7 @@ def run_demo(
     )
     truth_dir = home / "truth"
     truth = write_truth(world, truth_dir, {"customers": customers, "days": days, "seed": seed})
+    import_customers(demo, truth_dir / "customers.csv")
     _say(
         f"simulating {customers} customers, {truth['devices']} devices, {days} days: "
         f"{truth['faults']} injected faults, {truth['churns']} churns, "
@@ -91,21 +99,74 @@ def run_demo(
         _say("stopping the worker (it flushes the lake) ...")
         worker.stop()
 
+    web = OutreachProcess(demo, outreach_port, home / "outreach.log", insecure_cookies=True)
+    web.start()
+    tokens = demo_tokens(demo)
     report = build_report(demo, truth_dir, produced, timings)
+    report["outreach"] = outreach_summary(web.url, tokens["admin"])
     write_report(report, home)
     print((home / "report.md").read_text())
+    logins = "\n".join(f"    {role:<11} {token}" for role, token in tokens.items())
     if keep_running:
         _say(
             "the stack keeps running:\n"
-            f"  kafka   {broker.bootstrap} (stop: forewarn --home {home} kafka stop)\n"
-            f"  worker  pid {worker.pid}, log {worker.log_path}\n"
-            f"  store   {demo.database_url}\n"
-            f"  lake    {demo.lake_dir}"
+            f"  outreach {web.url}/  (log in with one of these demo tokens, shown once:)\n"
+            f"{logins}\n"
+            f"  kafka    {broker.bootstrap} (stop: forewarn --home {home} kafka stop)\n"
+            f"  worker   pid {worker.pid}, log {worker.log_path}\n"
+            f"  store    {demo.database_url}\n"
+            f"  lake     {demo.lake_dir}"
         )
     else:
+        web.stop()
         broker.stop()
-        _say("stopped Kafka and the worker")
+        _say(
+            f"stopped Kafka, the worker and the outreach service (it ran on {web.url}/; "
+            "run with --keep-running to use it)"
+        )
     return report
+
+
+def import_customers(settings: Settings, path: Path) -> None:
+    """Territories and channels for routing, as a CRM export would provide them."""
+    import csv
+
+    from outreach.store import TaskStore
+
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    store = TaskStore(settings.database_url)
+    try:
+        store.import_customers(rows)
+    finally:
+        store.close()
+
+
+def demo_tokens(settings: Settings) -> dict[str, str]:
+    """One fresh token per role for the demo; printed once, stored hashed."""
+    from outreach.store import TaskStore
+
+    store = TaskStore(settings.database_url)
+    try:
+        return {
+            role: store.create_token(f"demo-{role}", role)
+            for role in ("technician", "dispatcher", "retention", "support", "admin")
+        }
+    finally:
+        store.close()
+
+
+def outreach_summary(url: str, admin_token: str) -> dict[str, Any]:
+    """What the running service shows: today's lists, read through its own API."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    lists = {
+        kind: len(httpx.get(f"{url}/api/lists/{kind}", headers=headers, timeout=30).json())
+        for kind in ("visit", "retention", "feedback")
+    }
+    uplift = httpx.get(f"{url}/api/uplift", headers=headers, timeout=30).json()
+    return {"url": url, "todays_lists": lists, "uplift": uplift}
 
 
 def build_report(
@@ -169,6 +230,10 @@ def write_report(report: dict[str, Any], folder: Path) -> None:
         f"- negative feedback: reply tasks (due within 1 h) for {fb['covered']} of the "
         f"{fb['customers_with_low_csat']} customers who gave a low CSAT, "
         f"{fb['customers_with_a_reply_task']} customers in all",
+        "",
+        f"- outreach service: {report['outreach']['url']}/ with today's lists of "
+        + ", ".join(f"{n} {k}" for k, n in report["outreach"]["todays_lists"].items())
+        + " tasks (cut to each team's capacity)",
         "",
         "## Against naive baselines on the same events",
         "",

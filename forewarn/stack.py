@@ -124,3 +124,59 @@ def wait_drained(
                 f"the stream did not drain within {timeout:.0f} s (lag {lag})\n{tail}"
             )
         time.sleep(interval)
+
+
+class OutreachProcess:
+    """``forewarn outreach serve`` in a child process (the demo's web service)."""
+
+    def __init__(
+        self, settings: Settings, port: int, log_path: Path, *, insecure_cookies: bool = False
+    ) -> None:
+        self.settings, self.port, self.log_path = settings, port, log_path
+        self.insecure_cookies = insecure_cookies
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> OutreachProcess:
+        import httpx
+
+        env = worker_env(self.settings)
+        if self.insecure_cookies:
+            env["FOREWARN_INSECURE_COOKIES"] = "1"  # plain http on localhost only
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "forewarn.cli",
+                    "outreach",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the outreach service exited; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the outreach service did not answer on {self.url}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)

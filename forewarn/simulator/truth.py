@@ -26,11 +26,17 @@ def _write_csv(path: Path, rows: list[Any], row_type: type) -> None:
 
 
 def write_truth(world: World, folder: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Write ``faults.csv``, ``churns.csv``, ``benign.csv`` and ``summary.json`` to ``folder``."""
+    """Write ``faults.csv``, ``churns.csv``, ``benign.csv``, ``customers.csv`` (for routing)
+    and ``summary.json`` to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     _write_csv(folder / "faults.csv", world.faults, Fault)
     _write_csv(folder / "churns.csv", world.churns, Churn)
     _write_csv(folder / "benign.csv", world.benign, Benign)
+    with (folder / "customers.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["customer_id", "territory", "preferred_channel"])
+        for c in world.customers:
+            writer.writerow([c.customer_id, c.territory, str(c.channel)])
     summary = {
         "params": params,
         "start": world.start.isoformat(),

@@ -35,6 +35,11 @@ async def track_customers(stream):  # type: ignore[no-untyped-def]
             continue  # source events are dead-lettered by streams.intake
         customer_id = record.customer_id  # type: ignore[attr-defined]
         state = CustomerState.from_dict(customer_to_risk_state[customer_id])
+        source = f"{event.message.topic}:{event.message.partition}"
+        if event.message.offset <= state.offsets.get(source, -1):
+            counters["customers.replayed"] += 1  # after a crash: already in the state
+            continue
+        state.offsets[source] = event.message.offset
         alerts = [
             risk_detector.update(state, record, churn_model.model),
             feedback_detector.update(state, record),

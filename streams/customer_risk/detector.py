@@ -125,6 +125,7 @@ class CustomerState:
     at_risk: bool = False
     alerted_risk: float = 0.0
     now: float = 0.0  # latest event time seen for this customer
+    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last applied
 
     def to_dict(self) -> dict[str, Any]:
         return {

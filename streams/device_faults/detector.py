@@ -135,6 +135,7 @@ class DeviceState:
     silence_alerted: bool = False
     counters: dict[str, int] = field(default_factory=dict)  # frozen, unit_change, late, missing
     partition: int | None = None  # set by the Faust agent: which partition owns this device
+    last_offset: int = -1  # set by the Faust agent: the last source offset applied
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-written rather than dataclasses.asdict: this runs once per reading, and asdict's
@@ -168,6 +169,7 @@ class DeviceState:
             "silence_alerted": self.silence_alerted,
             "counters": dict(self.counters),
             "partition": self.partition,
+            "last_offset": self.last_offset,
         }
 
     @classmethod

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from forewarn.events import Alert, InvalidEvent, decode, encode
 from outreach.store import TaskStore
 from streams.app import alerts_topic, app, outreach_tasks_topic, settings
+from streams.dead_letters import counters
 
 log = logging.getLogger(__name__)
 
@@ -54,4 +55,7 @@ async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
             continue
         assert isinstance(alert, Alert)
         task = await store_with_retry(alert)
+        if task is None:
+            counters["alerts.suppressed"] += 1  # root cause fixed recently
+            continue
         await outreach_tasks_topic.send(key=task.dedup_key.encode(), value=encode(task))
