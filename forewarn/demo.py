@@ -230,7 +230,6 @@ def write_report(report: dict[str, Any], folder: Path) -> None:
         f"- negative feedback: reply tasks (due within 1 h) for {fb['covered']} of the "
         f"{fb['customers_with_low_csat']} customers who gave a low CSAT, "
         f"{fb['customers_with_a_reply_task']} customers in all",
-        "",
         f"- outreach service: {report['outreach']['url']}/ with today's lists of "
         + ", ".join(f"{n} {k}" for k, n in report["outreach"]["todays_lists"].items())
         + " tasks (cut to each team's capacity)",
