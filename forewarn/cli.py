@@ -290,6 +290,77 @@ def replay(
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
 
+# --- lifetime value ----------------------------------------------------------------------------
+
+
+@main.group()
+def clv() -> None:
+    """Customer lifetime value (BG/NBD + Gamma-Gamma)."""
+
+
+@clv.command("fit")
+@click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["transactions", "summary"]),
+    default="transactions",
+    show_default=True,
+    help="transactions: 'customer date amount' rows (CDNOW's 5-column text or a CSV "
+    "with customer_id,date,amount); summary: CSV with x,t_x,T[,zbar|m] in weeks.",
+)
+@click.option(
+    "--calibration-end",
+    default=None,
+    help="Last day of the calibration period (transactions; default: last date).",
+)
+def clv_fit(input_path: Path, fmt: str, calibration_end: str | None) -> None:
+    """Fit both models and print their parameters and log-likelihoods as JSON."""
+    import pandas as pd
+
+    from models.clv import BetaGeoNBD, GammaGamma, read_cdnow, summarize
+
+    if fmt == "summary":
+        frame = pd.read_csv(input_path)
+        frame = frame.rename(columns={"zbar": "m"})
+        missing = {"x", "t_x", "T"} - set(frame.columns)
+        if missing:
+            _fail(ValueError(f"--format summary needs columns x, t_x, T; missing {missing}"))
+    else:
+        if input_path.suffix == ".csv":
+            tx = pd.read_csv(input_path, parse_dates=["date"])
+        else:
+            tx = read_cdnow(input_path)
+        end = (
+            datetime.fromisoformat(calibration_end).date()
+            if calibration_end
+            else tx["date"].max().date()
+        )
+        frame = summarize(tx, end).frame
+    bg = BetaGeoNBD().fit(frame[["x", "t_x", "T"]].to_numpy(float))
+    out = {
+        "customers": len(frame),
+        "bgnbd": {
+            "r": bg.r_,
+            "alpha": bg.alpha_,
+            "a": bg.a_,
+            "b": bg.b_,
+            "log_likelihood": bg.log_likelihood_,
+        },
+    }
+    if "m" in frame.columns:
+        repeat = frame[frame["x"] > 0]
+        gg = GammaGamma().fit(repeat[["x", "m"]].to_numpy(float))
+        out["gamma_gamma"] = {
+            "p": gg.p_,
+            "q": gg.q_,
+            "gamma": gg.v_,
+            "log_likelihood": gg.log_likelihood_,
+            "customers": len(repeat),
+        }
+    click.echo(json.dumps(out, indent=2))
+
+
 # --- outreach ----------------------------------------------------------------------------------
 
 

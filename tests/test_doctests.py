@@ -7,7 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["forewarn.events", "forewarn.simulator", "streams.device_faults.detector"]
+MODULES = [
+    "forewarn.events",
+    "forewarn.simulator",
+    "streams.device_faults.detector",
+    "streams.customer_risk.detector",
+    "models.clv",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
