@@ -43,6 +43,8 @@ telemetry_topic = app.topic("device-telemetry", internal=False)
 orders_topic = app.topic("orders", internal=False)
 tickets_topic = app.topic("tickets", internal=False)
 source_topics = app.topic("device-telemetry", "orders", "tickets", internal=False)
+# The lake also keeps the alerts, so nightly features see device faults as the stream did.
+archived_topics = app.topic("device-telemetry", "orders", "tickets", "alerts", internal=False)
 alerts_topic = app.topic("alerts", internal=False)
 # Everything keyed by customer_id, co-partitioned, for the customer-state agent.
 customer_topics = app.topic(

@@ -170,34 +170,39 @@ class CustomerState:
         # Tickets silent for 30 days are abandoned, not open forever.
         self.open_tickets = {k: v for k, v in self.open_tickets.items() if v >= horizon}
 
-    def features(self) -> dict[str, float]:
-        """The customer's features at their latest event time (see ``FEATURES``)."""
-        now = self.now
-        week = now - 7 * DAY
-        tickets_30d = {c[1] for c in self.contacts}
-        gaps = [b - a for a, b in zip(self.placed, self.placed[1:], strict=False)]
+    def features(self, at: float | None = None) -> dict[str, float]:
+        """The customer's features at event time ``at`` (epoch seconds; default: their latest
+        event), from what was observed before it (see ``FEATURES``). The nightly churn model
+        is trained on exactly these, computed as of each cut-off, so stream and batch agree."""
+        now = self.now if at is None else at
+        horizon, week = now - WINDOW_S, now - 7 * DAY
+        contacts = [c for c in self.contacts if horizon <= c[0] <= now]
+        surveys = [v for v in self.surveys if horizon <= v[0] <= now]
+        problems = [p for p in self.problems if horizon <= p[0] <= now]
+        placed = [t for t in self.placed if t <= now]
+        gaps = [b - a for a, b in zip(placed, placed[1:], strict=False)]
         gap_ratio = 0.0
-        if len(gaps) >= 2 and self.placed:
-            usual = sum(gaps) / len(gaps)
-            gap_ratio = (now - self.placed[-1]) / max(usual, DAY)
+        if len(gaps) >= 2:
+            gap_ratio = (now - placed[-1]) / max(sum(gaps) / len(gaps), DAY)
         return {
-            "tickets_7d": float(len({c[1] for c in self.contacts if c[0] >= week})),
-            "tickets_30d": float(len(tickets_30d)),
-            "repeat_contacts_30d": float(sum(1 for c in self.contacts if c[2] >= 2)),
-            "low_csat_30d": float(sum(1 for s in self.surveys if s[1] is not None and s[1] <= 2)),
-            "detractors_30d": float(sum(1 for s in self.surveys if s[2] is not None and s[2] <= 6)),
+            "tickets_7d": float(len({c[1] for c in contacts if c[0] >= week})),
+            "tickets_30d": float(len({c[1] for c in contacts})),
+            "repeat_contacts_30d": float(sum(1 for c in contacts if c[2] >= 2)),
+            "low_csat_30d": float(sum(1 for v in surveys if v[1] is not None and v[1] <= 2)),
+            "detractors_30d": float(sum(1 for v in surveys if v[2] is not None and v[2] <= 6)),
             "complaints_30d": float(
-                len({c[1] for c in self.contacts if c[3] in ("complaint", "cancellation")})
+                len({c[1] for c in contacts if c[3] in ("complaint", "cancellation")})
             ),
             "unresolved_age_h": max(
-                ((now - t) / 3600 for t in self.open_tickets.values()), default=0.0
+                ((now - t) / 3600 for t in self.open_tickets.values() if horizon <= t <= now),
+                default=0.0,
             ),
-            "late_orders_30d": float(sum(1 for p in self.problems if p[1] == "late")),
-            "cancelled_orders_30d": float(sum(1 for p in self.problems if p[1] == "cancelled")),
-            "returned_orders_30d": float(sum(1 for p in self.problems if p[1] == "returned")),
+            "late_orders_30d": float(sum(1 for p in problems if p[1] == "late")),
+            "cancelled_orders_30d": float(sum(1 for p in problems if p[1] == "cancelled")),
+            "returned_orders_30d": float(sum(1 for p in problems if p[1] == "returned")),
             "order_gap_ratio": round(gap_ratio, 3),
             # Devices, not alerts: an escalating episode is still one faulty device.
-            "device_faults_30d": float(len({f[1] for f in self.faults})),
+            "device_faults_30d": float(len({f[1] for f in self.faults if horizon <= f[0] <= now})),
         }
 
     def value_eur(self) -> float:

@@ -13,7 +13,7 @@ import logging
 
 from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
-from streams.app import app, settings, source_topics
+from streams.app import app, archived_topics, settings
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ ARCHIVE_WITHIN_S = 1.0
 lake = LakeWriter(settings.lake_dir)
 
 
-@app.agent(source_topics)
+@app.agent(archived_topics)
 async def archive_events(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(ARCHIVE_BATCH, within=ARCHIVE_WITHIN_S):
         good: list[Event] = []
