@@ -49,19 +49,34 @@ def main() -> None:
     ours_gg, t_ours_gg = timed(lambda: GammaGamma().fit(repeat[["x", "zbar"]].to_numpy()))
     lt_bg, t_lt_bg = timed(lambda: BetaGeoFitter().fit(frame["x"], frame["t_x"], frame["T"]))
     lt_gg, t_lt_gg = timed(lambda: GammaGammaFitter().fit(repeat["x"], repeat["zbar"]))
-    ours = {"r": ours_bg.r_, "alpha": ours_bg.alpha_, "a": ours_bg.a_, "b": ours_bg.b_,
-            "p": ours_gg.p_, "q": ours_gg.q_, "v": ours_gg.v_}
+    ours = {
+        "r": ours_bg.r_,
+        "alpha": ours_bg.alpha_,
+        "a": ours_bg.a_,
+        "b": ours_bg.b_,
+        "p": ours_gg.p_,
+        "q": ours_gg.q_,
+        "v": ours_gg.v_,
+    }
     theirs = {**lt_bg.params_.to_dict(), **lt_gg.params_.to_dict()}
     rel = {k: abs(ours[k] - theirs[k]) / abs(theirs[k]) for k in ours}
-    print(json.dumps({
-        "customers": n,
-        "seconds": {"forewarn_bgnbd": round(t_ours_bg, 2), "lifetimes_bgnbd": round(t_lt_bg, 2),
+    print(
+        json.dumps(
+            {
+                "customers": n,
+                "seconds": {
+                    "forewarn_bgnbd": round(t_ours_bg, 2),
+                    "lifetimes_bgnbd": round(t_lt_bg, 2),
                     "forewarn_gamma_gamma": round(t_ours_gg, 2),
-                    "lifetimes_gamma_gamma": round(t_lt_gg, 2)},
-        "speedup": round((t_lt_bg + t_lt_gg) / (t_ours_bg + t_ours_gg), 1),
-        "max_relative_parameter_difference": round(max(rel.values()), 5),
-        "parameters": {"forewarn": ours, "lifetimes": theirs},
-    }, indent=2))
+                    "lifetimes_gamma_gamma": round(t_lt_gg, 2),
+                },
+                "speedup": round((t_lt_bg + t_lt_gg) / (t_ours_bg + t_ours_gg), 1),
+                "max_relative_parameter_difference": round(max(rel.values()), 5),
+                "parameters": {"forewarn": ours, "lifetimes": theirs},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -85,6 +85,16 @@ def _row(event: Event, schema: pa.Schema) -> dict[str, Any]:
     return row
 
 
+def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` via a temporary file and a rename: readers see the whole
+    file or none of it (the rename is atomic on POSIX within one folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
 class LakeWriter:
     """Append events to the lake, one atomic Parquet file per topic, date and batch.
 
@@ -113,11 +123,7 @@ class LakeWriter:
             table = pa.Table.from_pylist([_row(e, schema) for e in group], schema=schema)
             folder = self.root / f"topic={topic}" / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"part-{batch}.parquet"
-            tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)  # atomic on POSIX: readers see all of it or nothing
-            written.append(final)
+            written.append(write_parquet_atomic(table, folder / f"part-{batch}.parquet"))
         return written
 
 

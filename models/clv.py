@@ -267,7 +267,9 @@ def summarize(
     ``calibration_end`` are left out. With ``holdout_end``, ``holdout_x`` counts purchases in
     (calibration_end, holdout_end].
     """
-    tx = transactions.assign(date=pd.to_datetime(transactions["date"]).dt.normalize())
+    # Days in UTC; naive dates are taken as UTC.
+    days = pd.to_datetime(transactions["date"], utc=True).dt.tz_localize(None).dt.normalize()
+    tx = transactions.assign(date=days)
     daily = tx.groupby(["customer_id", "date"], as_index=False)["amount"].sum()
     cal_end = pd.Timestamp(calibration_end)
     first = daily.groupby("customer_id")["date"].transform("min")

@@ -28,15 +28,20 @@ def _ticket_kpis(t: pd.DataFrame) -> pd.Series:
     nps = t["nps"].dropna()
     ces = t["ces_agree"].dropna()
     resolved = t[t["status"] == "resolved"]
-    return pd.Series({
-        "csat": 100 * (csat >= 4).mean() if len(csat) else np.nan,
-        "nps": 100 * ((nps >= 9).mean() - (nps <= 6).mean()) if len(nps) else np.nan,
-        "fcr": 100 * resolved["first_contact_resolution"].fillna(False).astype(bool).mean()
-        if len(resolved) else np.nan,
-        "ces": 100 * ces.astype(bool).mean() if len(ces) else np.nan,
-        "avg_resolution_hours": resolved["resolution_hours"].mean() if len(resolved) else np.nan,
-        "tickets_resolved": float(len(resolved)),
-    })
+    return pd.Series(
+        {
+            "csat": 100 * (csat >= 4).mean() if len(csat) else np.nan,
+            "nps": 100 * ((nps >= 9).mean() - (nps <= 6).mean()) if len(nps) else np.nan,
+            "fcr": 100 * resolved["first_contact_resolution"].fillna(False).astype(bool).mean()
+            if len(resolved)
+            else np.nan,
+            "ces": 100 * ces.astype(bool).mean() if len(ces) else np.nan,
+            "avg_resolution_hours": resolved["resolution_hours"].mean()
+            if len(resolved)
+            else np.nan,
+            "tickets_resolved": float(len(resolved)),
+        }
+    )
 
 
 def service_kpis(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +54,7 @@ def service_kpis(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     per_channel = t.groupby(["date", "channel"]).apply(_ticket_kpis, include_groups=False)
     overall = t.groupby("date").apply(_ticket_kpis, include_groups=False)
     overall["channel"] = "all"
-    ticket_kpis = pd.concat([per_channel.reset_index(),
-                             overall.reset_index()], ignore_index=True)
+    ticket_kpis = pd.concat([per_channel.reset_index(), overall.reset_index()], ignore_index=True)
     customers = customer_rates(t, orders)
     out = ticket_kpis.merge(customers.assign(channel="all"), on=["date", "channel"], how="outer")
     return out.sort_values(["date", "channel"]).reset_index(drop=True)
@@ -58,10 +62,13 @@ def service_kpis(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
 
 def customer_rates(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     """Active customers at the start of each day, and churn/retention/new-customer rates."""
-    events = pd.concat([
-        tickets[["customer_id", "event_time", "category"]],
-        orders[["customer_id", "event_time"]].assign(category="order"),
-    ], ignore_index=True)
+    events = pd.concat(
+        [
+            tickets[["customer_id", "event_time", "category"]],
+            orders[["customer_id", "event_time"]].assign(category="order"),
+        ],
+        ignore_index=True,
+    )
     events["event_time"] = pd.to_datetime(events["event_time"], utc=True)
     events["date"] = events["event_time"].dt.date
     first = events.groupby("customer_id")["date"].min()
@@ -74,7 +81,13 @@ def customer_rates(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
         churned = int((cancelled == day).sum())
         new = int((first == day).sum())
         churn_rate = 100 * churned / active if active else np.nan
-        rows.append({"date": day, "active_customers": float(active), "churn_rate": churn_rate,
-                     "retention_rate": 100 - churn_rate if active else np.nan,
-                     "new_customer_rate": 100 * new / active if active else np.nan})
+        rows.append(
+            {
+                "date": day,
+                "active_customers": float(active),
+                "churn_rate": churn_rate,
+                "retention_rate": 100 - churn_rate if active else np.nan,
+                "new_customer_rate": 100 * new / active if active else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=["date", *CUSTOMER_KPIS])

@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -180,7 +181,7 @@ class CustomerState:
         surveys = [v for v in self.surveys if horizon <= v[0] <= now]
         problems = [p for p in self.problems if horizon <= p[0] <= now]
         placed = [t for t in self.placed if t <= now]
-        gaps = [b - a for a, b in zip(placed, placed[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(placed)]
         gap_ratio = 0.0
         if len(gaps) >= 2:
             gap_ratio = (now - placed[-1]) / max(sum(gaps) / len(gaps), DAY)

@@ -41,8 +41,12 @@ def test_bad_day_fails_naming_each_problem(day, tmp_path):
 def test_volume_against_recent_days(day, tmp_path):
     tickets, _ = day
     with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
-        validate(tickets, "tickets_day", tmp_path, {"min_rows": 10 * len(tickets),
-                                                    "max_rows": 20 * len(tickets)})
+        validate(
+            tickets,
+            "tickets_day",
+            tmp_path,
+            {"min_rows": 10 * len(tickets), "max_rows": 20 * len(tickets)},
+        )
 
 
 def test_a_missing_parameter_is_named():

@@ -14,29 +14,52 @@ T = pd.Timestamp("2026-01-05T09:00:00Z")
 H = pd.Timedelta(hours=1)
 
 
-def _ticket(tid, customer, at, channel="phone", status="resolved", csat=None, nps=None,
-            ces=None, fcr=None, category="question"):
-    return {"ticket_id": tid, "customer_id": customer, "event_time": at, "channel": channel,
-            "status": status, "csat": csat, "nps": nps, "ces_agree": ces,
-            "first_contact_resolution": fcr, "category": category}
+def _ticket(
+    tid,
+    customer,
+    at,
+    channel="phone",
+    status="resolved",
+    csat=None,
+    nps=None,
+    ces=None,
+    fcr=None,
+    category="question",
+):
+    return {
+        "ticket_id": tid,
+        "customer_id": customer,
+        "event_time": at,
+        "channel": channel,
+        "status": status,
+        "csat": csat,
+        "nps": nps,
+        "ces_agree": ces,
+        "first_contact_resolution": fcr,
+        "category": category,
+    }
 
 
 @pytest.fixture
 def kpis():
-    tickets = pd.DataFrame([
-        # Day 1, phone: A solved at once (CSAT 5, NPS 10, easy); B opened at 9, solved at 13.
-        _ticket("A", "c1", T, csat=5, nps=10, ces=True, fcr=True),
-        _ticket("B", "c2", T, status="opened"),
-        _ticket("B", "c2", T + 4 * H, csat=2, nps=3, ces=False, fcr=False),
-        # Day 1, email: C solved at once, NPS 8 (passive), CSAT 4.
-        _ticket("C", "c3", T + 2 * H, channel="email", csat=4, nps=8, fcr=True),
-        # Day 2: c2 cancels.
-        _ticket("D", "c2", T + 24 * H, status="resolved", fcr=True, category="cancellation"),
-    ])
-    orders = pd.DataFrame([
-        {"customer_id": "c4", "event_time": T - 48 * H},
-        {"customer_id": "c5", "event_time": T + 25 * H},
-    ])
+    tickets = pd.DataFrame(
+        [
+            # Day 1, phone: A solved at once (CSAT 5, NPS 10, easy); B opened at 9, solved at 13.
+            _ticket("A", "c1", T, csat=5, nps=10, ces=True, fcr=True),
+            _ticket("B", "c2", T, status="opened"),
+            _ticket("B", "c2", T + 4 * H, csat=2, nps=3, ces=False, fcr=False),
+            # Day 1, email: C solved at once, NPS 8 (passive), CSAT 4.
+            _ticket("C", "c3", T + 2 * H, channel="email", csat=4, nps=8, fcr=True),
+            # Day 2: c2 cancels.
+            _ticket("D", "c2", T + 24 * H, status="resolved", fcr=True, category="cancellation"),
+        ]
+    )
+    orders = pd.DataFrame(
+        [
+            {"customer_id": "c4", "event_time": T - 48 * H},
+            {"customer_id": "c5", "event_time": T + 25 * H},
+        ]
+    )
     return service_kpis(tickets, orders)
 
 

@@ -1,0 +1,335 @@
+"""The nightly pipeline's steps as plain functions; ``dags/nightly.py`` only wires them.
+
+Every step works on one logical day ``day`` (the DAG's data interval start), reads the lake
+up to the end of that day, writes its output under ``<out>/<step>/date=<day>/`` atomically and
+returns the path (URIs travel through XCom, never data). Rerunning a day overwrites the same
+files and upserts the same tasks, so reruns and backfills are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from forewarn.events import Alert, CustomerValue, ModelUpdated
+from forewarn.lake import read_events, write_parquet_atomic
+
+log = logging.getLogger(__name__)
+
+VOLUME_DAYS = 7
+TIER_SHARES = (("platinum", 0.05), ("gold", 0.20), ("silver", 0.50))  # cumulative top shares
+
+
+def day_end(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def _out(root: Path, step: str, day: date, name: str) -> Path:
+    return Path(root) / step / f"date={day.isoformat()}" / name
+
+
+def _publish(bootstrap: str | None, events: list[Any]) -> int:
+    """Send events to Kafka when a broker is configured (the streams pick them up)."""
+    if not bootstrap or not events:
+        return 0
+    from forewarn.simulator.produce import produce
+
+    return asyncio.run(produce(events, bootstrap, progress=False))
+
+
+# -- 1. data-quality gate on the day's raw events -------------------------------------------
+
+
+def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
+    """Validate the day's tickets and orders; volume is judged against the previous days."""
+    from expectations.runner import validate
+
+    reports = {}
+    for topic, suite in (("tickets", "tickets_day"), ("orders", "orders_day")):
+        frame = read_events(lake, topic, start=day, end=day + timedelta(days=1)).to_pandas()
+        history = [
+            read_events(
+                lake,
+                topic,
+                start=day - timedelta(days=k),
+                end=day - timedelta(days=k - 1),
+                columns=["event_id"],
+            ).num_rows
+            for k in range(1, VOLUME_DAYS + 1)
+        ]
+        history = [n for n in history if n]
+        typical = float(np.median(history)) if history else None
+        params = {
+            "min_rows": int(typical * 0.5) if typical else 1,
+            "max_rows": int(typical * 2) + 10 if typical else 10**9,
+        }
+        report = validate(frame, suite, gx_dir, params)
+        reports[topic] = {
+            "rows": len(frame),
+            "evaluated": report.evaluated,
+            "docs": report.docs_url,
+            **params,
+        }
+    return reports
+
+
+# -- 2. features ----------------------------------------------------------------------------
+
+
+def build_feature_table(lake: Path, out: Path, day: date, every_days: int = 7) -> str:
+    """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off)."""
+    from models.features import build_features, read_customer_events
+
+    events = [
+        e
+        for e in read_customer_events(lake, end=day + timedelta(days=1))
+        if e.event_time < day_end(day)
+    ]
+    if not events:
+        raise ValueError(f"no customer events in {lake} up to {day}: nothing to learn from")
+    cutoffs, cut = [], day_end(day)
+    while cut > events[0].event_time + timedelta(days=7):
+        cutoffs.append(cut)
+        cut -= timedelta(days=every_days)
+    table = build_features(events, sorted(cutoffs))
+    path = _out(out, "features", day, "features.parquet")
+    write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
+    return str(path)
+
+
+def check_features(features_path: str, gx_dir: Path) -> dict[str, Any]:
+    from expectations.runner import validate
+
+    report = validate(pd.read_parquet(features_path), "churn_features", gx_dir)
+    return {"evaluated": report.evaluated, "docs": report.docs_url}
+
+
+# -- 3. churn model -------------------------------------------------------------------------
+
+
+def train_churn_model(
+    features_path: str, registry_root: Path, day: date, bootstrap: str | None = None
+) -> dict[str, Any]:
+    """Train a challenger, compare it on the holdout, promote and announce it if better."""
+    from models.churn import ModelRegistry, train_and_evaluate
+
+    registry = ModelRegistry(registry_root)
+    version = day.isoformat()
+    result = train_and_evaluate(pd.read_parquet(features_path), registry, version)
+    registry.save(result, extra={"features_path": features_path})
+    published = 0
+    if result.promoted:
+        registry.promote(version)
+        uri = f"file://{registry.path(version).resolve()}"
+        published = _publish(
+            bootstrap,
+            [
+                ModelUpdated(
+                    event_id=f"churn-{version}",
+                    event_time=day_end(day),
+                    model_name="churn",
+                    version=version,
+                    uri=uri,
+                    metrics={k: v for k, v in result.challenger.items() if isinstance(v, float)},
+                )
+            ],
+        )
+    log.info("churn model %s: %s; promoted=%s", version, result.reason, result.promoted)
+    return {
+        "version": version,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "challenger": result.challenger,
+        "baseline": result.baseline,
+        "champion": result.champion,
+        "published": published,
+        "card": str(registry.root / version / "card.md"),
+    }
+
+
+# -- 4. lifetime value ----------------------------------------------------------------------
+
+
+def value_tiers(clv: pd.Series) -> pd.Series:
+    """Top 5% platinum, next 15% gold, next 30% silver, the rest bronze (the 80/20 rule
+    says the best customers deserve the most attention)."""
+    rank = clv.rank(ascending=False, pct=True, method="first")
+    tiers = pd.Series("bronze", index=clv.index)
+    for tier, share in reversed(TIER_SHARES):
+        tiers[rank <= share] = tier
+    return tiers
+
+
+def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None = None) -> str:
+    """BG/NBD + Gamma-Gamma on every order placed up to ``day``; CLV per customer."""
+    from models.clv import BetaGeoNBD, GammaGamma, customer_value, summarize
+
+    orders = read_events(
+        lake,
+        "orders",
+        end=day + timedelta(days=1),
+        columns=["customer_id", "event_time", "status", "amount"],
+    ).to_pandas()
+    placed = orders[
+        (orders["status"] == "placed") & (orders["event_time"] < pd.Timestamp(day_end(day)))
+    ]
+    tx = placed.rename(columns={"event_time": "date"})[["customer_id", "date", "amount"]]
+    summary = summarize(tx, day)
+    bgnbd = BetaGeoNBD().fit(summary.X)
+    repeat = summary.frame[summary.frame["x"] > 0]
+    gamma_gamma = GammaGamma().fit(repeat[["x", "m"]].to_numpy(float))
+    values = customer_value(bgnbd, gamma_gamma, summary)
+    values["value_tier"] = value_tiers(values["clv_365d"])
+    values = values.reset_index()
+    path = _out(out, "lifetime_value", day, "customer_values.parquet")
+    write_parquet_atomic(pa.Table.from_pandas(values, preserve_index=False), path)
+    (path.parent / "params.json").write_text(
+        json.dumps(
+            {
+                "bgnbd": {
+                    "r": bgnbd.r_,
+                    "alpha": bgnbd.alpha_,
+                    "a": bgnbd.a_,
+                    "b": bgnbd.b_,
+                    "log_likelihood": bgnbd.log_likelihood_,
+                },
+                "gamma_gamma": {"p": gamma_gamma.p_, "q": gamma_gamma.q_, "gamma": gamma_gamma.v_},
+                "customers": len(values),
+            },
+            indent=2,
+        )
+    )
+    _publish(
+        bootstrap,
+        [
+            CustomerValue(
+                event_id=f"cv-{r.customer_id}-{day}",
+                event_time=day_end(day),
+                customer_id=str(r.customer_id),
+                p_alive=float(np.clip(r.p_alive, 0, 1)),
+                expected_purchases_90d=float(r.expected_purchases_90d),
+                clv_90d=float(max(0.0, r.clv_90d)),
+                clv_365d=float(max(0.0, r.clv_365d)),
+                value_tier=r.value_tier,
+            )
+            for r in values.itertuples()
+        ],
+    )
+    return str(path)
+
+
+# -- 5. at-risk list ------------------------------------------------------------------------
+
+
+def build_at_risk_list(
+    features_path: str,
+    values_path: str,
+    registry_root: Path,
+    database_url: str,
+    day: date,
+    capacity: int = 25,
+    lists_dir: Path | None = None,
+) -> str:
+    """Rank today's customers by value at risk (P(churn) x 365-day CLV), keep the team's
+    capacity, upsert them as retention tasks (one per customer, shared with the streams) and
+    export the list as CSV."""
+    from models.churn import ModelRegistry
+    from outreach.store import TaskStore
+    from streams.customer_risk.detector import FEATURES, REASONS, heuristic_risk
+
+    table = pd.read_parquet(features_path)
+    today = table[table["cutoff"] == table["cutoff"].max()].copy()
+    champion = ModelRegistry(registry_root).champion()
+    x = today[list(FEATURES)].to_numpy(float)
+    if champion is not None:
+        today["p_churn"] = champion[1]["estimator"].predict_proba(x)[:, 1]
+    else:
+        today["p_churn"] = [heuristic_risk(dict(zip(FEATURES, row, strict=True)))[0] for row in x]
+    values = pd.read_parquet(values_path).set_index("customer_id")
+    today = today.join(values[["clv_365d", "value_tier"]], on="customer_id")
+    today["clv_365d"] = today["clv_365d"].fillna(0.0)
+    today["value_tier"] = today["value_tier"].fillna("bronze")
+    today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
+    top = today.sort_values("value_at_risk", ascending=False).head(capacity)
+    store = TaskStore(database_url)
+    rows = []
+    tier_severity = {"platinum": "critical", "gold": "high", "silver": "medium", "bronze": "low"}
+    try:
+        for r in top.to_dict("records"):
+            features = {f: float(r[f]) for f in FEATURES}
+            _, points = heuristic_risk(features)
+            reasons = [
+                REASONS[n].format(v=features[n])
+                for p, n in sorted(((p, n) for n, p in points.items() if p > 0), reverse=True)[:3]
+            ]
+            alert = Alert(
+                event_id=f"nightly-{day}-{r['customer_id']}",
+                event_time=day_end(day),
+                alert_id=f"nightly-{day}-{r['customer_id']}",
+                dedup_key=f"retention:{r['customer_id']}",
+                kind="churn_risk",
+                customer_id=r["customer_id"],
+                severity=tier_severity[r["value_tier"]],
+                confidence=round(float(min(0.99, r["p_churn"])), 3),
+                score=round(float(r["value_at_risk"]), 2),
+                explanation=f"nightly at-risk list {day}: P(churn) {r['p_churn']:.2f} x CLV "
+                f"{r['clv_365d']:,.0f} EUR = {r['value_at_risk']:,.0f} EUR at risk; "
+                + "; ".join(reasons or ["model score"]),
+                evidence={
+                    "reasons": reasons,
+                    "value_eur": round(float(r["clv_365d"]), 2),
+                    "value_tier": r["value_tier"],
+                    "p_churn": float(r["p_churn"]),
+                    "features": features,
+                },
+                detector="nightly_at_risk.v1",
+            )
+            task = store.upsert_alert(alert)
+            rows.append(
+                {
+                    "rank": len(rows) + 1,
+                    "customer_id": r["customer_id"],
+                    "p_churn": round(float(r["p_churn"]), 4),
+                    "clv_365d": round(float(r["clv_365d"]), 2),
+                    "value_at_risk": round(float(r["value_at_risk"]), 2),
+                    "value_tier": r["value_tier"],
+                    "reasons": "; ".join(reasons),
+                    "task_id": task.task_id if task else "",
+                    "suggestion": "" if task is None else store.get(task.task_id).suggestion,
+                }
+            )
+    finally:
+        store.close()
+    path = (Path(lists_dir) if lists_dir else Path(features_path).parents[2] / "lists") / (
+        f"at-risk-{day}.csv"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    tmp.replace(path)
+    return str(path)
+
+
+# -- 6. service KPIs ------------------------------------------------------------------------
+
+
+def compute_kpis(lake: Path, out: Path, day: date) -> str:
+    """The day's KPIs per channel (customer rates need the history before it)."""
+    from models.kpis import service_kpis
+
+    end = day + timedelta(days=1)
+    tickets = read_events(lake, "tickets", end=end).to_pandas()
+    orders = read_events(lake, "orders", end=end, columns=["customer_id", "event_time"]).to_pandas()
+    kpis = service_kpis(tickets, orders)
+    kpis = kpis[kpis["date"] == day]
+    path = _out(out, "kpis", day, "kpis.parquet")
+    write_parquet_atomic(pa.Table.from_pandas(kpis, preserve_index=False), path)
+    return str(path)
