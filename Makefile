@@ -79,10 +79,11 @@ outreach: envs
 	$(STREAMS)/bin/forewarn outreach serve
 
 test-streams: $(STREAMS)/.stamp
-	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env --ignore=tests/models $(PYTEST_ARGS)
+	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env --ignore=tests/models \
+		--ignore=tests/dags $(PYTEST_ARGS)
 
 test-airflow: $(AIRFLOW)/.stamp
-	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/models tests/forewarn/test_events.py \
+	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/models tests/dags tests/forewarn/test_events.py \
 		tests/forewarn/test_lake.py $(PYTEST_ARGS)
 
 lint: $(STREAMS)/.stamp

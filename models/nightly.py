@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
         ]
         history = [n for n in history if n]
         typical = float(np.median(history)) if history else None
+        # Daily counts are noisy (Poisson-like): allow 4 standard deviations either way.
+        spread = 4 * float(np.sqrt(typical)) if typical else 0.0
         params = {
-            "min_rows": int(typical * 0.5) if typical else 1,
-            "max_rows": int(typical * 2) + 10 if typical else 10**9,
+            "min_rows": max(1, int(min(typical * 0.3, typical - spread))) if typical else 1,
+            "max_rows": int(typical * 2 + spread + 10) if typical else 10**9,
         }
         report = validate(frame, suite, gx_dir, params)
         reports[topic] = {
@@ -333,3 +336,41 @@ def compute_kpis(lake: Path, out: Path, day: date) -> str:
     path = _out(out, "kpis", day, "kpis.parquet")
     write_parquet_atomic(pa.Table.from_pandas(kpis, preserve_index=False), path)
     return str(path)
+
+
+# -- the DAG's view of the world ------------------------------------------------------------
+
+
+class NightlyContext:
+    """Where the nightly reads and writes, and which day it works on (from Airflow's context:
+    the data interval start; a manual run without one works on yesterday)."""
+
+    def __init__(self, day: date, settings: Any = None) -> None:
+        from forewarn.settings import Settings
+
+        s = settings or Settings()
+        self.day = day
+        self.lake = s.lake_dir
+        self.out = s.home / "nightly"
+        self.gx_dir = s.home / "nightly" / "gx"
+        self.registry = s.home / "models" / "churn"
+        self.database_url = s.database_url
+        self.bootstrap = os.environ.get("FOREWARN_PUBLISH_BOOTSTRAP") or None
+        self.capacity = int(os.environ.get("FOREWARN_RETENTION_CAPACITY", "25"))
+
+
+def context() -> NightlyContext:
+    from airflow.sdk import get_current_context
+
+    return NightlyContext(run_day(get_current_context()))
+
+
+def run_day(ctx: Any) -> date:
+    """The day a run works on. With a data interval that spans a day, that day; with Airflow
+    3's default cron timetable (interval start == end == the run's logical date, midnight),
+    the day that just ended before it."""
+    start, end = ctx.get("data_interval_start"), ctx.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        return start.date()
+    anchor = start or ctx.get("logical_date") or datetime.now(UTC)
+    return (anchor - timedelta(days=1)).date()

@@ -1,0 +1,98 @@
+"""Forewarn nightly: quality gate, churn retraining, lifetime value, at-risk list, KPIs.
+
+Runs at midnight UTC on the day that just ended (``airflow dags test forewarn_nightly
+2026-03-01`` works on 2026-02-28). The raw events of the day
+must pass their Great Expectations suites before anything trains; the feature table has its
+own suite before the churn model retrains; a challenger replaces the champion only if it beats
+it by a margin, and is then announced to the stream workers. Rerunning a day overwrites its
+outputs and upserts the same tasks. The logic lives in ``models/nightly.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+CHURN_MODEL = Asset("forewarn://models/churn")
+CUSTOMER_VALUES = Asset("forewarn://customer-values")
+AT_RISK_LIST = Asset("forewarn://lists/at-risk")
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["forewarn", "nightly"],
+    default_args={
+        "retries": int(os.environ.get("FOREWARN_NIGHTLY_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+    },
+    doc_md=__doc__,
+)
+def forewarn_nightly():
+    @task
+    def check_raw_events() -> dict:
+        from models.nightly import check_raw_events, context
+
+        ctx = context()
+        return check_raw_events(ctx.lake, ctx.day, ctx.gx_dir)
+
+    @task
+    def build_features() -> str:
+        from models.nightly import build_feature_table, context
+
+        ctx = context()
+        return build_feature_table(ctx.lake, ctx.out, ctx.day)
+
+    @task
+    def check_features(features_path: str) -> dict:
+        from models.nightly import check_features, context
+
+        return check_features(features_path, context().gx_dir)
+
+    @task(outlets=[CHURN_MODEL])
+    def train_churn(features_path: str) -> dict:
+        from models.nightly import context, train_churn_model
+
+        ctx = context()
+        return train_churn_model(features_path, ctx.registry, ctx.day, ctx.bootstrap)
+
+    @task(outlets=[CUSTOMER_VALUES])
+    def lifetime_value() -> str:
+        from models.nightly import context, fit_lifetime_value
+
+        ctx = context()
+        return fit_lifetime_value(ctx.lake, ctx.out, ctx.day, ctx.bootstrap)
+
+    @task(outlets=[AT_RISK_LIST])
+    def at_risk_list(features_path: str, values_path: str) -> str:
+        from models.nightly import build_at_risk_list, context
+
+        ctx = context()
+        return build_at_risk_list(
+            features_path, values_path, ctx.registry, ctx.database_url, ctx.day, ctx.capacity
+        )
+
+    @task
+    def service_kpis() -> str:
+        from models.nightly import compute_kpis, context
+
+        ctx = context()
+        return compute_kpis(ctx.lake, ctx.out, ctx.day)
+
+    raw = check_raw_events()
+    features = build_features()
+    checked = check_features(features)
+    model = train_churn(features)
+    values = lifetime_value()
+    listed = at_risk_list(features, values)
+    kpis = service_kpis()
+    raw >> [features, values, kpis]
+    checked >> model >> listed
+
+
+forewarn_nightly()
