@@ -12,13 +12,15 @@ export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
 	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
 	@echo "make lint   - ruff"
 	@echo "make envs   - only create the two Python environments"
+	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages (var/airflow)"
+	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
 
 prereqs:
 	@$(PYTHON) forewarn/prereqs.py
@@ -74,6 +76,15 @@ demo: prereqs envs kafka-jars
 	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
 
 test: prereqs system-deps envs kafka-jars lint test-streams test-airflow
+
+# Airflow 3.3 with the project's DAGs and plugins, examples off, SimpleAuthManager: the admin
+# password is generated on first start and printed (never admin/admin). SQLite by default;
+# set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for PostgreSQL.
+AIRFLOW_SETTINGS := AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	FOREWARN_HOME=$(CURDIR)/var
+airflow: $(AIRFLOW)/.stamp
+	$(AIRFLOW_SETTINGS) $(AIRFLOW)/bin/airflow standalone
 
 outreach: envs
 	$(STREAMS)/bin/forewarn outreach serve
