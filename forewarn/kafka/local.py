@@ -74,6 +74,18 @@ def fetch_jars(cache_dir: Path) -> Path:
     return libs
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id in Kafka's own format (URL-safe base64 of 16 random bytes).
+
+    Like Kafka's ``Uuid.randomUuid``, never one starting with '-': the storage tool's argument
+    parser would read it as an option (CI met one: "--cluster-id: expected one argument").
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -188,11 +200,15 @@ class LocalKafka:
         config.write_text(text)
         if not (data / "meta.properties").exists():
             data.mkdir(parents=True, exist_ok=True)
-            # Kafka's own `StorageTool random-uuid` format, without starting a JVM for it.
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             done = subprocess.run(
                 self._java(
-                    libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                    libs,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "--config",
+                    str(config),
                 ),
                 capture_output=True,
                 text=True,

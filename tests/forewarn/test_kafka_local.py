@@ -67,3 +67,12 @@ def test_storage_that_cannot_be_formatted_says_why(tmp_path):
     )  # the JVM refuses to start with this heap
     with pytest.raises(KafkaError, match=r"formatting the broker storage .* failed"):
         broker.start(timeout=60)
+
+
+def test_cluster_ids_never_look_like_options(monkeypatch):
+    from forewarn.kafka import local
+
+    dashed = iter([b"\xfb" + bytes(15), bytes(16)])  # the first encodes to "-wAA..."
+    monkeypatch.setattr(local.uuid, "uuid4", lambda: type("U", (), {"bytes": next(dashed)}))
+    cluster_id = local.new_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
