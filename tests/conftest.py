@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from forewarn.settings import Settings
+
+
+def shared_dir() -> Path:
+    """The reference data beside the repository (``../shared``), or ``FOREWARN_SHARED_DIR``."""
+    path = Path(os.environ.get("FOREWARN_SHARED_DIR", Path(__file__).parents[2] / "shared"))
+    if not (path / "data" / "cdnow").exists():
+        pytest.fail(
+            f"reference data not found at {path}/data/cdnow: put shared/ beside the "
+            "repository or set FOREWARN_SHARED_DIR"
+        )
+    return path
 
 
 def free_port_pair() -> int:

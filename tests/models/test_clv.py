@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +12,9 @@ from click.testing import CliRunner
 
 from forewarn.cli import main
 from models.clv import BetaGeoNBD, GammaGamma, customer_value, read_cdnow, summarize
+from tests.conftest import shared_dir
 
-CDNOW = Path(__file__).parents[3] / "shared" / "data" / "cdnow"
+CDNOW = shared_dir() / "data" / "cdnow"
 PUBLISHED_BGNBD = {"r_": 0.243, "alpha_": 4.414, "a_": 0.793, "b_": 2.426}
 PUBLISHED_GG = {"p_": 6.25, "q_": 3.74, "v_": 15.44}
 
