@@ -84,7 +84,8 @@ AIRFLOW_SETTINGS := AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDE
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	FOREWARN_HOME=$(CURDIR)/var
 airflow: $(AIRFLOW)/.stamp
-	$(AIRFLOW_SETTINGS) $(AIRFLOW)/bin/airflow standalone
+	PATH=$(CURDIR)/$(AIRFLOW)/bin:$$PATH $(AIRFLOW_SETTINGS) AIRFLOW__API__HOST=127.0.0.1 \
+		$(AIRFLOW)/bin/airflow standalone
 
 outreach: envs
 	$(STREAMS)/bin/forewarn outreach serve

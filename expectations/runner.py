@@ -9,8 +9,11 @@ a failed suite raises :class:`DataQualityError` naming every failed expectation.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,34 @@ def validate(
     )
 
     spec = load_suite(suite_name, params)
+    with _exclusive(Path(project_dir)):
+        return _validate(
+            gx, ExpectationConfiguration, frame, suite_name, spec, project_dir, raise_on_failure
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(project_dir: Path) -> Iterator[None]:
+    """One validation at a time per GX project: concurrent runs (a backfill) otherwise race
+    on the stored suites ("ExpectationSuite ... has changed since it has last been saved")."""
+    project_dir.mkdir(parents=True, exist_ok=True)
+    with (project_dir / ".forewarn.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _validate(
+    gx: Any,
+    ExpectationConfiguration: Any,
+    frame: pd.DataFrame,
+    suite_name: str,
+    spec: dict[str, Any],
+    project_dir: Path,
+    raise_on_failure: bool,
+) -> ValidationReport:
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
     source = context.data_sources.add_or_update_pandas("forewarn")
     try:

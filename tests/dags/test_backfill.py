@@ -1,0 +1,113 @@
+"""A backfill of a date range through real Airflow (scheduler, API server, DAG processor,
+triggerer: ``airflow standalone``), several days at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forewarn.lake import LakeWriter
+from forewarn.simulator import build_world
+from forewarn.simulator.render import customer_events
+from tests.conftest import free_port_pair
+
+ROOT = Path(__file__).parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def test_backfill_of_three_days(tmp_path):
+    world = build_world(n_customers=400, days=100, start=datetime(2026, 1, 5, tzinfo=UTC), seed=8)
+    LakeWriter(tmp_path / "fw" / "lake").write(
+        e for c in world.customers for e in customer_events(c, world)
+    )
+    port = free_port_pair()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "FOREWARN_HOME": str(tmp_path / "fw"),
+        "FOREWARN_NIGHTLY_RETRIES": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def airflow(*args: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        return done.stdout + done.stderr
+
+    log = (tmp_path / "standalone.log").open("w")
+    proc = subprocess.Popen(
+        [str(BIN / "airflow"), "standalone"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
+                if '"dag_processor":{"status":"healthy"' in health.text.replace(" ", "") and (
+                    "forewarn_nightly" in airflow("dags", "list")
+                ):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(3)
+        else:
+            pytest.fail(
+                "Airflow did not come up: " + (tmp_path / "standalone.log").read_text()[-3000:]
+            )
+        airflow("dags", "unpause", "forewarn_nightly")
+        created = airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            "forewarn_nightly",
+            "--from-date",
+            "2026-04-11",
+            "--to-date",
+            "2026-04-13",
+        )
+        assert "Created backfill Dag run" in created, created[-2000:]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            runs = [
+                line
+                for line in airflow("dags", "list-runs", "forewarn_nightly").splitlines()
+                if "backfill__" in line
+            ]
+            if len(runs) == 3 and not any("running" in r or "queued" in r for r in runs):
+                break
+            time.sleep(5)
+        assert len(runs) == 3 and all("success" in r for r in runs), runs
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    lists = tmp_path / "fw" / "nightly" / "lists"
+    assert sorted(p.name for p in lists.iterdir()) == [
+        "at-risk-2026-04-10.csv",
+        "at-risk-2026-04-11.csv",
+        "at-risk-2026-04-12.csv",
+    ]
