@@ -102,10 +102,8 @@ def test_backfill_of_three_days(tmp_path):
         assert len(runs) == 3 and all("success" in r for r in runs), runs
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
         # standalone's children (the triggerer) can outlive it: clear the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
