@@ -246,7 +246,12 @@ def build_at_risk_list(
     export the list as CSV."""
     from models.churn import ModelRegistry
     from outreach.store import TaskStore
-    from streams.customer_risk.detector import FEATURES, REASONS, heuristic_risk
+    from streams.customer_risk.detector import (
+        FEATURES,
+        TIER_SEVERITY,
+        heuristic_risk,
+        top_reasons,
+    )
 
     table = pd.read_parquet(features_path)
     today = table[table["cutoff"] == table["cutoff"].max()].copy()
@@ -264,15 +269,10 @@ def build_at_risk_list(
     top = today.sort_values("value_at_risk", ascending=False).head(capacity)
     store = TaskStore(database_url)
     rows = []
-    tier_severity = {"platinum": "critical", "gold": "high", "silver": "medium", "bronze": "low"}
     try:
         for r in top.to_dict("records"):
             features = {f: float(r[f]) for f in FEATURES}
-            _, points = heuristic_risk(features)
-            reasons = [
-                REASONS[n].format(v=features[n])
-                for p, n in sorted(((p, n) for n, p in points.items() if p > 0), reverse=True)[:3]
-            ]
+            reasons = top_reasons(features, heuristic_risk(features)[1])
             alert = Alert(
                 event_id=f"nightly-{day}-{r['customer_id']}",
                 event_time=day_end(day),
@@ -280,7 +280,7 @@ def build_at_risk_list(
                 dedup_key=f"retention:{r['customer_id']}",
                 kind="churn_risk",
                 customer_id=r["customer_id"],
-                severity=tier_severity[r["value_tier"]],
+                severity=TIER_SEVERITY[r["value_tier"]],
                 confidence=round(float(min(0.99, r["p_churn"])), 3),
                 score=round(float(r["value_at_risk"]), 2),
                 explanation=f"nightly at-risk list {day}: P(churn) {r['p_churn']:.2f} x CLV "

@@ -228,6 +228,12 @@ def heuristic_risk(features: dict[str, float]) -> tuple[float, dict[str, float]]
     return 1 / (1 + math.exp(-(sum(points.values()) - MIDPOINT))), points
 
 
+def top_reasons(features: dict[str, float], points: dict[str, float], n: int = 3) -> list[str]:
+    """The ``n`` features that add most to the risk, in words a retention agent can use."""
+    top = sorted(((p, name) for name, p in points.items() if p > 0), reverse=True)[:n]
+    return [REASONS[name].format(v=features[name]) for _, name in top]
+
+
 @dataclass(frozen=True)
 class CustomerRiskDetector:
     """Flags customers likely to leave, early and with reasons, once per episode.
@@ -274,8 +280,7 @@ class CustomerRiskDetector:
         if not (rising or (not state.at_risk and risk >= self.enter)):
             return None
         state.at_risk, state.alerted_risk = True, risk
-        top = sorted((p, n) for n, p in points.items() if p > 0)[::-1][:3]
-        reasons = [REASONS[n].format(v=features[n]) for _, n in top]
+        reasons = top_reasons(features, points)
         if model_note:
             reasons.append(model_note)
         value = state.value_eur()
