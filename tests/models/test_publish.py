@@ -3,37 +3,22 @@ model-updated event, lifetime values on the compacted customer-values topic."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from forewarn.events import decode
 from forewarn.lake import LakeWriter
 from forewarn.simulator import build_world
 from forewarn.simulator.render import customer_events
 from models import nightly
+from tests.utils.kafka import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAY = date(2026, 4, 14)
-
-
-async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        values: list[bytes] = []
-        while batch := await consumer.getmany(timeout_ms=3000):
-            values += [m.value for msgs in batch.values() for m in msgs]
-        return values
-    finally:
-        await consumer.stop()
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +36,14 @@ def test_promoted_model_and_values_are_published(home, kafka_broker):
     trained = nightly.train_churn_model(features, home / "models", DAY, kafka_broker.bootstrap)
     assert trained["promoted"] and trained["published"] == 1
     updates = [
-        decode("model-updates", v)
-        for v in asyncio.run(_read_all(kafka_broker.bootstrap, "model-updates"))
+        decode("model-updates", v) for v in read_topic(kafka_broker.bootstrap, "model-updates")
     ]
     (update,) = [u for u in updates if u.version == DAY.isoformat()]
     assert update.model_name == "churn" and update.uri.endswith("model.joblib")
 
     values_path = nightly.fit_lifetime_value(lake, out, DAY, kafka_broker.bootstrap)
     published = [
-        decode("customer-values", v)
-        for v in asyncio.run(_read_all(kafka_broker.bootstrap, "customer-values"))
+        decode("customer-values", v) for v in read_topic(kafka_broker.bootstrap, "customer-values")
     ]
     mine = [v for v in published if v.event_id.endswith(DAY.isoformat())]
     assert len(mine) > 250 and {v.value_tier for v in mine} == {
