@@ -36,23 +36,22 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A Faust worker in a child process, logging to ``log_path``."""
+class ChildProcess:
+    """A command of ours in its own process group, logging to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "-l", "info"],
+                self.args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=worker_env(self.settings),
+                env=self.env,
                 start_new_session=True,
             )
         return self
@@ -65,7 +64,7 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        """Stop cleanly (SIGTERM: Faust flushes buffers and commits), SIGKILL after ``timeout``."""
+        """Stop cleanly (SIGTERM), SIGKILL after ``timeout``; return the exit code."""
         if self.proc is None:
             return None
         if self.alive():
@@ -86,8 +85,20 @@ class WorkerProcess:
 
     def tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
-            return "(no worker log)"
+            return f"(no log at {self.log_path})"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class WorkerProcess(ChildProcess):
+    """A Faust worker; SIGTERM lets it flush its buffers and commit."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(
+            [sys.executable, "-m", "streams", "worker", "-l", "info"],
+            worker_env(settings),
+            log_path,
+        )
+        self.settings = settings
 
 
 def wait_drained(
@@ -126,15 +137,21 @@ def wait_drained(
         time.sleep(interval)
 
 
-class OutreachProcess:
-    """``forewarn outreach serve`` in a child process (the demo's web service)."""
+class OutreachProcess(ChildProcess):
+    """``forewarn outreach serve`` (the demo's web service); ``start`` waits for /healthz."""
 
     def __init__(
         self, settings: Settings, port: int, log_path: Path, *, insecure_cookies: bool = False
     ) -> None:
-        self.settings, self.port, self.log_path = settings, port, log_path
-        self.insecure_cookies = insecure_cookies
-        self.proc: subprocess.Popen[bytes] | None = None
+        env = worker_env(settings)
+        if insecure_cookies:
+            env["FOREWARN_INSECURE_COOKIES"] = "1"  # plain http on localhost only
+        super().__init__(
+            [sys.executable, "-m", "forewarn.cli", "outreach", "serve", "--port", str(port)],
+            env,
+            log_path,
+        )
+        self.port = port
 
     @property
     def url(self) -> str:
@@ -143,31 +160,11 @@ class OutreachProcess:
     def start(self, timeout: float = 60.0) -> OutreachProcess:
         import httpx
 
-        env = worker_env(self.settings)
-        if self.insecure_cookies:
-            env["FOREWARN_INSECURE_COOKIES"] = "1"  # plain http on localhost only
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "forewarn.cli",
-                    "outreach",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
+        super().start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the outreach service exited; see {self.log_path}")
+            if not self.alive():
+                raise RuntimeError(f"the outreach service exited:\n{self.tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -175,8 +172,3 @@ class OutreachProcess:
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"the outreach service did not answer on {self.url}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)

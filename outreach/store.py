@@ -38,7 +38,6 @@ from outreach.models import (
 )
 from outreach.rules import (
     KIND_OUTCOMES,
-    SEVERITY_PRIORITY,
     SEVERITY_RANK,
     TASK_KIND,
     TEAM,
@@ -437,10 +436,13 @@ class TaskStore:
         with self.sessions() as session:
             return list(session.scalars(query))
 
+    def capacity(self, kind: str) -> int:
+        """Tasks of ``kind`` the team can finish in a day."""
+        return self.rules.capacity.get(TEAM[kind], 20)
+
     def daily_list(self, kind: str) -> list[Task]:
         """Today's open tasks of a kind, best first, cut to the team's capacity."""
-        capacity = self.rules.capacity.get(TEAM[kind], 20)
-        return self.tasks(kind=kind, open_only=True)[:capacity]
+        return self.tasks(kind=kind, open_only=True)[: self.capacity(kind)]
 
     # -- customers, tokens, outbox -----------------------------------------------------------
 
@@ -554,4 +556,4 @@ def _evidence(alert: Alert) -> dict:
     }
 
 
-__all__ = ["SEVERITY_PRIORITY", "InvalidTransition", "StaleTask", "TaskNotFound", "TaskStore"]
+__all__ = ["InvalidTransition", "StaleTask", "TaskNotFound", "TaskStore"]

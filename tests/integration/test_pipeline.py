@@ -148,7 +148,10 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
     wait_drained(settings, worker, timeout=300)
     assert worker.alive(), "bad input must not stop the worker"
 
-    letters = [json.loads(v) for v in read_topic(settings.kafka_bootstrap, "dead-letters")]
+    letters = [
+        json.loads(v)
+        for v in read_topic(settings.kafka_bootstrap, "dead-letters", at_least=len(bad) + 1)
+    ]
     assert len(letters) == len(bad) + 1
     (late_letter,) = [d for d in letters if "late by" in d["reason"]]
     assert json.loads(base64.b64decode(late_letter["raw"]))["event_id"] == "late-1"

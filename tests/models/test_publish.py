@@ -36,14 +36,16 @@ def test_promoted_model_and_values_are_published(home, kafka_broker):
     trained = nightly.train_churn_model(features, home / "models", DAY, kafka_broker.bootstrap)
     assert trained["promoted"] and trained["published"] == 1
     updates = [
-        decode("model-updates", v) for v in read_topic(kafka_broker.bootstrap, "model-updates")
+        decode("model-updates", v)
+        for v in read_topic(kafka_broker.bootstrap, "model-updates", at_least=1)
     ]
     (update,) = [u for u in updates if u.version == DAY.isoformat()]
     assert update.model_name == "churn" and update.uri.endswith("model.joblib")
 
     values_path = nightly.fit_lifetime_value(lake, out, DAY, kafka_broker.bootstrap)
     published = [
-        decode("customer-values", v) for v in read_topic(kafka_broker.bootstrap, "customer-values")
+        decode("customer-values", v)
+        for v in read_topic(kafka_broker.bootstrap, "customer-values", at_least=250)
     ]
     mine = [v for v in published if v.event_id.endswith(DAY.isoformat())]
     assert len(mine) > 250 and {v.value_tier for v in mine} == {

@@ -121,9 +121,7 @@ def list_page(
         tasks=tasks,
         kind=kind,
         heading=heading,
-        capacity=store.rules.capacity.get(
-            {"visit": "field-service", "retention": "retention", "feedback": "support"}[kind]
-        ),
+        capacity=store.capacity(kind),
         uplift=uplift,
         message=message[:200],
     )
@@ -182,7 +180,7 @@ def record_outcome(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
     except (InvalidTransition, StaleTask) as exc:
         return RedirectResponse(f"/tasks/{task_id}?error={exc}", status.HTTP_303_SEE_OTHER)
-    page = {"visit": "/board", "retention": "/retention", "feedback": "/support"}[task.kind]
+    page = next(f"/{name}" for name, (kind, _) in PAGES.items() if kind == task.kind)
     return RedirectResponse(
         f"{page}?message=Recorded: {outcome.replace('_', ' ')}", status.HTTP_303_SEE_OTHER
     )
