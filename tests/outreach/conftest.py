@@ -31,13 +31,15 @@ def postgres_url():
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     data, port = folder / "data", free_port_pair()
-    subprocess.run(
+    init = subprocess.run(
         _as_postgres(
             [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "forewarn", "--no-sync"]
         ),
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if init.returncode != 0:
+        pytest.fail(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
     subprocess.run(
         _as_postgres(
             [
