@@ -171,14 +171,8 @@ class TaskStore:
             self._refresh(task, alert, now)
             action = "refreshed"
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=task.id))
-        session.add(
-            TaskHistory(
-                task_id=task.id,
-                at=now,
-                actor=SYSTEM_ACTOR,
-                action=action,
-                detail={"alert_id": alert.alert_id, "severity": alert.severity},
-            )
+        _history(
+            session, task.id, action, now, {"alert_id": alert.alert_id, "severity": alert.severity}
         )
         self._outbox(session, task, f"task.{action}", now)
         return self._as_event(task, created=created)
@@ -238,15 +232,7 @@ class TaskStore:
         session.add(task)
         session.flush()
         if holdout:
-            session.add(
-                TaskHistory(
-                    task_id=task.id,
-                    at=now,
-                    actor=SYSTEM_ACTOR,
-                    action="held_out",
-                    detail={"share": self.rules.holdout_share},
-                )
-            )
+            _history(session, task.id, "held_out", now, {"share": self.rules.holdout_share})
         else:
             self._link(session, task, now)
         return task
@@ -281,15 +267,7 @@ class TaskStore:
             "acknowledge the trouble and mention the retention offer."
         ).strip()
         for t in (task, other):
-            session.add(
-                TaskHistory(
-                    task_id=t.id,
-                    at=now,
-                    actor=SYSTEM_ACTOR,
-                    action="linked",
-                    detail={"linked_task_id": t.linked_task_id},
-                )
-            )
+            _history(session, t.id, "linked", now, {"linked_task_id": t.linked_task_id})
 
     @staticmethod
     def _refresh(task: Task, alert: Alert, now: datetime) -> None:
@@ -358,19 +336,18 @@ class TaskStore:
                 if to not in OPEN_STATUSES:
                     task.open_key = None
                     task.closed_at = now
-                session.add(
-                    TaskHistory(
-                        task_id=task.id,
-                        at=now,
-                        actor=actor[:64],
-                        action=to,
-                        detail={
-                            "from": before,
-                            "outcome": outcome,
-                            "assignee": assignee,
-                            "note": note[:2000],
-                        },
-                    )
+                _history(
+                    session,
+                    task.id,
+                    to,
+                    now,
+                    {
+                        "from": before,
+                        "outcome": outcome,
+                        "assignee": assignee,
+                        "note": note[:2000],
+                    },
+                    actor=actor[:64],
                 )
                 self._outbox(session, task, f"task.{to}", now)
                 session.flush()
@@ -392,15 +369,7 @@ class TaskStore:
                 task.escalated = True
                 task.priority = min(100, task.priority + self.rules.escalation_bump)
                 task.updated_at = now
-                session.add(
-                    TaskHistory(
-                        task_id=task.id,
-                        at=now,
-                        actor=SYSTEM_ACTOR,
-                        action="escalated",
-                        detail={"due_at": str(task.due_at)},
-                    )
-                )
+                _history(session, task.id, "escalated", now, {"due_at": str(task.due_at)})
                 self._outbox(session, task, "task.escalated", now)
                 ids.append(task.id)
             return ids
@@ -518,6 +487,18 @@ class TaskStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _history(
+    session: Session,
+    task_id: str,
+    action: str,
+    at: datetime,
+    detail: dict[str, Any],
+    actor: str = SYSTEM_ACTOR,
+) -> None:
+    """One line of a task's history: who did what, when."""
+    session.add(TaskHistory(task_id=task_id, at=at, actor=actor, action=action, detail=detail))
 
 
 def task_payload(task: Task) -> dict[str, Any]:
