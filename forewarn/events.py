@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -311,10 +310,3 @@ def decode(topic: str, raw: bytes | None) -> Event:
 def event_date(event: Event) -> str:
     """The lake partition (UTC date of the event time) an event belongs to."""
     return event.event_time.strftime("%Y-%m-%d")
-
-
-def utc(dt: datetime) -> datetime:
-    """Refuse naive datetimes: every time in Forewarn is timezone-aware."""
-    if dt.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime, got naive {dt.isoformat()}")
-    return dt

@@ -16,7 +16,6 @@ import numpy as np
 
 from forewarn.events import Channel, DeviceTelemetry, Event, Order, Ticket
 from forewarn.simulator.world import (
-    DAY,
     DEVICE_TYPES,
     ORDER_CHANNELS,
     PRECURSOR_CODES,
@@ -333,8 +332,3 @@ def world_events(world: World) -> Iterator[Event]:
     streams: list[Iterator[Event]] = [device_telemetry(d, world) for d in world.devices]
     streams += [iter(customer_events(c, world)) for c in world.customers]
     return heapq.merge(*streams, key=lambda e: e.event_time)
-
-
-def day_of(world: World, t: datetime) -> int:
-    """Whole simulated days since the start (for progress and reports)."""
-    return int((t - world.start) / DAY)
