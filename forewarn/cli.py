@@ -384,8 +384,10 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
         app = create_app(OutreachSettings.from_env(settings))
     except ValueError as exc:
         _fail(exc)
+    from forewarn.logs import logging_config
+
     click.echo(f"outreach on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_config=logging_config())
 
 
 @outreach.command("token")

@@ -33,6 +33,10 @@ class Settings:
         Root of the event lake (Parquet, ``topic=<t>/date=<YYYY-MM-DD>/``).
     cache_dir : Path
         Machine-wide download cache (Kafka jars), shared by every checkout.
+    group_id : str
+        Kafka consumer group of the workers; workers sharing it share the partitions.
+    worker_host, worker_port : str, int
+        Where a worker serves ``/metrics`` and ``/healthz`` (port 0: not at all).
     """
 
     home: Path = field(default_factory=lambda: Path(_env("HOME", str(DEFAULT_HOME))))
@@ -45,6 +49,9 @@ class Settings:
         )
     )
     group_id: str = field(default_factory=lambda: _env("GROUP_ID", "forewarn"))
+    #: The worker's HTTP endpoints (/metrics, /healthz); port 0 turns them off.
+    worker_host: str = field(default_factory=lambda: _env("WORKER_HOST", "127.0.0.1"))
+    worker_port: int = field(default_factory=lambda: int(_env("WORKER_PORT", "6066")))
 
     def __post_init__(self) -> None:
         # Derived defaults follow ``home`` so one variable moves the whole local stack.

@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from forewarn.events import INPUT_TOPICS
 from forewarn.kafka.admin import group_lag
+from forewarn.kafka.local import free_port
 from forewarn.settings import Settings
 
 DRAIN_TOPICS = [*INPUT_TOPICS, "alerts"]
@@ -31,6 +33,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "FOREWARN_DATABASE_URL": settings.database_url,
             "FOREWARN_LAKE_DIR": str(settings.lake_dir),
             "FOREWARN_GROUP_ID": settings.group_id,
+            "FOREWARN_WORKER_HOST": settings.worker_host,
+            "FOREWARN_WORKER_PORT": str(settings.worker_port),
         }
     )
     return env
@@ -92,13 +96,20 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """A Faust worker; SIGTERM lets it flush its buffers and commit."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, web_port: int | None = None) -> None:
+        # Each worker of a group on one machine needs its own port for /metrics and /healthz.
+        web_port = free_port() if web_port is None else web_port
+        settings = replace(settings, worker_port=web_port)
         super().__init__(
             [sys.executable, "-m", "streams", "worker", "-l", "info"],
             worker_env(settings),
             log_path,
         )
         self.settings = settings
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.settings.worker_host}:{self.settings.worker_port}"
 
 
 def wait_drained(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -412,6 +412,27 @@ class TaskStore:
     def daily_list(self, kind: str) -> list[Task]:
         """Today's open tasks of a kind, best first, cut to the team's capacity."""
         return self.tasks(kind=kind, open_only=True)[: self.capacity(kind)]
+
+    def counts(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Tasks by (kind, status) and webhook deliveries by (event, status), for metrics."""
+        with self.sessions() as session:
+            tasks = session.execute(
+                select(Task.kind, Task.status, func.count()).group_by(Task.kind, Task.status)
+            )
+            deliveries = session.execute(
+                select(WebhookDelivery.event, WebhookDelivery.status, func.count()).group_by(
+                    WebhookDelivery.event, WebhookDelivery.status
+                )
+            )
+            return {
+                "tasks": {(k, s): n for k, s, n in tasks},
+                "deliveries": {(e, s): n for e, s, n in deliveries},
+            }
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # -- customers, tokens, outbox -----------------------------------------------------------
 

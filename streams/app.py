@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import faust
 
+from forewarn.logs import logging_config
 from forewarn.settings import Settings
 
 settings = Settings()
@@ -25,7 +26,12 @@ app = faust.App(
     topic_partitions=4,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
-    web_enabled=False,
+    # /metrics and /healthz (streams/metrics.py) on Faust's web server; port 0 turns it off.
+    web_enabled=settings.worker_port > 0,
+    web_bind=settings.worker_host,
+    web_host=settings.worker_host,
+    web_port=settings.worker_port or 6066,
+    logging_config=logging_config(),
     # Faust keeps table stores and worker data here, not in the current directory.
     datadir=str(settings.home / "faust"),
     # A crashed worker's partitions move to the others after this long (Faust: 60 s).
@@ -35,6 +41,7 @@ app = faust.App(
         "streams.device_faults",
         "streams.customer_risk",
         "streams.outreach_sink",
+        "streams.metrics",
     ],
     origin="streams",
 )

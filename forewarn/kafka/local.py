@@ -96,6 +96,13 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
     """Produce one message and read it back: the only honest readiness check."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition

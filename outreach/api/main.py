@@ -1,4 +1,5 @@
-"""The outreach service: REST API (OpenAPI at /docs and /openapi.json) and the web pages.
+"""The outreach service: REST API (OpenAPI at /docs and /openapi.json), the web pages,
+``/metrics`` (Prometheus) and ``/healthz``.
 
 ``forewarn outreach serve`` runs it with uvicorn; tests build it with :func:`create_app`.
 A background thread escalates overdue tasks every minute and, when a webhook is configured,
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from outreach.api.routes import pages, tasks, webhooks
 from outreach.config import OutreachSettings
+from outreach.metrics import instrument
 from outreach.store import TaskStore
 from outreach.webhook import WebhookDeliverer
 
@@ -61,9 +63,17 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(webhooks.router)
 
+    instrument(app, store)
+
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        """200 when the database answers, 503 otherwise (a load balancer stops routing here)."""
+        try:
+            store.ping()
+        except Exception as exc:
+            log.warning("health check: outreach store unavailable: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "down"}, 503)
+        return JSONResponse({"status": "ok", "database": "up"})
 
     app.include_router(pages.router)
 

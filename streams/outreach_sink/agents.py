@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 from sqlalchemy.exc import OperationalError
 
@@ -17,6 +18,7 @@ from forewarn.events import Alert, InvalidEvent, decode, encode
 from outreach.store import TaskStore
 from streams.app import alerts_topic, app, outreach_tasks_topic, settings
 from streams.dead_letters import counters
+from streams.metrics import observe_task_stored
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,11 @@ async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
             log.error("invalid alert at offset %d skipped: %s", event.message.offset, exc)
             continue
         assert isinstance(alert, Alert)
+        started = time.perf_counter()
         task = await store_with_retry(alert)
+        # The alert's message timestamp is when a detector raised it (its event_time is the
+        # evidence's time, which a replay puts in the past).
+        observe_task_stored(time.perf_counter() - started, event.message.timestamp)
         if task is None:
             counters["alerts.suppressed"] += 1  # root cause fixed recently
             continue

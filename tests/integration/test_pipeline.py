@@ -102,6 +102,25 @@ def _visit_tasks(settings) -> list:
         store.close()
 
 
+def _worker_metrics(worker: WorkerProcess) -> dict[str, dict[str, float]]:
+    """The worker's /metrics (after /healthz says ok), as {metric: {first label value: value}}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    health = httpx.get(f"{worker.web_url}/healthz", timeout=10)
+    assert health.status_code == 200, health.text
+    assert health.json()["assigned_partitions"] > 0
+    text = httpx.get(f"{worker.web_url}/metrics", timeout=10).text
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = next(iter(sample.labels.values()), "") if sample.labels else ""
+            if sample.name.endswith("_bucket"):
+                continue
+            out.setdefault(sample.name, {})[label] = sample.value
+    return out
+
+
 def test_faults_reach_outreach_tasks_once(stack):
     settings, start_worker = stack
     world = _world()
@@ -109,8 +128,16 @@ def test_faults_reach_outreach_tasks_once(stack):
     produced = _produce(settings, world_events(world))
     worker = start_worker()
     wait_drained(settings, worker, timeout=300)
+    metrics = _worker_metrics(worker)
     assert worker.stop() == 0
 
+    assert (
+        metrics["forewarn_worker_messages_total"]["device-telemetry"]
+        == produced["device-telemetry"]
+    )
+    assert metrics["forewarn_worker_alerts_total"]["device_fault"] >= len(world.faults)
+    assert metrics["forewarn_worker_task_sink_seconds_count"][""] >= len(world.faults)
+    assert all(n == 0 for n in metrics["forewarn_worker_consumer_lag"].values())
     per_device = _tasks_per_device(settings)
     for fault in world.faults:
         assert per_device[fault.device_id] == 1, f"fault on {fault.device_id} has no single task"

@@ -1,0 +1,80 @@
+"""Log format shared by the worker, the outreach service and the CLI.
+
+``FOREWARN_LOG_FORMAT=json`` (the default in docker-compose.yml) writes one JSON object per
+line, for log shippers; ``text`` (the default on a laptop) writes plain lines. Either way a
+filter masks e-mail addresses and phone numbers, so personal data that slips into a message
+(an exception that quotes a ticket, say) does not reach the log files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+# Masked wherever they occur in a log message or its arguments.
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# International (+44 20 7946 0958) or grouped (020 7946 0958, 555-123-4567) numbers; bare digit
+# runs are offsets and ids, not phones, and stay readable.
+PHONE = re.compile(r"(?<![\w.])(?:\+\d[\d ()-]{7,}\d|\(?\d{2,5}\)?[ -]\d{3,4}[ -]\d{3,5})(?![\w.])")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
+
+
+def mask_personal_data(text: str) -> str:
+    """``text`` with e-mail addresses and phone numbers replaced by placeholders."""
+    return PHONE.sub("<phone>", EMAIL.sub("<email>", text))
+
+
+class PersonalDataFilter(logging.Filter):
+    """Masks personal data in every record it sees (installed on handlers, not loggers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            # Render once, then mask: the arguments are where customer text usually hides.
+            record.msg, record.args = record.getMessage(), None
+        if isinstance(record.msg, str):
+            record.msg = mask_personal_data(record.msg)
+        return True
+
+
+def log_format() -> str:
+    fmt = os.environ.get("FOREWARN_LOG_FORMAT", "text")
+    if fmt not in ("text", "json"):
+        raise ValueError(f"FOREWARN_LOG_FORMAT must be 'text' or 'json', not {fmt!r}")
+    return fmt
+
+
+def logging_config(level: str = "INFO", fmt: str | None = None) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` for stderr in ``fmt`` (default: the environment's)."""
+    fmt = fmt or log_format()
+    formatter: dict[str, Any] = (
+        {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": JSON_FIELDS,
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+        if fmt == "json"
+        else {"format": TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"forewarn": formatter},
+        "filters": {"personal_data": {"()": PersonalDataFilter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "forewarn",
+                "filters": ["personal_data"],
+                "level": level,
+            }
+        },
+        "root": {"level": level, "handlers": ["default"]},
+        # uvicorn's loggers bring their own handlers; route them through ours instead.
+        "loggers": {
+            name: {"handlers": ["default"], "level": level, "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
