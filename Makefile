@@ -47,13 +47,14 @@ $(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
 envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
 
 # Test-only system packages from Debian: a browser for the page tests, PostgreSQL 15 for the
-# store tests. Installed when missing (needs root, as on CI); otherwise named with the fix.
-SYSTEM_PACKAGES := chromium chromium-driver postgresql-15
+# store tests, docker-compose to validate docker-compose.yml (no Docker engine needed). Installed when missing (needs root, as on CI); otherwise named with the fix.
+SYSTEM_PACKAGES := chromium chromium-driver postgresql-15 docker-compose
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing from Debian"; \
@@ -92,11 +93,11 @@ outreach: envs
 
 test-streams: $(STREAMS)/.stamp
 	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env --ignore=tests/models \
-		--ignore=tests/dags $(PYTEST_ARGS)
+		--ignore=tests/dags --ignore=tests/deploy $(PYTEST_ARGS)
 
 test-airflow: $(AIRFLOW)/.stamp
-	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/models tests/dags tests/forewarn/test_events.py \
-		tests/forewarn/test_lake.py $(PYTEST_ARGS)
+	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/models tests/dags tests/deploy \
+		tests/forewarn/test_events.py tests/forewarn/test_lake.py $(PYTEST_ARGS)
 
 lint: $(STREAMS)/.stamp
 	$(STREAMS)/bin/ruff check .
