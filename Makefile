@@ -12,12 +12,13 @@ export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: audit airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
 	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
 	@echo "make lint   - ruff"
+	@echo "make audit  - pip-audit of both locked environments"
 	@echo "make envs   - only create the two Python environments"
 	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages (var/airflow)"
 	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
@@ -45,6 +46,14 @@ $(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
 	touch $@
 
 envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
+
+# Dependency audit of both lock files (requirements/audit.py says what counts as a failure).
+PIP_AUDIT := $(VENV)/tools/bin/pip-audit
+$(PIP_AUDIT): | $(UV)
+	$(VENV)/tools/bin/pip install --quiet pip-audit==2.10.1
+
+audit: $(PIP_AUDIT)
+	$(PYTHON) requirements/audit.py $(PIP_AUDIT) var/audit
 
 # Test-only system packages from Debian: a browser for the page tests, PostgreSQL 15 for the
 # store tests, docker-compose to validate docker-compose.yml (no Docker engine needed). Installed when missing (needs root, as on CI); otherwise named with the fix.
@@ -76,7 +85,7 @@ kafka-stop: $(STREAMS)/.stamp
 demo: prereqs envs kafka-jars
 	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
 
-test: prereqs system-deps envs kafka-jars lint test-streams test-airflow
+test: prereqs system-deps envs kafka-jars lint audit test-streams test-airflow
 
 # Airflow 3.3 with the project's DAGs and plugins, examples off, SimpleAuthManager: the admin
 # password is generated on first start and printed (never admin/admin). SQLite by default;

@@ -14,6 +14,7 @@ forewarn_worker_dead_letters_total{kind}    counter    messages refused, by reas
 forewarn_worker_events_total{name}          counter    other counts (archived, suppressed, ...)
 forewarn_worker_task_sink_seconds           histogram  time to store one outreach task
 forewarn_worker_alert_to_task_seconds       histogram  alert raised to its task stored
+forewarn_worker_info{churn_model,...}       gauge      1, labelled with the models in service
 ==========================================  =========  ========================================
 """
 
@@ -27,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams.app import app
-from streams.dead_letters import counters
+from streams.dead_letters import counters, status
 
 registry = CollectorRegistry()
 task_sink_seconds = Histogram(
@@ -95,6 +96,14 @@ class WorkerCollector(Collector):
                 other.add_metric([key], n)
         yield from families.values()
         yield other
+        info = GaugeMetricFamily(
+            "forewarn_worker_info",
+            "Always 1; the labels name the models in service (a rejected model file shows as "
+            "forewarn_worker_events_total{name='models.rejected'} and an unchanged version).",
+            labels=sorted(status),
+        )
+        info.add_metric([status[k] for k in sorted(status)], 1)
+        yield info
 
 
 registry.register(WorkerCollector())

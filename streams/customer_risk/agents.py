@@ -8,14 +8,14 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forewarn.events import InvalidEvent, ModelUpdated, decode, encode
-from streams.app import alerts_topic, app, customer_topics, settings
+from streams.app import alerts_topic, app, archived_topics, customer_topics, settings
 from streams.customer_risk.detector import (
     CustomerRiskDetector,
     CustomerState,
     NegativeFeedbackDetector,
 )
 from streams.customer_risk.model import ModelHolder
-from streams.dead_letters import counters, status
+from streams.dead_letters import counters, dead_letter, send_dead_letter, status
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,16 @@ async def track_customers(stream):  # type: ignore[no-untyped-def]
     async for event in stream.events():
         try:
             record = decode(event.message.topic, event.value)
-        except InvalidEvent:
-            continue  # source events are dead-lettered by streams.intake
+        except InvalidEvent as exc:
+            # Source events are dead-lettered by streams.intake; customer values and signals
+            # are not archived, so a bad one is reported here. The customer keeps the value
+            # they had, and the rest of the stream flows on.
+            msg = event.message
+            if msg.topic not in archived_topics.topics:
+                letter = dead_letter(msg.topic, msg.partition, msg.offset, event.value, str(exc))
+                log.error("refused %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+                await send_dead_letter(letter, "invalid")
+            continue
         customer_id = record.customer_id  # type: ignore[attr-defined]
         state = CustomerState.from_dict(customer_to_risk_state[customer_id])
         source = f"{event.message.topic}:{event.message.partition}"
