@@ -79,6 +79,17 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> dict[st
         await admin.close()
 
 
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """The offsets ``group_id`` has committed on ``topic``, by partition (-1: none yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await _committed(admin, group_id)
+        return {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic}
+    finally:
+        await admin.close()
+
+
 async def _committed(admin: AIOKafkaAdminClient, group_id: str, tries: int = 20) -> dict:
     # The group coordinator (and __consumer_offsets) appears only after a first group exists.
     for attempt in range(tries):

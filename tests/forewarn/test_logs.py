@@ -60,3 +60,13 @@ def test_an_unknown_format_is_refused(monkeypatch):
     monkeypatch.setenv("FOREWARN_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="text' or 'json"):
         logging_config()
+
+
+def test_passwords_in_urls_are_masked(capture):
+    stream = capture("text")
+    logging.getLogger("streams.test").error(
+        "cannot reach postgresql+psycopg://forewarn:s3cr%40t@db:5432/forewarn"
+    )
+    out = stream.getvalue()
+    assert "s3cr" not in out
+    assert "postgresql+psycopg://forewarn:<secret>@db:5432/forewarn" in out

@@ -1,0 +1,267 @@
+"""Faults against the real parts while a scenario streams: worker kill -9s, a broker restart,
+a database outage, hostile messages. Each test is bounded (the producer has a fixed number of
+events, every wait has a deadline) and checks the same two promises: nothing lost (every event
+in the lake, every alert's task in the store) and nothing doubled (one task per root cause).
+
+Figures of the last run go to ``var/reliability/<test>.json`` (docs/reliability.md quotes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
+from forewarn.kafka.admin import committed_offsets, group_lag
+from forewarn.simulator import world_events
+from forewarn.simulator.produce import produce
+from forewarn.stack import DRAIN_TOPICS, WorkerProcess, wait_drained
+from outreach.models import AlertSeen
+from outreach.store import TaskStore
+from tests.utils.hostile import sample
+from tests.utils.kafka import read_topic
+from tests.utils.pipeline import lake_rows, scenario, send_raw
+from tests.utils.postgres import PostgresServer
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+REPORTS = Path(__file__).resolve().parents[2] / "var" / "reliability"
+
+
+class Producer(threading.Thread):
+    """Streams ``events`` at ``rate`` events/s in the background with the simulator's own
+    producer (it must ride out broker trouble by itself)."""
+
+    def __init__(self, bootstrap: str, events: list, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.events, self.rate = bootstrap, events, rate
+        self.acked: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.acked = asyncio.run(
+                produce(self.events, self.bootstrap, rate=self.rate, progress=False)
+            )
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = 300) -> int:
+        self.join(timeout)
+        assert not self.is_alive(), "the producer did not finish in time"
+        assert self.error is None, f"the producer failed: {self.error!r}"
+        assert self.acked == len(self.events)
+        return self.acked
+
+
+def _wait_healthy(worker: WorkerProcess, timeout: float = 90) -> None:
+    """Until the worker's /healthz says it consumes (partitions assigned)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.alive(), worker.tail()
+        try:
+            health = httpx.get(f"{worker.web_url}/healthz", timeout=2)
+            if health.status_code == 200 and health.json()["assigned_partitions"] > 0:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"worker not healthy within {timeout} s:\n{worker.tail()}")
+
+
+def _alerts(settings) -> list[Alert]:
+    values = read_topic(settings.kafka_bootstrap, "alerts", timeout=30)
+    return [decode("alerts", v) for v in values]  # type: ignore[misc]
+
+
+def _check_nothing_lost_or_doubled(settings, world, produced: Counter) -> dict:
+    """Every event in the lake once (as readers see it), every alert's root cause one task."""
+    figures: dict = {"events": sum(produced.values())}
+    for topic in INPUT_TOPICS:
+        raw, distinct = lake_rows(settings, topic)
+        assert distinct == produced[topic], f"{topic}: {produced[topic] - distinct} lost"
+        figures[f"lake_rows_{topic}"] = raw
+    store = TaskStore(settings.database_url)
+    try:
+        tasks = store.tasks()
+    finally:
+        store.close()
+    per_key = Counter(t.dedup_key for t in tasks)
+    assert max(per_key.values()) == 1, [k for k, n in per_key.items() if n > 1]
+    alert_keys = {a.dedup_key for a in _alerts(settings)}
+    assert alert_keys == set(per_key), {
+        "alerts without a task": sorted(alert_keys - set(per_key))[:5],
+        "tasks without an alert": sorted(set(per_key) - alert_keys)[:5],
+    }
+    visits = Counter(t.device_id for t in tasks if t.kind == "visit")
+    for fault in world.faults:
+        assert visits[fault.device_id] == 1, f"fault on {fault.device_id}"
+    lost_events = sum(produced.values()) - sum(lake_rows(settings, t)[1] for t in INPUT_TOPICS)
+    figures.update(
+        tasks=len(tasks),
+        alerts=len(alert_keys),
+        faults=len(world.faults),
+        duplicates=0,
+        lost_events=lost_events,
+        lost_tasks=len(alert_keys - set(per_key)),
+    )
+    return figures
+
+
+def _report(name: str, figures: dict) -> None:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / f"{name}.json").write_text(json.dumps(figures, indent=1, default=str))
+    print(name, json.dumps(figures, default=str))
+
+
+def test_ten_kill_9s_while_streaming_lose_and_double_nothing(stack):
+    settings, start_worker = stack
+    world = scenario(seed=9)
+    events = list(world_events(world))
+    producer = Producer(settings.kafka_bootstrap, events, rate=700)
+    producer.start()
+    rng = random.Random(7)
+    kills, mid_stream = 0, 0
+    started = time.monotonic()
+    while kills < 10:
+        worker = start_worker()
+        _wait_healthy(worker)
+        time.sleep(rng.uniform(0.5, 3.0))  # let it process (and commit) some of the stream
+        worker.kill()  # kill -9: no flush, no commit, no goodbye to the group
+        kills += 1
+        lag = asyncio.run(group_lag(settings.kafka_bootstrap, settings.group_id, DRAIN_TOPICS))
+        mid_stream += sum(lag.values()) > 0
+    assert mid_stream >= 8, "the kills should land while there is work in flight"
+    producer.finish()
+    worker = start_worker()
+    wait_drained(settings, worker, timeout=300)
+    assert worker.stop() == 0
+    figures = _check_nothing_lost_or_doubled(settings, world, Counter(e.topic for e in events))
+    _report(
+        "kill9",
+        {
+            **figures,
+            "kills": kills,
+            "kills_mid_stream": mid_stream,
+            "seconds": round(time.monotonic() - started),
+        },
+    )
+
+
+def test_broker_restart_mid_stream_recovers_on_its_own(stack, broker):
+    settings, start_worker = stack
+    world = scenario(customers=40, days=21, seed=11)
+    events = list(world_events(world))
+    producer = Producer(settings.kafka_bootstrap, events, rate=1000)
+    producer.start()
+    worker = start_worker()
+    _wait_healthy(worker)
+    time.sleep(5)
+    stopped = time.monotonic()
+    broker.stop()  # SIGTERM: a rolling restart of the only broker
+    time.sleep(5)
+    broker.start()
+    down_s = time.monotonic() - stopped
+    producer.finish()
+    wait_drained(settings, worker, timeout=300)
+    assert worker.alive(), "the worker must ride out the restart without being restarted"
+    assert worker.stop() == 0
+    figures = _check_nothing_lost_or_doubled(settings, world, Counter(e.topic for e in events))
+    _report("broker_restart", {**figures, "broker_down_s": round(down_s, 1)})
+
+
+def test_database_outage_commits_nothing_unstored_and_loses_nothing(stack):
+    settings, start_worker = stack
+    pg = PostgresServer().start()
+    try:
+        on_pg = replace(settings, database_url=pg.url)
+        TaskStore(on_pg.database_url).close()  # schema first, as a deployment's migration does
+        world = scenario(customers=60, days=21, seed=4)
+        events = list(world_events(world))
+        producer = Producer(settings.kafka_bootstrap, events, rate=1500)
+        producer.start()
+        worker = start_worker(on_pg)
+        _wait_healthy(worker)
+        deadline = time.monotonic() + 120
+        while _stored(on_pg) == 0:  # wait for the sink to be busy
+            assert time.monotonic() < deadline, "no task was stored"
+            time.sleep(0.5)
+
+        pg.stop()
+        time.sleep(3)  # an alert taken just before the stop may still be acked
+        bootstrap, group = settings.kafka_bootstrap, settings.group_id
+        frozen = asyncio.run(committed_offsets(bootstrap, group, "alerts"))
+        samples = []
+        for _ in range(9):  # 3 + 27 s = 30 s down
+            time.sleep(3)
+            samples.append(asyncio.run(committed_offsets(bootstrap, group, "alerts")))
+            assert worker.alive(), "the worker must wait for the database, not die"
+        waiting = asyncio.run(group_lag(bootstrap, group, ["alerts"]))["alerts"]
+        pg.start()
+
+        assert all(s == frozen for s in samples), "an offset moved past an unstored task"
+        assert waiting > 0, "alerts should pile up during the outage (else: no load)"
+        producer.finish()
+        wait_drained(on_pg, worker, timeout=300)
+        assert worker.stop() == 0
+        figures = _check_nothing_lost_or_doubled(on_pg, world, Counter(e.topic for e in events))
+        alert_ids = {a.alert_id for a in _alerts(settings)}
+        store = TaskStore(on_pg.database_url)
+        with store.sessions() as session:
+            seen = {row.alert_id for row in session.query(AlertSeen)}
+        store.close()
+        assert alert_ids <= seen, f"{len(alert_ids - seen)} alerts never reached the store"
+        retries = worker.log_path.read_text().count("outreach store unavailable")
+        assert retries > 0
+        _report(
+            "database_outage",
+            {
+                **figures,
+                "outage_s": 30,
+                "alerts_waiting_at_recovery": waiting,
+                "store_retries_logged": retries,
+            },
+        )
+    finally:
+        pg.remove()
+
+
+def _stored(settings) -> int:
+    store = TaskStore(settings.database_url, migrate=False)
+    try:
+        return len(store.tasks())
+    finally:
+        store.close()
+
+
+def test_hostile_messages_are_dead_lettered_and_good_ones_flow(stack):
+    settings, start_worker = stack
+    world = scenario(customers=15, days=10, seed=3)
+    good = list(world_events(world))
+    bad = sample(300, seed=1)
+    worker = start_worker()
+    send_raw(settings, bad[:150])
+    asyncio.run(produce(good, settings.kafka_bootstrap, progress=False))
+    send_raw(settings, bad[150:])
+    wait_drained(settings, worker, timeout=300)
+    assert worker.alive()
+    letters = [
+        decode("dead-letters", v)
+        for v in read_topic(settings.kafka_bootstrap, "dead-letters", at_least=len(bad))
+    ]
+    assert all(isinstance(x, DeadLetter) and x.reason for x in letters)
+    assert len(letters) == len(bad), "one dead letter per bad message, no more"
+    assert Counter(x.source_topic for x in letters) == Counter(t for t, _ in bad)
+    produced = Counter(e.topic for e in good)
+    for topic in INPUT_TOPICS:
+        assert lake_rows(settings, topic)[1] == produced[topic], topic
+    assert worker.stop() == 0
+    _report("hostile", {"bad": len(bad), "dead_letters": len(letters), "good": len(good)})

@@ -1,0 +1,97 @@
+"""Helpers of the end-to-end and fault tests: scenarios in, tasks, lake rows and metrics out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pyarrow.parquet as pq
+
+from forewarn.lake import read_events
+from forewarn.simulator import build_world
+from forewarn.simulator.produce import produce
+from forewarn.stack import WorkerProcess
+from outreach.store import TaskStore
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def scenario(customers: int = 60, days: int = 21, seed: int = 4):
+    return build_world(n_customers=customers, days=days, start=START, seed=seed)
+
+
+def produce_events(settings, events) -> Counter:
+    events = list(events)
+    asyncio.run(produce(events, settings.kafka_bootstrap, progress=False))
+    return Counter(e.topic for e in events)
+
+
+def send_raw(settings, messages: list[tuple[str, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            for topic, value in messages:
+                await producer.send_and_wait(topic, value, key=b"bad")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def lake_rows(settings, topic: str) -> tuple[int, int]:
+    """(rows in all files, distinct event ids) of one topic in the lake."""
+    files = sorted(settings.lake_dir.glob(f"topic={topic}/date=*/*.parquet"))
+    raw = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return raw, read_events(settings.lake_dir, topic, columns=["event_id"]).num_rows
+
+
+def tasks_per_device(settings) -> Counter:
+    return Counter(t.device_id for t in visit_tasks(settings))
+
+
+def visit_tasks(settings) -> list:
+    store = TaskStore(settings.database_url)
+    try:
+        return store.tasks(kind="visit")
+    finally:
+        store.close()
+
+
+def worker_metrics(worker: WorkerProcess) -> dict[str, dict[str, float]]:
+    """The worker's /metrics (after /healthz says ok), as {metric: {first label value: value}}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    health = httpx.get(f"{worker.web_url}/healthz", timeout=10)
+    assert health.status_code == 200, health.text
+    assert health.json()["assigned_partitions"] > 0
+    text = httpx.get(f"{worker.web_url}/metrics", timeout=10).text
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = next(iter(sample.labels.values()), "") if sample.labels else ""
+            if sample.name.endswith("_bucket"):
+                continue
+            out.setdefault(sample.name, {})[label] = sample.value
+    return out
+
+
+def worker_status(settings) -> dict:
+    files = list((settings.home / "workers").glob("*.json"))
+    return json.loads(files[0].read_text()) if files else {}
+
+
+def wait_for_status(settings, key: str, value, timeout: float = 60) -> bool:
+    """Poll the worker's counters file (rewritten every 5 s) until ``key`` is ``value``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker_status(settings).get(key) == value:
+            return True
+        time.sleep(1)
+    return False
