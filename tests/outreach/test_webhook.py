@@ -3,9 +3,8 @@ nothing lost while the receiver is down."""
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
