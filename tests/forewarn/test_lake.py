@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -59,3 +60,52 @@ def test_free_form_evidence_is_stored_as_json_text(tmp_path):
     assert pq.read_table(path).column("evidence").to_pylist() == [
         '{"signals": ["drift:vibration_mm_s"]}'
     ]
+
+
+WRITER = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from forewarn.lake import LakeWriter
+from tests.utils import factories
+writer = LakeWriter(Path(sys.argv[1]))
+# One day, one file per write: 20,000 readings a second apart.
+batch = [factories.telemetry(event_id=f"D00001-{i}", event_time=factories.T0 + timedelta(seconds=i))
+         for i in range(20000)]
+print("ready", flush=True)
+while True:
+    writer.write(batch)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_only_whole_files(tmp_path):
+    """kill -9 a process that writes large batches while this one reads the lake: every file
+    a reader can see opens, and the killed write's temporary file stays invisible."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    reads, deadline = 0, time.monotonic() + 4
+    while time.monotonic() < deadline:
+        for path in tmp_path.glob("topic=*/date=*/*.parquet"):
+            if not path.name.startswith("."):
+                assert pq.ParquetFile(path).metadata.num_rows == 20000
+                reads += 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    visible = [p for p in tmp_path.glob("topic=*/date=*/*.parquet") if not p.name.startswith(".")]
+    assert reads > 0 and visible
+    for path in visible:
+        assert pq.ParquetFile(path).metadata.num_rows == 20000
+    table = read_events(tmp_path, "device-telemetry", columns=["event_id"])
+    assert table.num_rows == 20000  # every batch is the same events: read once

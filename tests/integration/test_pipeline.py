@@ -77,6 +77,8 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
         ),
         ("tickets", json.dumps({**json.loads(encode(factories.ticket())), "csat": 42}).encode()),
         ("device-telemetry", b"\x00\xff" * 10),
+        # A corrupt lifetime value from the nightly: refused, the customer keeps the old one.
+        ("customer-values", b'{"schema_version": 1, "customer_id": "C00001", "clv": "lots"}'),
     ]
     last = next(e for e in reversed(good) if e.topic == "device-telemetry")
     # Valid, but ten hours older than the device's latest reading: past the lateness bound.
@@ -104,6 +106,7 @@ def test_bad_events_are_dead_lettered_and_the_rest_flows(stack):
     assert any("not JSON" in r for r in reasons)
     assert any("unknown schema_version 99" in r for r in reasons)
     assert any("csat" in r for r in reasons)
+    assert any(r.startswith("customer-values: invalid CustomerValue") for r in reasons)
     assert all(d["source_offset"] >= 0 for d in letters)
     for topic in INPUT_TOPICS:
         assert lake_rows(settings, topic)[1] == produced[topic], topic
