@@ -12,13 +12,14 @@ export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: audit airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: soak audit airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
 	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
 	@echo "make lint   - ruff"
 	@echo "make audit  - pip-audit of both locked environments"
+	@echo "make soak   - the fault tests with 50 worker kills"
 	@echo "make envs   - only create the two Python environments"
 	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages (var/airflow)"
 	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
@@ -99,6 +100,10 @@ airflow: $(AIRFLOW)/.stamp
 
 outreach: envs
 	$(STREAMS)/bin/forewarn outreach serve
+
+# The fault tests with 50 worker kills instead of 10 (about 8 minutes).
+soak: prereqs system-deps envs kafka-jars
+	FOREWARN_SOAK_KILLS=50 $(STREAMS)/bin/python -m pytest tests/integration/test_faults.py -s $(PYTEST_ARGS)
 
 test-streams: $(STREAMS)/.stamp
 	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env --ignore=tests/models \

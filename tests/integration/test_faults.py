@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -36,6 +37,8 @@ from tests.utils.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPORTS = Path(__file__).resolve().parents[2] / "var" / "reliability"
+# `make soak` raises it; each kill cycle takes about 7 s (start, join, work, kill).
+KILLS = int(os.environ.get("FOREWARN_SOAK_KILLS", "10"))
 
 
 class Producer(threading.Thread):
@@ -124,16 +127,17 @@ def _report(name: str, figures: dict) -> None:
     print(name, json.dumps(figures, default=str))
 
 
-def test_ten_kill_9s_while_streaming_lose_and_double_nothing(stack):
+def test_repeated_kill_9s_while_streaming_lose_and_double_nothing(stack):
     settings, start_worker = stack
     world = scenario(seed=9)
     events = list(world_events(world))
-    producer = Producer(settings.kafka_bootstrap, events, rate=700)
+    # The stream lasts about as long as the kills, so they land while events arrive.
+    producer = Producer(settings.kafka_bootstrap, events, rate=len(events) / (KILLS * 6.0))
     producer.start()
     rng = random.Random(7)
     kills, mid_stream = 0, 0
     started = time.monotonic()
-    while kills < 10:
+    while kills < KILLS:
         worker = start_worker()
         _wait_healthy(worker)
         time.sleep(rng.uniform(0.5, 3.0))  # let it process (and commit) some of the stream
@@ -141,7 +145,7 @@ def test_ten_kill_9s_while_streaming_lose_and_double_nothing(stack):
         kills += 1
         lag = asyncio.run(group_lag(settings.kafka_bootstrap, settings.group_id, DRAIN_TOPICS))
         mid_stream += sum(lag.values()) > 0
-    assert mid_stream >= 8, "the kills should land while there is work in flight"
+    assert mid_stream >= 0.8 * KILLS, "the kills should land while there is work in flight"
     producer.finish()
     worker = start_worker()
     wait_drained(settings, worker, timeout=300)

@@ -124,6 +124,55 @@ def test_pages_escape_customer_text(api, any_store):
         assert "&lt;script&gt;" in html
 
 
+def test_every_page_escapes_hostile_text(api, any_store, tmp_path):
+    """Customer text reaches pages from alerts (explanations), tickets in the lake (the task
+    page's timeline), the URL (flash messages, unknown pages): all of it rendered inert."""
+    from forewarn.lake import LakeWriter
+
+    client, tokens, _ = api
+    script = "<script>alert('x')</script>"
+    attr = '" onmouseover="alert(1)'
+    LakeWriter(tmp_path / "lake").write(
+        [factories.ticket(customer_id="C00001", text=f"angry {script} {attr}")]
+    )
+    ids = [
+        any_store.upsert_alert(
+            factories.alert(
+                i, kind=kind, dedup_key=f"{kind}:C00001:{i}", explanation=f"said {script}{attr}"
+            )
+        ).task_id
+        for i, kind in enumerate(["device_fault", "churn_risk", "negative_feedback"], start=5)
+    ]
+    client.post("/login", data={"token": tokens["admin"]})
+    pages = ["/board", "/retention", "/support", *(f"/tasks/{i}" for i in ids)]
+    img = "<img src=x onerror=alert(1)>"  # no slash: reaches the /{page} route's 404 page
+    pages += [f"/board?message={script}", f"/{img}"]
+    for path in pages:
+        html = client.get(path).text
+        assert script not in html and attr not in html and img not in html, path
+        assert "&lt;script&gt;" in html or "&lt;img" in html, path
+    timeline = client.get(f"/tasks/{ids[0]}").text
+    assert "angry &lt;script&gt;" in timeline, "the ticket reached the timeline, escaped"
+
+
+def test_query_parameters_are_bound_not_spliced(api, any_store):
+    """Filters from the URL go to SQL as bound parameters: an injection matches nothing and
+    changes nothing."""
+    client, tokens, _ = api
+    before = len(any_store.tasks())
+    for value in ("visit' OR '1'='1", "visit; DROP TABLE tasks; --"):
+        done = client.get("/api/tasks", params={"kind": value}, headers=_auth(tokens, "admin"))
+        assert done.status_code in (200, 422)
+        assert done.status_code == 422 or done.json() == []
+    # Spliced into SQL, the OR would find C00001's tasks and show the timeline; bound, the
+    # odd id has no task, and need-to-know refuses it.
+    timeline = client.get(
+        "/api/customers/C00001' OR '1'='1/timeline", headers=_auth(tokens, "admin")
+    )
+    assert timeline.status_code == 403
+    assert len(any_store.tasks()) == before
+
+
 def test_login_sets_a_strict_httponly_cookie_and_bad_token_is_refused(api):
     client, tokens, _ = api
     bad = client.post("/login", data={"token": "guess"}, follow_redirects=False)
