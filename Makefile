@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make audit  - pip-audit of both locked environments"
 	@echo "make soak   - the fault tests with 50 worker kills"
+	@echo "make bench  - benchmarks against baselines in the same run (BENCH_ARGS=--quick)"
 	@echo "make envs   - only create the two Python environments"
 	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages (var/airflow)"
 	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
@@ -47,6 +48,20 @@ $(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
 	touch $@
 
 envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
+
+# The benchmark environment: streams + the baselines (lifetimes). Never used by the product.
+BENCH := $(VENV)/bench
+$(BENCH)/.stamp: requirements/bench.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(BENCH)
+	$(UV) pip sync --quiet --python $(BENCH)/bin/python requirements/bench.lock
+	$(UV) pip install --quiet --python $(BENCH)/bin/python --no-deps -e .
+	touch $@
+
+# make bench                      every benchmark at full size (about an hour on 2 cores)
+# make bench BENCH_ARGS=--quick   small inputs (what the test suite runs)
+# make bench BENCH_ARGS="--only clv"
+bench: prereqs envs $(BENCH)/.stamp kafka-jars
+	$(BENCH)/bin/python -m bench $(BENCH_ARGS)
 
 # Dependency audit of both lock files (requirements/audit.py says what counts as a failure).
 PIP_AUDIT := $(VENV)/tools/bin/pip-audit
@@ -86,7 +101,7 @@ kafka-stop: $(STREAMS)/.stamp
 demo: prereqs envs kafka-jars
 	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
 
-test: prereqs system-deps envs kafka-jars lint audit test-streams test-airflow
+test: prereqs system-deps envs $(BENCH)/.stamp kafka-jars lint audit test-streams test-airflow
 
 # Airflow 3.3 with the project's DAGs and plugins, examples off, SimpleAuthManager: the admin
 # password is generated on first start and printed (never admin/admin). SQLite by default;

@@ -60,3 +60,12 @@ customer_topics = app.topic(
 customer_signals_topic = app.topic("customer-signals", internal=False)
 outreach_tasks_topic = app.topic("outreach-tasks", internal=False)
 dead_letters_topic = app.topic("dead-letters", internal=False)
+
+
+async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:
+    """Send and wait until the broker has it. Detectors deliver an alert *before* writing the
+    state that remembers raising it: a worker killed in between then raises it again after
+    the restart (the outreach store ignores the repeat), instead of remembering an alert that
+    never left (found by tests/integration/test_faults.py)."""
+    pending = await topic.send(key=key, value=value)
+    await pending

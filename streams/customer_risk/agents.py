@@ -8,7 +8,14 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forewarn.events import InvalidEvent, ModelUpdated, decode, encode
-from streams.app import alerts_topic, app, archived_topics, customer_topics, settings
+from streams.app import (
+    alerts_topic,
+    app,
+    archived_topics,
+    customer_topics,
+    deliver,
+    settings,
+)
 from streams.customer_risk.detector import (
     CustomerRiskDetector,
     CustomerState,
@@ -52,11 +59,12 @@ async def track_customers(stream):  # type: ignore[no-untyped-def]
             risk_detector.update(state, record, churn_model.model),
             feedback_detector.update(state, record),
         ]
-        customer_to_risk_state[customer_id] = state.to_dict()
         for alert in alerts:
             if alert is not None:
                 log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
-                await alerts_topic.send(key=alert.dedup_key.encode(), value=encode(alert))
+                # Delivered before the state that remembers it (see streams.app.deliver).
+                await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
+        customer_to_risk_state[customer_id] = state.to_dict()
 
 
 @app.task

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from forewarn.events import Alert, CustomerSignal, DeviceTelemetry, InvalidEvent, decode, encode
-from streams.app import alerts_topic, app, customer_signals_topic, telemetry_topic
+from streams.app import alerts_topic, app, customer_signals_topic, deliver, telemetry_topic
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
@@ -53,16 +53,20 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
             continue
         state.partition, state.last_offset = msg.partition, msg.offset
         alert = detector.update(state, reading)
+        if alert is not None:
+            await publish(alert)  # delivered before the state that remembers it
         device_to_fault_state[reading.device_id] = state.to_dict()
         counters["telemetry.processed"] += 1
-        if alert is not None:
-            await publish(alert)
-        for silent in scan_for_silence(msg.partition, reading.event_time.timestamp()):
+        for device_id, silent_state, silent in scan_for_silence(
+            msg.partition, reading.event_time.timestamp()
+        ):
             await publish(silent)
+            device_to_fault_state[device_id] = silent_state.to_dict()
 
 
-def scan_for_silence(partition: int, event_time: float) -> list[Alert]:
-    """Once per event-time hour of a partition, check its devices for silence.
+def scan_for_silence(partition: int, event_time: float) -> list[tuple[str, DeviceState, Alert]]:
+    """Once per event-time hour of a partition, check its devices for silence: the alerts
+    with the device states to write once each alert is delivered.
 
     Runs inside the agent, for the partition of the current event, so the table writes go to
     the right changelog partition.
@@ -80,15 +84,14 @@ def scan_for_silence(partition: int, event_time: float) -> list[Alert]:
         state = DeviceState.from_dict(data)
         alert = detector.check_silence(state, now)
         if alert is not None:
-            device_to_fault_state[device_id] = state.to_dict()
-            alerts.append(alert)
+            alerts.append((device_id, state, alert))
     return alerts
 
 
 async def publish(alert: Alert) -> None:
     log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
     counters[f"alerts.{alert.kind}"] += 1
-    await alerts_topic.send(key=alert.dedup_key.encode(), value=encode(alert))
+    await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
     # The customer's risk takes faults on their devices into account.
     signal = CustomerSignal(**alert.model_dump())
-    await customer_signals_topic.send(key=signal.key.encode(), value=encode(signal))
+    await deliver(customer_signals_topic, signal.key.encode(), encode(signal))

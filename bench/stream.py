@@ -1,0 +1,310 @@
+"""Stream benchmarks on a local broker: throughput, latency and scale-out of the Faust worker.
+
+* throughput: one worker (every detector, the archive and the task sink) drains a pre-filled
+  topic set; baseline: a raw aiokafka consumer that only reads and decodes the same messages,
+  in the same run (the practical ceiling of one Python process).
+* latency: the scenario produced at a steady rate; for every alert, the time from its
+  triggering event's produce timestamp to its task being written (the store's history time).
+* scale-out: two workers against one on the same topics (4 partitions), and proof that every
+  event was processed once (lake rows = distinct events = produced, one task per root cause).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.common import Result, peak_rss_mb
+from forewarn.events import INPUT_TOPICS, decode
+from forewarn.kafka.admin import ensure_topics
+from forewarn.kafka.local import LocalKafka, free_port
+from forewarn.lake import read_events
+from forewarn.settings import Settings
+from forewarn.simulator import build_world, world_events
+from forewarn.simulator.produce import produce
+from forewarn.stack import WorkerProcess, wait_drained
+from tests.utils.kafka import read_records  # reads a topic whole, as the tests do
+
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+class Bench:
+    """A broker in a temporary folder and fresh worker settings per run."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
+        port = free_port()
+        while not _free(port + 1):
+            port = free_port()
+        self.broker = LocalKafka(
+            home=self.folder / "kafka", cache_dir=Settings().cache_dir, port=port
+        )
+        self.runs = 0
+
+    def __enter__(self) -> Bench:
+        self.broker.start()
+        asyncio.run(ensure_topics(self.broker.bootstrap))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.broker.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def settings(self) -> Settings:
+        """Settings of a new run: own home (lake, store) and consumer group (tables)."""
+        self.runs += 1
+        home = self.folder / f"run-{self.runs}"
+        return replace(
+            Settings().with_home(home),
+            kafka_bootstrap=self.broker.bootstrap,
+            group_id=f"bench-{self.runs}",
+        )
+
+
+def _free(port: int) -> bool:
+    from forewarn.kafka.local import port_free
+
+    return port_free(port)
+
+
+def scenario_for(events: int) -> tuple[int, int]:
+    """(customers, days) giving about ``events`` events (telemetry dominates: ~650/customer/21d)."""
+    days = 21
+    return max(10, round(events / 650)), days
+
+
+def fill(bench: Bench, n_events: int, rate: float = 0.0, seed: int = 3) -> Counter:
+    customers, days = scenario_for(n_events)
+    world = build_world(n_customers=customers, days=days, start=START, seed=seed)
+    events = list(world_events(world))
+    asyncio.run(produce(events, bench.broker.bootstrap, rate=rate, progress=False))
+    return Counter(e.topic for e in events)
+
+
+def raw_consumer_rate(bootstrap: str, total: int) -> float:
+    """Events/s of an aiokafka consumer that reads and decodes every input message."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def consume() -> float:
+        consumer = AIOKafkaConsumer(
+            *INPUT_TOPICS,
+            bootstrap_servers=bootstrap,
+            group_id=f"raw-{time.monotonic_ns()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            seen, started = 0, None
+            while seen < total:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                if started is None and batch:
+                    started = time.perf_counter()
+                for tp, messages in batch.items():
+                    for m in messages:
+                        decode(tp.topic, m.value)
+                    seen += len(messages)
+            return seen / (time.perf_counter() - (started or time.perf_counter()))
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(consume())
+
+
+def _wait_consuming(worker: WorkerProcess, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise RuntimeError(f"worker died:\n{worker.tail()}")
+        try:
+            health = httpx.get(f"{worker.web_url}/healthz", timeout=2)
+            if health.status_code == 200 and health.json()["assigned_partitions"] > 0:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"worker not consuming within {timeout} s:\n{worker.tail()}")
+
+
+def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
+    """Drain the pre-filled topics with ``workers`` workers: events/s, peak MiB per worker,
+    and the once-only checks."""
+    settings = bench.settings()
+    procs = [
+        WorkerProcess(settings, settings.home / f"worker-{i}.log").start() for i in range(workers)
+    ]
+    try:
+        for proc in procs:
+            _wait_consuming(proc)
+        started = time.perf_counter()
+        wait_drained(settings, procs[0], timeout=3600, stable_checks=1, interval=0.5)
+        seconds = time.perf_counter() - started
+        peak = max(peak_rss_mb(p.pid) for p in procs)
+    finally:
+        for proc in procs:
+            proc.stop()
+    return {"events_per_s": total / seconds, "seconds": seconds, "peak_mb": peak} | once_only(
+        settings
+    )
+
+
+def once_only(settings: Settings) -> dict[str, float]:
+    """Lake rows, distinct events and duplicate tasks of a run (a clean run: all equal)."""
+    import pyarrow.parquet as pq
+
+    from outreach.store import TaskStore
+
+    rows = distinct = 0
+    for topic in INPUT_TOPICS:
+        files = [
+            f
+            for f in settings.lake_dir.glob(f"topic={topic}/date=*/*.parquet")
+            if not f.name.startswith(".")
+        ]
+        rows += sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        distinct += read_events(settings.lake_dir, topic, columns=["event_id"]).num_rows
+    store = TaskStore(settings.database_url)
+    try:
+        per_key = Counter(t.dedup_key for t in store.tasks())
+    finally:
+        store.close()
+    return {
+        "lake_rows": rows,
+        "distinct_events": distinct,
+        "tasks": len(per_key),
+        "duplicate_tasks": sum(n - 1 for n in per_key.values()),
+    }
+
+
+def throughput(bench: Bench, total: int) -> Result:
+    raw = raw_consumer_rate(bench.broker.bootstrap, total)
+    ours = worker_rate(bench, total)
+    ratio = ours["events_per_s"] / raw
+    return Result(
+        name="stream_throughput",
+        figures={
+            "events": total,
+            "events_per_s": round(ours["events_per_s"]),
+            "peak_mb": round(ours["peak_mb"]),
+        },
+        units={"events": "events", "events_per_s": "events/s", "peak_mb": "MiB (worker VmHWM)"},
+        baseline_name="raw aiokafka consumer + decode",
+        baseline={"events": total, "events_per_s": round(raw)},
+        ratio=round(ratio, 3),
+        ratio_of="worker events/s / raw consumer events/s",
+        goal=">= 50,000 events/s per worker and >= 0.5 of the raw consumer",
+        goal_met=bool(ours["events_per_s"] >= 50_000 and ratio >= 0.5),
+        notes={k: ours[k] for k in ("lake_rows", "distinct_events", "tasks", "duplicate_tasks")},
+    )
+
+
+def scale_out(bench: Bench, total: int) -> Result:
+    one = worker_rate(bench, total, workers=1)
+    two = worker_rate(bench, total, workers=2)
+    once = two["lake_rows"] == two["distinct_events"] == total and two["duplicate_tasks"] == 0
+    ratio = two["events_per_s"] / one["events_per_s"]
+    return Result(
+        name="scale_out",
+        figures={"workers": 2, "events_per_s": round(two["events_per_s"]), "events": total},
+        units={"workers": "processes", "events_per_s": "events/s", "events": "events"},
+        baseline_name="one worker",
+        baseline={"workers": 1, "events_per_s": round(one["events_per_s"]), "events": total},
+        ratio=round(ratio, 2),
+        ratio_of="two workers' events/s / one worker's",
+        goal="> 1 with every event processed once (4 partitions, 2 cores shared with the broker)",
+        goal_met=bool(ratio > 1.0 and once),
+        notes={
+            "two_workers": {k: two[k] for k in ("lake_rows", "distinct_events", "duplicate_tasks")},
+            "each_event_once": once,
+        },
+    )
+
+
+def latency(bench: Bench, rate: float, n_events: int) -> Result:
+    """Produce a fresh scenario at ``rate`` while a worker runs; alert -> task latencies."""
+    from outreach.models import TaskHistory
+    from outreach.store import TaskStore
+
+    settings = bench.settings()  # ``bench`` has a broker of its own: empty topics
+    worker = WorkerProcess(settings, settings.home / "worker.log").start()
+    try:
+        _wait_consuming(worker)
+        produced = fill(bench, n_events, rate=rate, seed=11)
+        wait_drained(settings, worker, timeout=3600, stable_checks=2)
+    finally:
+        worker.stop()
+    sent = _produce_times(bench.broker.bootstrap)
+    alerts = {}
+    for record in read_records(bench.broker.bootstrap, "alerts", timeout=60):
+        alert = decode("alerts", record.value)
+        entity = alert.device_id if alert.kind == "device_fault" else alert.customer_id
+        alerts[alert.alert_id] = (entity, alert.event_time.isoformat())
+    store = TaskStore(settings.database_url)
+    try:
+        with store.sessions() as session:
+            history = session.query(TaskHistory).filter(
+                TaskHistory.action.in_(["created", "refreshed"])
+            )
+            written = [(h.detail.get("alert_id"), h.at) for h in history]
+    finally:
+        store.close()
+    lat = []
+    for alert_id, at in written:
+        key = alerts.get(alert_id)
+        if key in sent:
+            stored = at if at.tzinfo else at.replace(tzinfo=UTC)
+            lat.append((stored.timestamp() - sent[key]) * 1000)
+    if not lat:
+        raise RuntimeError("no alert could be matched to its triggering event")
+    p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
+    return Result(
+        name="latency",
+        figures={
+            "rate": rate,
+            "p50_ms": round(p50, 1),
+            "p95_ms": round(p95, 1),
+            "p99_ms": round(p99, 1),
+        },
+        units={"rate": "events/s produced", "p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms"},
+        baseline_name="goal",
+        baseline={"p99_ms": 100.0},
+        ratio=round(p99 / 100.0, 2),
+        ratio_of="p99 / 100 ms goal (<= 1 meets it)",
+        goal="p99 <= 100 ms from event produced to task committed at a steady 5,000 events/s",
+        goal_met=bool(p99 <= 100.0),
+        notes={"alerts_timed": len(lat), "events": sum(produced.values())},
+    )
+
+
+def _produce_times(bootstrap: str) -> dict[tuple[str, str], float]:
+    """(device or customer id, event time) -> the message's produce timestamp (s)."""
+    out: dict[tuple[str, str], float] = {}
+    for topic in INPUT_TOPICS:
+        for record in read_records(bootstrap, topic, timeout=120):
+            data = json.loads(record.value)
+            entity = data.get("device_id") if topic == "device-telemetry" else data["customer_id"]
+            when = datetime.fromisoformat(data["event_time"].replace("Z", "+00:00"))
+            out[(entity, when.isoformat())] = record.timestamp / 1000
+    return out
+
+
+def run(quick: bool = False) -> list[Result]:
+    total_target = 20_000 if quick else 1_000_000
+    with Bench() as bench:
+        produced = fill(bench, total_target)
+        total = sum(produced.values())
+        results = [throughput(bench, total), scale_out(bench, total)]
+    with Bench() as bench:
+        results.append(latency(bench, rate=5000.0, n_events=10_000 if quick else 300_000))
+    return results

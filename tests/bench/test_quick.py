@@ -1,0 +1,51 @@
+"""`python -m bench --quick` runs every benchmark on small inputs and writes well-formed
+results. Figures are not judged here (no benchmark is a timed test); their shape is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_PYTHON = ROOT / ".venv" / "bench" / "bin" / "python"
+EXPECTED = {
+    "lifetime_value",
+    "stream_throughput",
+    "scale_out",
+    "latency",
+    "nightly_at_scale",
+    "churn_model",
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+
+def test_quick_bench_writes_well_formed_results(tmp_path):
+    if not BENCH_PYTHON.exists():
+        pytest.fail("the benchmark environment is missing: `make .venv/bench/.stamp`")
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [str(BENCH_PYTHON), "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and report["machine"]["cores"] >= 1
+    results = {r["name"]: r for r in report["results"]}
+    assert set(results) == EXPECTED
+    for r in results.values():
+        assert r["figures"] and r["baseline"] and r["goal"], r["name"]
+        assert set(r["units"]) >= set(r["figures"]), r["name"]
+        assert isinstance(r["ratio"], float | int) and r["ratio"] == r["ratio"], r["name"]
+        assert isinstance(r["goal_met"], bool)
+    assert results["lifetime_value"]["notes"]["max_relative_parameter_difference"] < 1e-3
+    assert results["scale_out"]["notes"]["each_event_once"] is True
+    assert results["stream_throughput"]["notes"]["duplicate_tasks"] == 0
+    assert (out.with_suffix(".md")).read_text().startswith("| benchmark |")
+    assert "| lifetime_value |" in done.stdout
