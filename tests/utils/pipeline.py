@@ -45,8 +45,13 @@ def send_raw(settings, messages: list[tuple[str, bytes]]) -> None:
 
 
 def lake_rows(settings, topic: str) -> tuple[int, int]:
-    """(rows in all files, distinct event ids) of one topic in the lake."""
-    files = sorted(settings.lake_dir.glob(f"topic={topic}/date=*/*.parquet"))
+    """(rows in all visible files, distinct event ids) of one topic in the lake. A worker
+    killed mid-write leaves a hidden ``.tmp-*`` file behind; readers skip it, and so do we."""
+    files = sorted(
+        f
+        for f in settings.lake_dir.glob(f"topic={topic}/date=*/*.parquet")
+        if not f.name.startswith(".")
+    )
     raw = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     return raw, read_events(settings.lake_dir, topic, columns=["event_id"]).num_rows
 
