@@ -11,13 +11,22 @@ from streams.dead_letters import counters, dead_letter, send_dead_letter
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 SILENCE_CHECK_EVERY_S = 3600.0  # event-time seconds between two silence scans of a partition
+# Readings per batch, below the stream buffer (streams.app.STREAM_BUFFER).
+BATCH = 10_000
+# A short window bounds the latency an alert waits for its batch at a steady input rate; a
+# backlog fills batches at once, so throughput does not depend on it.
+BATCH_WITHIN_S = 0.5
 
 log = logging.getLogger(__name__)
 
 detector = DeviceFaultDetector()
 # Keyed by device_id like its source topic, so a device's state lives in its partition;
-# keys and values go to the changelog as JSON.
-device_to_fault_state = app.Table("device-to-fault-state", default=dict, partitions=4)
+# keys and values go to the changelog as JSON. use_partitioner: the changelog partition comes
+# from the key (the same partitioner as the source topic's producers), not from the event
+# being processed, so a batch can write the states of devices from several partitions.
+device_to_fault_state = app.Table(
+    "device-to-fault-state", default=dict, partitions=4, use_partitioner=True
+)
 
 
 # Event-time watermark per partition (derived, rebuilt from the stream after a restart).
@@ -27,50 +36,54 @@ partition_next_scan: dict[int, float] = {}
 
 @app.agent(telemetry_topic)
 async def track_device_faults(stream):  # type: ignore[no-untyped-def]
-    async for event in stream.events():
-        msg = event.message
-        try:
-            reading = decode(msg.topic, event.value)
-        except InvalidEvent:
-            continue  # dead-lettered by streams.intake
-        assert isinstance(reading, DeviceTelemetry)
-        state = DeviceState.from_dict(device_to_fault_state[reading.device_id])
-        if state.partition == msg.partition and msg.offset <= state.last_offset:
-            # Replayed after a crash: the changelog already holds its effect. Not late.
-            counters["telemetry.replayed"] += 1
-            continue
-        late = detector.lateness_hours(state, reading)
-        if late > detector.lateness_hours_max:
-            reason = (
-                f"late by {late:.1f} h, beyond the {detector.lateness_hours_max:g} h "
-                f"bound of device-fault detection (archived, not scored)"
-            )
-            await send_dead_letter(
-                dead_letter(msg.topic, msg.partition, msg.offset, event.value, reason), "late"
-            )
+    """Readings in batches: each device's state is read once per batch, its alerts are
+    delivered, then its state is written once (one changelog message per device and batch,
+    not per reading: the changelog was the worker's largest cost, bench/stream.py)."""
+    async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        states: dict[str, DeviceState] = {}
+        alerts: list[Alert] = []
+        for event in batch:
+            msg = event.message
+            try:
+                reading = decode(msg.topic, event.value)
+            except InvalidEvent:
+                continue  # dead-lettered by streams.intake
+            assert isinstance(reading, DeviceTelemetry)
+            state = states.get(reading.device_id)
+            if state is None:
+                state = DeviceState.from_dict(device_to_fault_state[reading.device_id])
+                states[reading.device_id] = state
+            if state.partition == msg.partition and msg.offset <= state.last_offset:
+                # Replayed after a crash: the changelog already holds its effect. Not late.
+                counters["telemetry.replayed"] += 1
+                continue
+            late = detector.lateness_hours(state, reading)
             state.partition, state.last_offset = msg.partition, msg.offset
-            device_to_fault_state[reading.device_id] = state.to_dict()
-            continue
-        state.partition, state.last_offset = msg.partition, msg.offset
-        alert = detector.update(state, reading)
-        if alert is not None:
-            await publish(alert)  # delivered before the state that remembers it
-        device_to_fault_state[reading.device_id] = state.to_dict()
-        counters["telemetry.processed"] += 1
-        for device_id, silent_state, silent in scan_for_silence(
-            msg.partition, reading.event_time.timestamp()
-        ):
-            await publish(silent)
-            device_to_fault_state[device_id] = silent_state.to_dict()
+            if late > detector.lateness_hours_max:
+                reason = (
+                    f"late by {late:.1f} h, beyond the {detector.lateness_hours_max:g} h "
+                    f"bound of device-fault detection (archived, not scored)"
+                )
+                await send_dead_letter(
+                    dead_letter(msg.topic, msg.partition, msg.offset, event.value, reason), "late"
+                )
+                continue
+            alert = detector.update(state, reading)
+            if alert is not None:
+                alerts.append(alert)
+            counters["telemetry.processed"] += 1
+            alerts += scan_for_silence(msg.partition, reading.event_time.timestamp(), states)
+        for alert in alerts:
+            await publish(alert)  # delivered before the states that remember them
+        for device_id, state in states.items():
+            device_to_fault_state[device_id] = state.to_dict()
 
 
-def scan_for_silence(partition: int, event_time: float) -> list[tuple[str, DeviceState, Alert]]:
-    """Once per event-time hour of a partition, check its devices for silence: the alerts
-    with the device states to write once each alert is delivered.
-
-    Runs inside the agent, for the partition of the current event, so the table writes go to
-    the right changelog partition.
-    """
+def scan_for_silence(
+    partition: int, event_time: float, states: dict[str, DeviceState]
+) -> list[Alert]:
+    """Once per event-time hour of a partition, check its devices for silence. States the
+    batch already holds are checked (and updated) in ``states``; others are loaded into it."""
     watermark = max(event_time, partition_watermark.get(partition, 0.0))
     partition_watermark[partition] = watermark
     if watermark < partition_next_scan.get(partition, 0.0):
@@ -79,12 +92,17 @@ def scan_for_silence(partition: int, event_time: float) -> list[tuple[str, Devic
     now = datetime.fromtimestamp(watermark, UTC)
     alerts = []
     for device_id, data in list(device_to_fault_state.items()):
-        if data.get("partition") != partition:
+        state = states.get(device_id)
+        if state is None:
+            if data.get("partition") != partition:
+                continue
+            state = DeviceState.from_dict(data)
+        elif state.partition != partition:
             continue
-        state = DeviceState.from_dict(data)
         alert = detector.check_silence(state, now)
         if alert is not None:
-            alerts.append((device_id, state, alert))
+            states[device_id] = state
+            alerts.append(alert)
     return alerts
 
 
