@@ -22,9 +22,10 @@ NAMES = ("clv", "stream", "nightly")
 AIRFLOW_PYTHON = ROOT / ".venv" / "airflow" / "bin" / "python"
 
 
-def run_nightly(quick: bool) -> list[Result]:
+def run_nightly(quick: bool, customers: str = "") -> list[Result]:
     """The nightly benchmark needs Great Expectations: run it in the Airflow environment."""
     args = [str(AIRFLOW_PYTHON), "-m", "bench.nightly", *(["--quick"] if quick else [])]
+    args += ["--customers", customers] if customers else []
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small inputs, one run each")
     parser.add_argument("--only", default=",".join(NAMES), help=f"comma-separated: {NAMES}")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "results.json")
+    parser.add_argument(
+        "--nightly-customers",
+        default="",
+        help="the nightly's two sizes (default 100000,1000000; --quick: 2000,10000)",
+    )
     args = parser.parse_args(argv)
     chosen = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(chosen) - set(NAMES)
@@ -62,19 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {NAMES}")
     results: list[Result] = []
     started = time.monotonic()
+    errors: dict[str, str] = {}
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        if name == "clv":
-            from bench import clv
+        try:
+            if name == "clv":
+                from bench import clv
 
-            results.append(clv.run(quick=args.quick))
-        elif name == "stream":
-            from bench import stream
+                results.append(clv.run(quick=args.quick))
+            elif name == "stream":
+                from bench import stream
 
-            results.extend(stream.run(quick=args.quick))
-        else:
-            results.extend(run_nightly(args.quick))
+                results.extend(stream.run(quick=args.quick))
+            else:
+                results.extend(run_nightly(args.quick, args.nightly_customers))
+        except Exception as exc:  # one benchmark failing must not lose the others' figures
+            errors[name] = f"{type(exc).__name__}: {exc}"[-3000:]
+            print(f"bench: {name} FAILED: {errors[name]}", file=sys.stderr, flush=True)
         print(f"bench: {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     report = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -82,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started),
         "machine": machine(),
         "results": [r.as_dict() for r in results],
+        "errors": errors,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=float))
     args.out.with_suffix(".md").write_text(table(results) + "\n")
     print(table(results))
     print(f"\nwritten to {args.out}")
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

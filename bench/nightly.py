@@ -132,8 +132,8 @@ def churn_vs_default(features_path: str) -> Result:
     )
 
 
-def run(quick: bool = False) -> list[Result]:
-    small, large = (2_000, 10_000) if quick else (100_000, 1_000_000)
+def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Result]:
+    small, large = sizes or ((2_000, 10_000) if quick else (100_000, 1_000_000))
     base = nightly(small)
     big = nightly(large)
     try:
@@ -173,7 +173,10 @@ def run(quick: bool = False) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.nightly")
     parser.add_argument("--quick", action="store_true")
-    results = run(quick=parser.parse_args().quick)
+    parser.add_argument("--customers", default="", help="two sizes, e.g. 10000,100000")
+    args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.customers.split(",")) if args.customers else None
+    results = run(quick=args.quick, sizes=sizes)  # type: ignore[arg-type]
     print(json.dumps([r.as_dict() for r in results], default=float))
 
 

@@ -5,14 +5,16 @@
   in the same run (the practical ceiling of one Python process).
 * latency: the scenario produced at a steady rate; for every alert, the time from its
   triggering event's produce timestamp to its task being written (the store's history time).
-* scale-out: two workers against one on the same topics (4 partitions), and proof that every
-  event was processed once (lake rows = distinct events = produced, one task per root cause).
+* scale-out: two workers against one (4 partitions, each on a fresh broker, timed once the
+  group is balanced), and proof that every event was processed once (lake rows = distinct
+  events = produced, readings scored = readings, no replays, one open task per root cause).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +38,8 @@ from forewarn.stack import WorkerProcess, wait_drained
 from tests.utils.kafka import read_records  # reads a topic whole, as the tests do
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
+# A stream that does not drain in this long is reported as a failed benchmark, not waited on.
+DRAIN_TIMEOUT_S = float(os.environ.get("FOREWARN_BENCH_DRAIN_TIMEOUT", "1800"))
 ONCE_KEYS = (
     "lake_rows",
     "distinct_events",
@@ -91,10 +95,14 @@ def scenario_for(events: int) -> tuple[int, int]:
     return max(10, round(events / 650)), days
 
 
-def fill(bench: Bench, n_events: int, rate: float = 0.0, seed: int = 3) -> Counter:
+def scenario_events(n_events: int, seed: int = 3) -> list:
     customers, days = scenario_for(n_events)
     world = build_world(n_customers=customers, days=days, start=START, seed=seed)
-    events = list(world_events(world))
+    return list(world_events(world))
+
+
+def fill(bench: Bench, n_events: int, rate: float = 0.0, seed: int = 3) -> Counter:
+    events = scenario_events(n_events, seed)
     asyncio.run(produce(events, bench.broker.bootstrap, rate=rate, progress=False))
     return Counter(e.topic for e in events)
 
@@ -156,7 +164,7 @@ def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
         for proc in procs:
             _wait_consuming(proc)
         started = time.perf_counter()
-        wait_drained(settings, procs[0], timeout=3600, stable_checks=1, interval=0.5)
+        wait_drained(settings, procs[0], timeout=DRAIN_TIMEOUT_S, stable_checks=1, interval=0.5)
         seconds = time.perf_counter() - started
         peak = max(peak_rss_mb(p.pid) for p in procs)
     finally:
@@ -228,9 +236,54 @@ def throughput(bench: Bench, total: int) -> Result:
     )
 
 
-def scale_out(bench: Bench, total: int) -> Result:
-    one = worker_rate(bench, total, workers=1)
-    two = worker_rate(bench, total, workers=2)
+def balanced_rate(events: list, workers: int) -> dict[str, float]:
+    """On a broker of its own: start ``workers`` workers on empty topics, wait until the group
+    is balanced, then produce ``events`` at full speed and time until drained. (Started on a
+    pre-filled topic, the first worker runs alone until the others join, and the rebalance
+    replays its uncommitted work: that measures the join, not the scale-out.)"""
+    with Bench() as bench:
+        settings = bench.settings()
+        procs = [
+            WorkerProcess(settings, settings.home / f"worker-{i}.log").start()
+            for i in range(workers)
+        ]
+        try:
+            _wait_balanced(procs)
+            started = time.perf_counter()
+            asyncio.run(produce(events, bench.broker.bootstrap, progress=False))
+            wait_drained(settings, procs[0], timeout=DRAIN_TIMEOUT_S, stable_checks=1, interval=0.5)
+            seconds = time.perf_counter() - started
+        finally:
+            for proc in procs:
+                proc.stop()
+        return {"events_per_s": len(events) / seconds, "seconds": seconds} | once_only(settings)
+
+
+def _wait_balanced(procs: list[WorkerProcess], timeout: float = 180) -> None:
+    """Until every worker holds partitions and none is rebalancing, twice in a row."""
+    deadline, calm = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        states = []
+        for proc in procs:
+            if not proc.alive():
+                raise RuntimeError(f"worker died:\n{proc.tail()}")
+            try:
+                states.append(httpx.get(f"{proc.web_url}/healthz", timeout=2).json())
+            except (httpx.HTTPError, ValueError):
+                states.append({})
+        ok = all(s.get("assigned_partitions", 0) > 0 and not s.get("rebalancing") for s in states)
+        calm = calm + 1 if ok else 0
+        if calm >= 2:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"the group of {len(procs)} workers did not balance in {timeout:.0f} s")
+
+
+def scale_out(n_events: int) -> Result:
+    events = scenario_events(n_events)
+    total = len(events)
+    one = balanced_rate(events, workers=1)
+    two = balanced_rate(events, workers=2)
     once = (
         two["lake_rows"] == two["distinct_events"] == total
         and two["readings_scored"] == one["readings_scored"]
@@ -256,8 +309,9 @@ def scale_out(bench: Bench, total: int) -> Result:
     )
 
 
-def latency(bench: Bench, rate: float, n_events: int) -> Result:
-    """Produce a fresh scenario at ``rate`` while a worker runs; alert -> task latencies."""
+def alert_latencies(bench: Bench, rate: float, n_events: int) -> tuple[list[float], int]:
+    """Produce a fresh scenario at ``rate`` while a worker runs: for every alert, ms from its
+    triggering event's produce timestamp to its task being written; and the events produced."""
     from outreach.models import TaskHistory
     from outreach.store import TaskStore
 
@@ -292,7 +346,25 @@ def latency(bench: Bench, rate: float, n_events: int) -> Result:
             lat.append((stored.timestamp() - sent[key]) * 1000)
     if not lat:
         raise RuntimeError("no alert could be matched to its triggering event")
+    return lat, sum(produced.values())
+
+
+def latency(rate: float, n_events: int, sustainable_rate: float | None = None) -> Result:
+    """Alert latency at ``rate`` (each run on a broker of its own, so topics start empty);
+    with ``sustainable_rate``, also at a rate one worker keeps up with, for the floor."""
+    with Bench() as bench:
+        lat, events = alert_latencies(bench, rate, n_events)
     p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
+    notes: dict = {"alerts_timed": len(lat), "events": events}
+    if sustainable_rate:
+        with Bench() as bench:
+            low, low_events = alert_latencies(bench, sustainable_rate, n_events // 3)
+        notes["at_sustainable_rate"] = {
+            "rate": sustainable_rate,
+            "events": low_events,
+            "alerts_timed": len(low),
+            **{f"p{q}_ms": round(float(np.percentile(low, q)), 1) for q in (50, 95, 99)},
+        }
     return Result(
         name="latency",
         figures={
@@ -308,7 +380,7 @@ def latency(bench: Bench, rate: float, n_events: int) -> Result:
         ratio_of="p99 / 100 ms goal (<= 1 meets it)",
         goal="p99 <= 100 ms from event produced to task committed at a steady 5,000 events/s",
         goal_met=bool(p99 <= 100.0),
-        notes={"alerts_timed": len(lat), "events": sum(produced.values())},
+        notes=notes,
     )
 
 
@@ -329,7 +401,11 @@ def run(quick: bool = False) -> list[Result]:
     with Bench() as bench:
         produced = fill(bench, total_target)
         total = sum(produced.values())
-        results = [throughput(bench, total), scale_out(bench, total)]
-    with Bench() as bench:
-        results.append(latency(bench, rate=5000.0, n_events=10_000 if quick else 300_000))
+        results = [throughput(bench, total)]
+    results.append(scale_out(20_000 if quick else 300_000))
+    results.append(
+        latency(5000.0, 10_000, None)
+        if quick
+        else latency(5000.0, 300_000, sustainable_rate=2000.0)
+    )
     return results

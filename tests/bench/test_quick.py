@@ -37,6 +37,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["machine"]["cores"] >= 1
+    assert report["errors"] == {}
     results = {r["name"]: r for r in report["results"]}
     assert set(results) == EXPECTED
     for r in results.values():
