@@ -12,7 +12,7 @@ from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 SILENCE_CHECK_EVERY_S = 3600.0  # event-time seconds between two silence scans of a partition
 # Readings per batch, below the stream buffer (streams.app.STREAM_BUFFER).
-BATCH = 10_000
+BATCH = 4000
 # A short window bounds the latency an alert waits for its batch at a steady input rate; a
 # backlog fills batches at once, so throughput does not depend on it.
 BATCH_WITHIN_S = 0.5

@@ -19,7 +19,7 @@ from streams.dead_letters import counters, dead_letter, send_dead_letter
 log = logging.getLogger(__name__)
 
 # Below the stream buffer (streams.app.STREAM_BUFFER): a full batch never waits on a full queue.
-ARCHIVE_BATCH = 10_000
+ARCHIVE_BATCH = 2000
 ARCHIVE_WITHIN_S = 1.0
 lake = LakeWriter(settings.lake_dir)
 
