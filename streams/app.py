@@ -14,8 +14,9 @@ from forewarn.logs import logging_config
 from forewarn.settings import Settings
 
 settings = Settings()
-#: Events each agent's stream may hold (Faust's default). Raising it with larger fetches gave
-#: 10% more throughput, and one event lost under repeated kill -9 in CI: kept at the default.
+#: Events each agent's stream may hold: Faust's default ``stream_buffer_maxsize``, left as is.
+#: Raising it with larger fetches gave 10% more throughput and coincided with one event lost
+#: under repeated kill -9 in CI (docs/reliability.md). Agents keep their batches below it.
 STREAM_BUFFER = 4096
 
 app = faust.App(
