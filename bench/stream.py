@@ -23,19 +23,18 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from bench.common import Result, peak_rss_mb
 from forewarn.events import INPUT_TOPICS, decode
 from forewarn.kafka.admin import ensure_topics
-from forewarn.kafka.local import LocalKafka, free_port
-from forewarn.lake import read_events
+from forewarn.kafka.local import LocalKafka, free_port_pair
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events
 from forewarn.simulator.produce import produce
 from forewarn.stack import WorkerProcess, wait_drained
 from tests.utils.kafka import read_records  # reads a topic whole, as the tests do
+from tests.utils.pipeline import lake_rows
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 # A stream that does not drain in this long is reported as a failed benchmark, not waited on.
@@ -55,11 +54,8 @@ class Bench:
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
-        port = free_port()
-        while not _free(port + 1):
-            port = free_port()
         self.broker = LocalKafka(
-            home=self.folder / "kafka", cache_dir=Settings().cache_dir, port=port
+            home=self.folder / "kafka", cache_dir=Settings().cache_dir, port=free_port_pair()
         )
         self.runs = 0
 
@@ -81,12 +77,6 @@ class Bench:
             kafka_bootstrap=self.broker.bootstrap,
             group_id=f"bench-{self.runs}",
         )
-
-
-def _free(port: int) -> bool:
-    from forewarn.kafka.local import port_free
-
-    return port_free(port)
 
 
 def scenario_for(events: int) -> tuple[int, int]:
@@ -138,21 +128,6 @@ def raw_consumer_rate(bootstrap: str, total: int) -> float:
     return asyncio.run(consume())
 
 
-def _wait_consuming(worker: WorkerProcess, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not worker.alive():
-            raise RuntimeError(f"worker died:\n{worker.tail()}")
-        try:
-            health = httpx.get(f"{worker.web_url}/healthz", timeout=2)
-            if health.status_code == 200 and health.json()["assigned_partitions"] > 0:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"worker not consuming within {timeout} s:\n{worker.tail()}")
-
-
 def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
     """Drain the pre-filled topics with ``workers`` workers: events/s, peak MiB per worker,
     and the once-only checks."""
@@ -162,7 +137,7 @@ def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
     ]
     try:
         for proc in procs:
-            _wait_consuming(proc)
+            proc.wait_consuming()
         started = time.perf_counter()
         wait_drained(settings, procs[0], timeout=DRAIN_TIMEOUT_S, stable_checks=1, interval=0.5)
         seconds = time.perf_counter() - started
@@ -179,20 +154,11 @@ def once_only(settings: Settings) -> dict[str, float]:
     """What shows that every event was processed once: lake rows against distinct events
     (the archive), readings scored by the workers' own counters (the detector), and open
     tasks per root cause (the sink)."""
-    import pyarrow.parquet as pq
-
     from outreach.models import OPEN_STATUSES
     from outreach.store import TaskStore
 
-    rows = distinct = 0
-    for topic in INPUT_TOPICS:
-        files = [
-            f
-            for f in settings.lake_dir.glob(f"topic={topic}/date=*/*.parquet")
-            if not f.name.startswith(".")
-        ]
-        rows += sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        distinct += read_events(settings.lake_dir, topic, columns=["event_id"]).num_rows
+    counts = [lake_rows(settings, topic) for topic in INPUT_TOPICS]  # (rows, distinct) each
+    rows, distinct = sum(r for r, _ in counts), sum(d for _, d in counts)
     scored = Counter()
     for path in (settings.home / "workers").glob("*.json"):
         scored.update(
@@ -263,14 +229,10 @@ def _wait_balanced(procs: list[WorkerProcess], timeout: float = 180) -> None:
     """Until every worker holds partitions and none is rebalancing, twice in a row."""
     deadline, calm = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
-        states = []
-        for proc in procs:
-            if not proc.alive():
-                raise RuntimeError(f"worker died:\n{proc.tail()}")
-            try:
-                states.append(httpx.get(f"{proc.web_url}/healthz", timeout=2).json())
-            except (httpx.HTTPError, ValueError):
-                states.append({})
+        dead = [proc for proc in procs if not proc.alive()]
+        if dead:
+            raise RuntimeError(f"worker died:\n{dead[0].tail()}")
+        states = [proc.health() for proc in procs]
         ok = all(s.get("assigned_partitions", 0) > 0 and not s.get("rebalancing") for s in states)
         calm = calm + 1 if ok else 0
         if calm >= 2:
@@ -318,7 +280,7 @@ def alert_latencies(bench: Bench, rate: float, n_events: int) -> tuple[list[floa
     settings = bench.settings()  # ``bench`` has a broker of its own: empty topics
     worker = WorkerProcess(settings, settings.home / "worker.log").start()
     try:
-        _wait_consuming(worker)
+        worker.wait_consuming()
         produced = fill(bench, n_events, rate=rate, seed=11)
         wait_drained(settings, worker, timeout=3600, stable_checks=2)
     finally:

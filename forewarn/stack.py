@@ -111,6 +111,30 @@ class WorkerProcess(ChildProcess):
     def web_url(self) -> str:
         return f"http://{self.settings.worker_host}:{self.settings.worker_port}"
 
+    def health(self) -> dict:
+        """The worker's /healthz body, or {} while it does not answer."""
+        import httpx
+
+        try:
+            return httpx.get(f"{self.web_url}/healthz", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+
+    def wait_consuming(self, timeout: float = 120.0) -> None:
+        """Block until /healthz reports assigned partitions; RuntimeError with the log's tail
+        if the worker dies or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(
+                    f"the worker died; last lines of {self.log_path}:\n{self.tail()}"
+                )
+            health = self.health()
+            if health.get("status") == "ok" and health.get("assigned_partitions", 0) > 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the worker did not consume within {timeout:.0f} s:\n{self.tail()}")
+
 
 def wait_drained(
     settings: Settings,

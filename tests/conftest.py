@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from forewarn.kafka.local import free_port_pair
 from forewarn.settings import Settings
 
 
@@ -21,21 +21,6 @@ def shared_dir() -> Path:
             "repository or set FOREWARN_SHARED_DIR"
         )
     return path
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 (the controller) are both free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")

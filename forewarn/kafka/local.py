@@ -103,6 +103,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port p such that p and p + 1 (a broker's controller) are both free."""
+    for _ in range(50):
+        port = free_port(host)
+        if port_free(port + 1, host):
+            return port
+    raise RuntimeError(f"no free pair of ports on {host}")
+
+
 async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
     """Produce one message and read it back: the only honest readiness check."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition

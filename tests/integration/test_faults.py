@@ -19,7 +19,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,7 +26,7 @@ from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
 from forewarn.kafka.admin import committed_offsets, group_lag
 from forewarn.simulator import world_events
 from forewarn.simulator.produce import produce
-from forewarn.stack import DRAIN_TOPICS, WorkerProcess, wait_drained
+from forewarn.stack import DRAIN_TOPICS, wait_drained
 from outreach.models import TaskHistory
 from outreach.store import TaskStore, aware
 from tests.utils.hostile import sample
@@ -65,21 +64,6 @@ class Producer(threading.Thread):
         assert self.error is None, f"the producer failed: {self.error!r}"
         assert self.acked == len(self.events)
         return self.acked
-
-
-def _wait_healthy(worker: WorkerProcess, timeout: float = 90) -> None:
-    """Until the worker's /healthz says it consumes (partitions assigned)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert worker.alive(), worker.tail()
-        try:
-            health = httpx.get(f"{worker.web_url}/healthz", timeout=2)
-            if health.status_code == 200 and health.json()["assigned_partitions"] > 0:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"worker not healthy within {timeout} s:\n{worker.tail()}")
 
 
 def _alerts(settings) -> list[Alert]:
@@ -139,7 +123,7 @@ def test_repeated_kill_9s_while_streaming_lose_and_double_nothing(stack):
     started = time.monotonic()
     while kills < KILLS:
         worker = start_worker()
-        _wait_healthy(worker)
+        worker.wait_consuming(90)
         time.sleep(rng.uniform(0.5, 3.0))  # let it process (and commit) some of the stream
         worker.kill()  # kill -9: no flush, no commit, no goodbye to the group
         kills += 1
@@ -169,7 +153,7 @@ def test_broker_restart_mid_stream_recovers_on_its_own(stack, broker):
     producer = Producer(settings.kafka_bootstrap, events, rate=1000)
     producer.start()
     worker = start_worker()
-    _wait_healthy(worker)
+    worker.wait_consuming(90)
     time.sleep(5)
     stopped = time.monotonic()
     broker.stop()  # SIGTERM: a rolling restart of the only broker
@@ -195,7 +179,7 @@ def test_database_outage_commits_nothing_unstored_and_loses_nothing(stack):
         producer = Producer(settings.kafka_bootstrap, events, rate=1500)
         producer.start()
         worker = start_worker(on_pg)
-        _wait_healthy(worker)
+        worker.wait_consuming(90)
         deadline = time.monotonic() + 120
         while _stored(on_pg) == 0:  # wait for the sink to be busy
             assert time.monotonic() < deadline, "no task was stored"
