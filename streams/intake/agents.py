@@ -2,8 +2,10 @@
 
 Events are archived in batches (``take_events``), and Faust acks a batch only after the block
 below has run, so a source offset is committed only once its event is in the lake (or in the
-dead-letter topic). Other agents on the same topics decode again and skip what is invalid;
-reporting it is this agent's job alone, so each bad message gets exactly one dead letter.
+dead-letter topic). Offsets that never reached the agent are read back from Kafka first
+(``streams.intake.continuity``: Faust's offset bookkeeping has holes). Other agents on the
+same topics decode again and skip what is invalid; reporting it is this agent's job alone, so
+each bad message gets exactly one dead letter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
 from streams.app import app, archived_topics, settings
 from streams.dead_letters import counters, dead_letter, send_dead_letter
+from streams.intake.continuity import OffsetContinuity, read_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +25,33 @@ log = logging.getLogger(__name__)
 ARCHIVE_BATCH = 2000
 ARCHIVE_WITHIN_S = 1.0
 lake = LakeWriter(settings.lake_dir)
+continuity = OffsetContinuity(settings.kafka_bootstrap, settings.group_id)
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    continuity.forget((tp.topic, tp.partition) for tp in revoked)
 
 
 @app.agent(archived_topics)
 async def archive_events(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(ARCHIVE_BATCH, within=ARCHIVE_WITHIN_S):
+        messages = [
+            (e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch
+        ]
+        for hole in await continuity.holes((t, p, o) for t, p, o, _ in messages):
+            records = await read_with_retry(continuity, hole)
+            log.warning("read back %d events of %s, skipped by the stream", len(records), hole)
+            counters["intake.holes"] += 1
+            counters["intake.read_back"] += len(records)
+            messages += [(r.topic, r.partition, r.offset, r.value) for r in records]
         good: list[Event] = []
-        for event in batch:
-            msg = event.message
+        for topic, partition, offset, value in messages:
             try:
-                good.append(decode(msg.topic, event.value))
+                good.append(decode(topic, value))
             except InvalidEvent as exc:
-                letter = dead_letter(msg.topic, msg.partition, msg.offset, event.value, str(exc))
-                log.warning(
-                    "dead-lettered %s[%d]@%d: %s",
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    letter.reason,
-                )
+                letter = dead_letter(topic, partition, offset, value, str(exc))
+                log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, letter.reason)
                 await send_dead_letter(letter, "invalid")
         if good:
             await write_with_retry(good)

@@ -31,7 +31,7 @@ from outreach.models import TaskHistory
 from outreach.store import TaskStore, aware
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
-from tests.utils.pipeline import lake_rows, scenario, send_raw
+from tests.utils.pipeline import lake_rows, missing_from_lake, scenario, send_raw
 from tests.utils.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -76,7 +76,9 @@ def _check_nothing_lost_or_doubled(settings, world, produced: Counter) -> dict:
     figures: dict = {"events": sum(produced.values())}
     for topic in INPUT_TOPICS:
         raw, distinct = lake_rows(settings, topic)
-        assert distinct == produced[topic], f"{topic}: {produced[topic] - distinct} lost"
+        assert distinct == produced[topic], (
+            f"{topic}: {produced[topic] - distinct} lost: {missing_from_lake(settings, topic)}"
+        )
         figures[f"lake_rows_{topic}"] = raw
     store = TaskStore(settings.database_url)
     try:

@@ -24,6 +24,7 @@ from tests.utils.kafka import read_topic
 from tests.utils.pipeline import (
     START,
     lake_rows,
+    missing_from_lake,
     produce_events,
     scenario,
     send_raw,
@@ -144,7 +145,9 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
     assert all(t.alert_count >= 1 for t in store.tasks())
     for topic in INPUT_TOPICS:
         raw, distinct = lake_rows(settings, topic)
-        assert distinct == produced[topic], f"{topic}: events lost from the lake"
+        assert distinct == produced[topic], (
+            f"{topic}: events lost from the lake: {missing_from_lake(settings, topic)}"
+        )
         assert raw >= distinct  # at-least-once files; readers drop the replayed rows
 
 

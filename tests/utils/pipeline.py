@@ -15,6 +15,7 @@ from forewarn.simulator import build_world
 from forewarn.simulator.produce import produce
 from forewarn.stack import WorkerProcess
 from outreach.store import TaskStore
+from tests.utils.kafka import read_records
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -54,6 +55,19 @@ def lake_rows(settings, topic: str) -> tuple[int, int]:
     )
     raw = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     return raw, read_events(settings.lake_dir, topic, columns=["event_id"]).num_rows
+
+
+def missing_from_lake(settings, topic: str, limit: int = 10) -> list[tuple[int, int, str]]:
+    """(partition, offset, event_id) of up to ``limit`` events of ``topic`` that are not in
+    the lake: what a failed "nothing lost" assertion shows, to compare with the worker's log."""
+    lake = read_events(settings.lake_dir, topic, columns=["event_id"])
+    archived = set(lake.column("event_id").to_pylist())
+    missing = []
+    for record in read_records(settings.kafka_bootstrap, topic):
+        event_id = json.loads(record.value).get("event_id")
+        if event_id not in archived:
+            missing.append((record.partition, record.offset, event_id))
+    return sorted(missing)[:limit]
 
 
 def tasks_per_device(settings) -> Counter:
