@@ -34,10 +34,9 @@ def make_lake(root: Path, customers: int, seed: int = 1) -> int:
     from forewarn.simulator.render import customer_events
 
     world = build_world(n_customers=customers, days=DAYS, start=START, seed=seed)
-    events = sorted(
-        (e for c in world.customers for e in customer_events(c, world)),
-        key=lambda e: e.event_time,
-    )
+    # Streamed to the lake in chunks, unsorted (readers sort): a million customers' events
+    # would not fit in memory as one sorted list.
+    events = (e for c in world.customers for e in customer_events(c, world))
     return write_lake(events, root, progress=False)
 
 

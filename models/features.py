@@ -5,41 +5,77 @@ the same :class:`CustomerState`), so a model trained here scores the stream's fe
 skew. For each cut-off, a customer's features use only events before the cut-off; the label is
 whether they cancel within ``horizon_days`` after it. Customers who cancelled before a cut-off
 are not rows of it.
+
+:func:`features_from_lake` runs the same per-customer replay over a lake of any size: events
+are read as Arrow columns (compact), split into chunks of customers, and each chunk is turned
+into events and replayed in its own forked process. Memory is bounded by the chunk, not the
+lake (replaying all 1.7M events of 100,000 customers at once peaked at 3.8 GiB), and both cores
+work. One implementation of the features, so batch and stream cannot drift apart.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
 from streams.customer_risk.detector import FEATURES, CustomerState
 
 LABEL = "churned"
 CUSTOMER_TOPICS = ("orders", "tickets", "alerts")
+#: Customers replayed per chunk: ~0.9 GiB of events at the simulator's ~17 events per customer.
+CHUNK_CUSTOMERS = 25_000
+
+log = logging.getLogger(__name__)
 
 
 def read_customer_events(
     lake_dir: Path, start: date | None = None, end: date | None = None
 ) -> list[Event]:
     """Orders, tickets and device-fault alerts from the lake, in event-time order."""
-    from forewarn.lake import read_events
-
-    events: list[Event] = []
-    for topic in CUSTOMER_TOPICS:
-        contract = SCHEMAS[topic][1]
-        for row in read_events(lake_dir, topic, start=start, end=end).to_pylist():
-            if topic == "alerts":
-                if row["kind"] != "device_fault":
-                    continue
-                row["evidence"] = {}
-            events.append(contract.model_construct(**row))
+    events = [
+        e
+        for topic, table in read_customer_tables(lake_dir, start, end).items()
+        for e in to_events(topic, table)
+    ]
     events.sort(key=lambda e: e.event_time)
     return events
+
+
+def read_customer_tables(
+    lake_dir: Path, start: date | None = None, end: date | None = None
+) -> dict[str, pa.Table]:
+    """The lake's orders, tickets and device-fault alerts as Arrow tables, by topic."""
+    from forewarn.lake import read_events
+
+    tables = {
+        topic: read_events(lake_dir, topic, start=start, end=end) for topic in CUSTOMER_TOPICS
+    }
+    alerts = tables["alerts"]
+    tables["alerts"] = alerts.filter(pc.equal(alerts["kind"], "device_fault"))
+    return tables
+
+
+def to_events(topic: str, table: pa.Table) -> list[Event]:
+    """Rows of one topic's table as its contract's events (trusted: they passed intake)."""
+    contract = SCHEMAS[topic][1]
+    rows = table.to_pylist()
+    if topic == "alerts":
+        for row in rows:
+            row["evidence"] = {}  # the features need the device, not the evidence
+    return [contract.model_construct(**row) for row in rows]
 
 
 def _is_cancellation(event: Event) -> bool:
@@ -47,13 +83,17 @@ def _is_cancellation(event: Event) -> bool:
 
 
 def build_features(
-    events: Iterable[Event], cutoffs: Sequence[datetime], horizon_days: int = 30
+    events: Iterable[Event],
+    cutoffs: Sequence[datetime],
+    horizon_days: int = 30,
+    data_end: datetime | None = None,
 ) -> pd.DataFrame:
     """One row per (customer, cut-off): ``FEATURES`` as of the cut-off and the label.
 
-    ``events`` must be in event-time order. Returns columns customer_id, cutoff, the
-    features, ``churned`` (bool) and ``label_complete`` (the label window lies inside the
-    data, so the row can be used for training).
+    ``events`` must be in event-time order. ``data_end`` is where the data ends (default: the
+    last event's time); a label is complete when its window ends by then. Returns columns
+    customer_id, cutoff, the features, ``churned`` (bool) and ``label_complete`` (the row can
+    be used for training).
     """
     by_customer: dict[str, list[Event]] = defaultdict(list)
     last_time = None
@@ -61,6 +101,7 @@ def build_features(
         if isinstance(e, Order | Ticket | Alert):
             by_customer[e.customer_id].append(e)
             last_time = e.event_time
+    last_time = data_end or last_time
     horizon = timedelta(days=horizon_days)
     cutoffs = sorted(cutoffs)
     rows = []
@@ -88,6 +129,71 @@ def build_features(
     return pd.DataFrame(rows, columns=columns)
 
 
+def features_from_lake(
+    lake_dir: Path,
+    end: datetime,
+    every_days: int = 7,
+    horizon_days: int = 30,
+    chunk_customers: int = CHUNK_CUSTOMERS,
+    processes: int | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features` on the lake's customer events before ``end``, at the cut-offs
+    :func:`cutoffs_until` ``end``, chunk by chunk.
+
+    Rows are those of ``build_features(events, cutoffs)`` on the same events (same values,
+    sorted by customer then cut-off). ``processes`` defaults to the CPU count; with one
+    process, or one chunk, no process is forked. Raises ``ValueError`` if there are no events.
+    """
+    tables = read_customer_tables(lake_dir, end=end.date() + timedelta(days=1))
+    tables = {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
+    stamps = [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]
+    if not stamps:
+        raise ValueError(f"no customer events in {lake_dir} before {end}: nothing to learn from")
+    first = min(m["min"].as_py() for m in stamps)
+    cutoffs = cutoffs_until(first, end, every_days)
+    ids = np.unique(np.concatenate([tb["customer_id"].to_numpy(False) for tb in tables.values()]))
+    chunks = max(1, -(-len(ids) // chunk_customers))
+    value_set = pa.array(ids)
+    # Read by the forked workers (copy-on-write, nothing pickled but the chunk number).
+    _SHARED["tables"] = {
+        t: tb.append_column(
+            "_chunk", pc.divide(pc.index_in(tb["customer_id"], value_set), chunk_customers)
+        )
+        for t, tb in tables.items()
+    }
+    _SHARED["replay"] = (cutoffs, horizon_days, max(m["max"].as_py() for m in stamps))
+    processes = min(chunks, processes or os.cpu_count() or 1)
+    log.info("features of %d customers in %d chunks, %d processes", len(ids), chunks, processes)
+    try:
+        if processes == 1:
+            frames = [_features_of_chunk(k) for k in range(chunks)]
+        else:
+            context = mp.get_context("fork")
+            with ProcessPoolExecutor(processes, mp_context=context) as pool:
+                frames = []
+                for k, frame in enumerate(pool.map(_features_of_chunk, range(chunks)), 1):
+                    frames.append(frame)
+                    log.info("features: chunk %d of %d done", k, chunks)
+    finally:
+        _SHARED.clear()
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values(["customer_id", "cutoff"], ignore_index=True)
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _features_of_chunk(k: int) -> pd.DataFrame:
+    cutoffs, horizon_days, data_end = _SHARED["replay"]
+    events = [
+        e
+        for topic, table in _SHARED["tables"].items()
+        for e in to_events(topic, table.filter(pc.equal(table["_chunk"], k)).drop(["_chunk"]))
+    ]
+    events.sort(key=lambda e: e.event_time)
+    return build_features(events, cutoffs, horizon_days, data_end=data_end)
+
+
 def weekly_cutoffs(first: datetime, last: datetime, every_days: int = 7) -> list[datetime]:
     """Cut-offs at midnight UTC every ``every_days`` from a week after ``first``."""
     start = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=7)
@@ -96,3 +202,13 @@ def weekly_cutoffs(first: datetime, last: datetime, every_days: int = 7) -> list
         out.append(start)
         start += timedelta(days=every_days)
     return out
+
+
+def cutoffs_until(first: datetime, end: datetime, every_days: int = 7) -> list[datetime]:
+    """Cut-offs every ``every_days`` back from ``end`` while more than a week after ``first``
+    (the nightly's: the last one is tonight's), oldest first."""
+    out, cut = [], end
+    while cut > first + timedelta(days=7):
+        out.append(cut)
+        cut -= timedelta(days=every_days)
+    return sorted(out)

@@ -89,20 +89,9 @@ def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
 
 def build_feature_table(lake: Path, out: Path, day: date, every_days: int = 7) -> str:
     """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off)."""
-    from models.features import build_features, read_customer_events
+    from models.features import features_from_lake
 
-    events = [
-        e
-        for e in read_customer_events(lake, end=day + timedelta(days=1))
-        if e.event_time < day_end(day)
-    ]
-    if not events:
-        raise ValueError(f"no customer events in {lake} up to {day}: nothing to learn from")
-    cutoffs, cut = [], day_end(day)
-    while cut > events[0].event_time + timedelta(days=7):
-        cutoffs.append(cut)
-        cut -= timedelta(days=every_days)
-    table = build_features(events, sorted(cutoffs))
+    table = features_from_lake(lake, day_end(day), every_days)
     path = _out(out, "features", day, "features.parquet")
     write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
     return str(path)
