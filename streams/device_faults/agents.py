@@ -6,7 +6,15 @@ import logging
 from datetime import UTC, datetime
 
 from forewarn.events import Alert, CustomerSignal, DeviceTelemetry, InvalidEvent, decode, encode
-from streams.app import alerts_topic, app, customer_signals_topic, deliver, telemetry_topic
+from streams.app import (
+    alerts_topic,
+    app,
+    customer_signals_topic,
+    deliver,
+    settings,
+    telemetry_topic,
+)
+from streams.continuity import OffsetContinuity, fill_holes
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
@@ -21,6 +29,15 @@ BATCH_WITHIN_S = 0.5
 log = logging.getLogger(__name__)
 
 detector = DeviceFaultDetector()
+# Readings the stream skipped are read back and scored (streams/continuity.py).
+continuity = OffsetContinuity(settings.kafka_bootstrap, settings.group_id)
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    continuity.forget((tp.topic, tp.partition) for tp in revoked)
+
+
 # Keyed by device_id like its source topic, so a device's state lives in its partition;
 # keys and values go to the changelog as JSON. use_partitioner: the changelog partition comes
 # from the key (the same partitioner as the source topic's producers), not from the event
@@ -43,10 +60,12 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         states: dict[str, DeviceState] = {}
         alerts: list[Alert] = []
-        for event in batch:
-            msg = event.message
+        records = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+        for topic, partition, offset, value in await fill_holes(
+            continuity, records, counters, "telemetry"
+        ):
             try:
-                reading = decode(msg.topic, event.value)
+                reading = decode(topic, value)
             except InvalidEvent:
                 continue  # dead-lettered by streams.intake
             assert isinstance(reading, DeviceTelemetry)
@@ -54,26 +73,24 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
             if state is None:
                 state = DeviceState.from_dict(device_to_fault_state[reading.device_id])
                 states[reading.device_id] = state
-            if state.partition == msg.partition and msg.offset <= state.last_offset:
+            if state.partition == partition and offset <= state.last_offset:
                 # Replayed after a crash: the changelog already holds its effect. Not late.
                 counters["telemetry.replayed"] += 1
                 continue
             late = detector.lateness_hours(state, reading)
-            state.partition, state.last_offset = msg.partition, msg.offset
+            state.partition, state.last_offset = partition, offset
             if late > detector.lateness_hours_max:
                 reason = (
                     f"late by {late:.1f} h, beyond the {detector.lateness_hours_max:g} h "
                     f"bound of device-fault detection (archived, not scored)"
                 )
-                await send_dead_letter(
-                    dead_letter(msg.topic, msg.partition, msg.offset, event.value, reason), "late"
-                )
+                await send_dead_letter(dead_letter(topic, partition, offset, value, reason), "late")
                 continue
             alert = detector.update(state, reading)
             if alert is not None:
                 alerts.append(alert)
             counters["telemetry.processed"] += 1
-            alerts += scan_for_silence(msg.partition, reading.event_time.timestamp(), states)
+            alerts += scan_for_silence(partition, reading.event_time.timestamp(), states)
         for alert in alerts:
             await publish(alert)  # delivered before the states that remember them
         for device_id, state in states.items():

@@ -3,7 +3,7 @@
 Events are archived in batches (``take_events``), and Faust acks a batch only after the block
 below has run, so a source offset is committed only once its event is in the lake (or in the
 dead-letter topic). Offsets that never reached the agent are read back from Kafka first
-(``streams.intake.continuity``: Faust's offset bookkeeping has holes). Other agents on the
+(``streams.continuity``: Faust's offset bookkeeping has holes). Other agents on the
 same topics decode again and skip what is invalid; reporting it is this agent's job alone, so
 each bad message gets exactly one dead letter.
 """
@@ -16,8 +16,8 @@ import logging
 from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
 from streams.app import app, archived_topics, settings
+from streams.continuity import OffsetContinuity, fill_holes
 from streams.dead_letters import counters, dead_letter, send_dead_letter
-from streams.intake.continuity import OffsetContinuity, read_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,10 @@ async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-unt
 @app.agent(archived_topics)
 async def archive_events(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(ARCHIVE_BATCH, within=ARCHIVE_WITHIN_S):
-        messages = [
-            (e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch
-        ]
-        for hole in await continuity.holes((t, p, o) for t, p, o, _ in messages):
-            records = await read_with_retry(continuity, hole)
-            log.warning("read back %d events of %s, skipped by the stream", len(records), hole)
-            counters["intake.holes"] += 1
-            counters["intake.read_back"] += len(records)
-            messages += [(r.topic, r.partition, r.offset, r.value) for r in records]
+        records = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+        records = await fill_holes(continuity, records, counters, "intake")
         good: list[Event] = []
-        for topic, partition, offset, value in messages:
+        for topic, partition, offset, value in records:
             try:
                 good.append(decode(topic, value))
             except InvalidEvent as exc:

@@ -1,14 +1,16 @@
-"""The intake agent's offset continuity against a real broker: holes are found relative to the
-group's committed offset and read back whole (streams/intake/continuity.py)."""
+"""The batch agents' offset continuity against a real broker: holes are found relative to the
+group's committed offset and read back whole (streams/continuity.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.intake.continuity import Hole, OffsetContinuity
+from forewarn.kafka.admin import committed_offsets
+from streams.continuity import Hole, OffsetContinuity, fill_holes
 
 TOPIC = "tickets"
 GROUP = "continuity-test"
@@ -32,6 +34,12 @@ async def commit(bootstrap: str, offset: int) -> None:
         await consumer.commit({TopicPartition(TOPIC, 0): OffsetAndMetadata(offset, "")})
     finally:
         await consumer.stop()
+    # A fresh broker creates its offsets topic on the first group: wait until it answers.
+    for _ in range(60):
+        if (await committed_offsets(bootstrap, GROUP, TOPIC)).get(0) == offset:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"offset {offset} never showed as committed")
 
 
 def test_holes_follow_the_committed_offset_and_are_read_back(broker):
@@ -57,6 +65,31 @@ def test_holes_follow_the_committed_offset_and_are_read_back(broker):
             assert await continuity.holes([(TOPIC, 0, 40)]) == []
             assert await continuity.holes([(TOPIC, 0, 42)]) == [Hole(TOPIC, 0, 41, 42)]
             assert [r.offset for r in await continuity.read(Hole(TOPIC, 0, 41, 42))] == [41]
+        finally:
+            await continuity.close()
+
+    asyncio.run(run())
+
+
+def test_fill_holes_puts_read_back_events_in_partition_order(broker):
+    async def run() -> None:
+        await fill(broker.bootstrap, 10)
+        await commit(broker.bootstrap, 3)
+        continuity, counters = OffsetContinuity(broker.bootstrap, GROUP), Counter()
+        try:
+            batch = [(TOPIC, 1, 0, b"x"), (TOPIC, 0, 5, b"m5"), (TOPIC, 0, 6, b"m6")]
+            records = await fill_holes(continuity, batch, counters, "intake")
+            assert records == [
+                (TOPIC, 0, 3, b"m3"),
+                (TOPIC, 0, 4, b"m4"),
+                (TOPIC, 0, 5, b"m5"),
+                (TOPIC, 0, 6, b"m6"),
+                (TOPIC, 1, 0, b"x"),
+            ]
+            assert counters == Counter({"intake.holes": 1, "intake.read_back": 2})
+            # No hole: the batch comes back as it was, in its own order.
+            batch = [(TOPIC, 1, 1, b"y"), (TOPIC, 0, 7, b"m7")]
+            assert await fill_holes(continuity, batch, counters, "intake") == batch
         finally:
             await continuity.close()
 

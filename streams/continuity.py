@@ -1,14 +1,18 @@
-"""Offset continuity for the intake agent: find offsets that never reached it, read them back.
+"""Offset continuity for batch agents: find offsets that never reached them, read them back.
 
 Faust commits a partition up to its highest run of acknowledged offsets, and its bookkeeping
 has known holes (faust-streaming issue #606 on gaps; in 0.15.3 the head-of-queue check in
 ``Consumer._new_offset`` lets exactly one unacknowledged offset through). CI saw one telemetry
 event out of ~40,000 committed without reaching the lake after a kill -9, twice in about thirty
-restarts, and it could not be reproduced in eighteen runs here. So the intake agent does not
-trust that every offset reached it: per partition it expects the offsets it archives to follow on
-from each other and from the group's committed offset, and reads any hole straight from Kafka
-before its batch is acknowledged. An event can then be committed only once it is in the lake,
-whatever the cause of the hole, and each hole is logged and counted (``intake.holes``).
+restarts. With this check in place a CI run showed the cause: after a restart, Faust's table
+recovery resumes the fetcher before it seeks the stream partitions to their committed offsets,
+and the event at the committed offset of one partition never reached the agents.
+
+So the intake agent (which archives) and the device agent (which scores) do not trust that every
+offset reached them: per partition they expect the offsets of their batches to follow on from
+each other and from the group's committed offset, and read any hole straight from Kafka before
+the batch is acknowledged. An event is then committed only once it is archived and scored,
+whatever the cause of the hole; each hole is logged and counted (``<agent>.holes``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,6 +29,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from forewarn.kafka.admin import committed_offsets
 
 log = logging.getLogger(__name__)
+
+#: What an agent needs of a message: topic, partition, offset, value.
+Record = tuple[str, int, int, bytes | None]
 
 
 @dataclass(frozen=True)
@@ -140,3 +148,18 @@ async def read_with_retry(continuity: OffsetContinuity, hole: Hole) -> list[Cons
             log.error("reading back %s failed (%r); retrying in %.1f s", hole, exc, delay)
             await asyncio.sleep(delay)
             delay = min(30.0, delay * 2)
+
+
+async def fill_holes(
+    continuity: OffsetContinuity, records: list[Record], counters: Counter[str], agent: str
+) -> list[Record]:
+    """``records`` of a batch, plus those of any hole before them read back from Kafka, in
+    (topic, partition, offset) order when there were holes (each partition stays in order)."""
+    holes = await continuity.holes((t, p, o) for t, p, o, _ in records)
+    for hole in holes:
+        found = await read_with_retry(continuity, hole)
+        log.warning("%s read back %d events of %s, skipped by the stream", agent, len(found), hole)
+        counters[f"{agent}.holes"] += 1
+        counters[f"{agent}.read_back"] += len(found)
+        records = [*records, *((r.topic, r.partition, r.offset, r.value) for r in found)]
+    return sorted(records, key=lambda r: r[:3]) if holes else records
