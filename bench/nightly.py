@@ -86,7 +86,7 @@ def nightly(customers: int) -> dict[str, Any]:
         step("check_raw_events", lambda: n.check_raw_events(lake, DAY, gx))
         features = step("build_features", lambda: n.build_feature_table(lake, out, DAY))
         step("check_features", lambda: n.check_features(features, gx))
-        step("train_churn", lambda: n.train_churn_model(features, registry, DAY))
+        trained = step("train_churn", lambda: n.train_churn_model(features, registry, DAY))
         values = step("lifetime_value", lambda: n.fit_lifetime_value(lake, out, DAY))
         step(
             "at_risk_list",
@@ -100,6 +100,10 @@ def nightly(customers: int) -> dict[str, Any]:
             "seconds": round(sum(t["seconds"] for t in tasks.values()), 1),
             "peak_mb": max(t["peak_mb"] for t in tasks.values()),
             "tasks": tasks,
+            "churn": {
+                "train_rows": trained["train_rows"],
+                "holdout_auc": round(trained["challenger"]["roc_auc"], 4),
+            },
             "features_path": features,
             "folder": str(folder),
         }
@@ -171,6 +175,7 @@ def run(quick: bool = False, sizes: tuple[int, int] | None = None) -> list[Resul
             "tasks": {str(small): base["tasks"], str(large): big["tasks"]},
             "events": {str(small): base["events"], str(large): big["events"]},
             "lake_setup_s": {str(small): base["setup_s"], str(large): big["setup_s"]},
+            "churn": {str(small): base["churn"], str(large): big["churn"]},
         },
     )
     return [nightly_result, churn]

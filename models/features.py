@@ -54,14 +54,34 @@ def read_customer_events(
     return events
 
 
+#: The columns ``CustomerState.observe`` reads, per topic: reading only these keeps ticket
+#: texts and alert evidence out of memory.
+OBSERVED_COLUMNS: dict[str, list[str]] = {
+    "orders": ["customer_id", "status", "amount"],
+    "tickets": ["customer_id", "ticket_id", "contact_number", "category", "csat", "nps", "status"],
+    "alerts": ["customer_id", "kind", "device_id"],
+}
+
+
 def read_customer_tables(
-    lake_dir: Path, start: date | None = None, end: date | None = None
+    lake_dir: Path,
+    start: date | None = None,
+    end: date | None = None,
+    columns: dict[str, list[str]] | None = None,
 ) -> dict[str, pa.Table]:
-    """The lake's orders, tickets and device-fault alerts as Arrow tables, by topic."""
+    """The lake's orders, tickets and device-fault alerts as Arrow tables, by topic (with
+    ``event_id``, ``event_time`` and the ``columns`` given per topic; default all)."""
     from forewarn.lake import read_events
 
     tables = {
-        topic: read_events(lake_dir, topic, start=start, end=end) for topic in CUSTOMER_TOPICS
+        t: read_events(
+            lake_dir,
+            t,
+            start=start,
+            end=end,
+            columns=None if columns is None else ["event_id", "event_time", *columns[t]],
+        )
+        for t in CUSTOMER_TOPICS
     }
     alerts = tables["alerts"]
     tables["alerts"] = alerts.filter(pc.equal(alerts["kind"], "device_fault"))
@@ -72,7 +92,7 @@ def to_events(topic: str, table: pa.Table) -> list[Event]:
     """Rows of one topic's table as its contract's events (trusted: they passed intake)."""
     contract = SCHEMAS[topic][1]
     rows = table.to_pylist()
-    if topic == "alerts":
+    if topic == "alerts" and "evidence" in table.column_names:
         for row in rows:
             row["evidence"] = {}  # the features need the device, not the evidence
     return [contract.model_construct(**row) for row in rows]
@@ -144,7 +164,9 @@ def features_from_lake(
     sorted by customer then cut-off). ``processes`` defaults to the CPU count; with one
     process, or one chunk, no process is forked. Raises ``ValueError`` if there are no events.
     """
-    tables = read_customer_tables(lake_dir, end=end.date() + timedelta(days=1))
+    tables = read_customer_tables(
+        lake_dir, end=end.date() + timedelta(days=1), columns=OBSERVED_COLUMNS
+    )
     tables = {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
     stamps = [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]
     if not stamps:

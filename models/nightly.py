@@ -139,6 +139,7 @@ def train_churn_model(
         "version": version,
         "promoted": result.promoted,
         "reason": result.reason,
+        "train_rows": result.train_rows,
         "challenger": result.challenger,
         "baseline": result.baseline,
         "champion": result.champion,

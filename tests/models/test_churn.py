@@ -83,6 +83,16 @@ def test_challenger_beats_the_dummy_and_is_promoted_once(table, tmp_path):
     assert "DummyClassifier" in card and (tmp_path / "churn" / "v1" / "card.png").exists()
 
 
+def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, tmp_path):
+    registry = ModelRegistry(tmp_path / "churn")
+    full = train_and_evaluate(table, registry, "v1")
+    capped = train_and_evaluate(table, registry, "v1", max_train_rows=full.train_rows // 2)
+    assert capped.train_rows == full.train_rows // 2
+    assert len(capped.holdout) == len(full.holdout)
+    # Half the rows still learn the same signal (the cap is there for millions of rows).
+    assert capped.challenger["roc_auc"] > capped.baseline["roc_auc"] + 0.1
+
+
 def test_the_saved_bundle_is_what_stream_workers_load(table, tmp_path):
     registry = ModelRegistry(tmp_path / "churn")
     registry.save(train_and_evaluate(table, registry, "2026-03-31"))
