@@ -21,14 +21,16 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from forewarn.kafka.admin import committed_offsets
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: What an agent needs of a message: topic, partition, offset, value.
 Record = tuple[str, int, int, bytes | None]
@@ -138,14 +140,15 @@ class OffsetContinuity:
         return self._reader
 
 
-async def read_with_retry(continuity: OffsetContinuity, hole: Hole) -> list[ConsumerRecord]:
-    """Read a hole, retrying while the broker is away: the batch waits, unacknowledged."""
+async def with_retry(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``call()``, again and again while the broker is away: the batch waits, unacknowledged
+    (an exception would end the agent's ``take_events`` block, which acks the batch)."""
     delay = 0.5
     while True:
         try:
-            return await continuity.read(hole)
-        except Exception as exc:  # any broker trouble: wait and read again
-            log.error("reading back %s failed (%r); retrying in %.1f s", hole, exc, delay)
+            return await call()
+        except Exception as exc:  # any broker trouble: wait and try again
+            log.error("%s failed (%r); retrying in %.1f s", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(30.0, delay * 2)
 
@@ -155,9 +158,10 @@ async def fill_holes(
 ) -> list[Record]:
     """``records`` of a batch, plus those of any hole before them read back from Kafka, in
     (topic, partition, offset) order when there were holes (each partition stays in order)."""
-    holes = await continuity.holes((t, p, o) for t, p, o, _ in records)
+    offsets = [(t, p, o) for t, p, o, _ in records]
+    holes = await with_retry(lambda: continuity.holes(offsets), "checking offsets")
     for hole in holes:
-        found = await read_with_retry(continuity, hole)
+        found = await with_retry(lambda h=hole: continuity.read(h), f"reading back {hole}")
         log.warning("%s read back %d events of %s, skipped by the stream", agent, len(found), hole)
         counters[f"{agent}.holes"] += 1
         counters[f"{agent}.read_back"] += len(found)

@@ -27,18 +27,23 @@ async def fill(bootstrap: str, n: int) -> None:
 
 
 async def commit(bootstrap: str, offset: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP)
-    await consumer.start()
-    consumer.assign([TopicPartition(TOPIC, 0)])
-    try:
-        await consumer.commit({TopicPartition(TOPIC, 0): OffsetAndMetadata(offset, "")})
-    finally:
-        await consumer.stop()
-    # A fresh broker creates its offsets topic on the first group: wait until it answers.
-    for _ in range(60):
-        if (await committed_offsets(bootstrap, GROUP, TOPIC)).get(0) == offset:
-            return
-        await asyncio.sleep(0.5)
+    """Commit ``offset`` for the group and wait until the broker reports it: a fresh broker
+    creates its offsets topic on the first group, and a commit sent before that can vanish."""
+    tp = TopicPartition(TOPIC, 0)
+    for _ in range(30):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP)
+        await consumer.start()
+        consumer.assign([tp])
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(offset, "")})
+        except Exception:  # coordinator not there yet: commit again below
+            pass
+        finally:
+            await consumer.stop()
+        for _ in range(4):
+            if (await committed_offsets(bootstrap, GROUP, TOPIC)).get(0) == offset:
+                return
+            await asyncio.sleep(0.5)
     raise AssertionError(f"offset {offset} never showed as committed")
 
 
