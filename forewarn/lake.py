@@ -72,17 +72,36 @@ def arrow_schema(contract: type[Event]) -> pa.Schema:
     )
 
 
-def _row(event: Event, schema: pa.Schema) -> dict[str, Any]:
-    row = event.model_dump(mode="python")
+def _table(events: Sequence[Event], schema: pa.Schema) -> pa.Table:
+    """Events of one contract as an Arrow table, built column by column from attributes.
+
+    Maps go to Arrow as (key, value) pairs, free-form dicts as sorted JSON text. Column by
+    column rather than ``model_dump`` per event: on 100,000 readings 3.5 us per event against
+    16.6 (the archive writes every event once, so this was most of its cost).
+    """
+    columns: dict[str, list[Any]] = {}
+    json_text = _json_text_fields(type(events[0]))
     for field in schema:
-        value = row[field.name]
-        if isinstance(value, dict):
-            row[field.name] = (
-                list(value.items())
-                if pa.types.is_map(field.type)
-                else json.dumps(value, sort_keys=True, default=str)
-            )
-    return row
+        values = [getattr(e, field.name) for e in events]
+        if pa.types.is_map(field.type):
+            values = [None if v is None else list(v.items()) for v in values]
+        elif field.name in json_text:
+            values = [
+                None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values
+            ]
+        columns[field.name] = values
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+@functools.cache
+def _json_text_fields(contract: type[Event]) -> frozenset[str]:
+    """Fields stored as JSON text: free-form ``dict[str, Any]`` (see :func:`_arrow_type`)."""
+    schema = arrow_schema(contract)
+    return frozenset(
+        name
+        for name, f in contract.model_fields.items()
+        if typing.get_origin(f.annotation) is dict and pa.types.is_string(schema.field(name).type)
+    )
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -120,7 +139,7 @@ class LakeWriter:
         written = []
         for (topic, day), group in sorted(groups.items()):
             schema = arrow_schema(SCHEMAS[topic][group[0].schema_version])
-            table = pa.Table.from_pylist([_row(e, schema) for e in group], schema=schema)
+            table = _table(group, schema)
             folder = self.root / f"topic={topic}" / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             written.append(write_parquet_atomic(table, folder / f"part-{batch}.parquet"))
