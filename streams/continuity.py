@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -34,6 +34,11 @@ T = TypeVar("T")
 
 #: What an agent needs of a message: topic, partition, offset, value.
 Record = tuple[str, int, int, bytes | None]
+
+
+def records_of(batch: Iterable[Any]) -> list[Record]:
+    """The records of a batch of Faust events (``stream.take_events``)."""
+    return [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
 
 
 @dataclass(frozen=True)

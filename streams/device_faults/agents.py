@@ -1,11 +1,12 @@
-"""Device faults: per-device detector state in a table, alerts out to the alerts topic."""
+"""Device faults: readings taken in (archived, the invalid dead-lettered) and scored in one
+pass; per-device detector state in a table, alerts out to the alerts topic."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
 
-from forewarn.events import Alert, CustomerSignal, DeviceTelemetry, InvalidEvent, decode, encode
+from forewarn.events import Alert, CustomerSignal, DeviceTelemetry, encode
 from streams.app import (
     alerts_topic,
     app,
@@ -14,9 +15,10 @@ from streams.app import (
     settings,
     telemetry_topic,
 )
-from streams.continuity import OffsetContinuity, fill_holes
+from streams.continuity import OffsetContinuity, fill_holes, records_of
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+from streams.intake.agents import take_in
 
 SILENCE_CHECK_EVERY_S = 3600.0  # event-time seconds between two silence scans of a partition
 # Readings per batch, below the stream buffer (streams.app.STREAM_BUFFER).
@@ -60,14 +62,9 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         states: dict[str, DeviceState] = {}
         alerts: list[Alert] = []
-        records = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
-        for topic, partition, offset, value in await fill_holes(
-            continuity, records, counters, "telemetry"
-        ):
-            try:
-                reading = decode(topic, value)
-            except InvalidEvent:
-                continue  # dead-lettered by streams.intake
+        records = await fill_holes(continuity, records_of(batch), counters, "telemetry")
+        # Archived (and the invalid dead-lettered) before any is scored or the batch acked.
+        for (topic, partition, offset, value), reading in await take_in(records):
             assert isinstance(reading, DeviceTelemetry)
             state = states.get(reading.device_id)
             if state is None:

@@ -1,11 +1,14 @@
 """Intake: validate every source event once, dead-letter the bad ones, archive the good ones.
 
-Events are archived in batches (``take_events``), and Faust acks a batch only after the block
-below has run, so a source offset is committed only once its event is in the lake (or in the
-dead-letter topic). Offsets that never reached the agent are read back from Kafka first
-(``streams.continuity``: Faust's offset bookkeeping has holes). Other agents on the
-same topics decode again and skip what is invalid; reporting it is this agent's job alone, so
-each bad message gets exactly one dead letter.
+:func:`take_in` is the one way a batch comes in: decoded once, bad messages dead-lettered
+(exactly one dead letter each), good events archived, and only then handed on. The intake agent
+runs it on orders, tickets and alerts; the device agent runs it on readings, which it scores
+too (one decode and one Faust stream per reading instead of two: docs/benchmarks.md).
+
+Batches come from ``take_events``, and Faust acks a batch only after its block has run, so a
+source offset is committed only once its event is in the lake (or in the dead-letter topic).
+Offsets that never reached the agent are read back from Kafka first (``streams.continuity``:
+Faust's offset bookkeeping has holes).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import logging
 
 from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
-from streams.app import app, archived_topics, settings
-from streams.continuity import OffsetContinuity, fill_holes
+from streams.app import app, intake_topics, settings
+from streams.continuity import OffsetContinuity, Record, fill_holes, records_of
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -33,31 +36,41 @@ async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-unt
     continuity.forget((tp.topic, tp.partition) for tp in revoked)
 
 
-@app.agent(archived_topics)
+@app.agent(intake_topics)
 async def archive_events(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(ARCHIVE_BATCH, within=ARCHIVE_WITHIN_S):
-        records = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
-        records = await fill_holes(continuity, records, counters, "intake")
-        good: list[Event] = []
-        for topic, partition, offset, value in records:
-            try:
-                good.append(decode(topic, value))
-            except InvalidEvent as exc:
-                letter = dead_letter(topic, partition, offset, value, str(exc))
-                log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, letter.reason)
-                await send_dead_letter(letter, "invalid")
-        if good:
-            await write_with_retry(good)
-            counters["archived"] += len(good)
+        await take_in(await fill_holes(continuity, records_of(batch), counters, "intake"))
+
+
+async def take_in(records: list[Record]) -> list[tuple[Record, Event]]:
+    """Decode ``records``, dead-letter the invalid ones, archive the rest; return the valid
+    events with their records, in order, once they are in the lake."""
+    good: list[tuple[Record, Event]] = []
+    for record in records:
+        topic, partition, offset, value = record
+        try:
+            good.append((record, decode(topic, value)))
+        except InvalidEvent as exc:
+            letter = dead_letter(topic, partition, offset, value, str(exc))
+            log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, letter.reason)
+            await send_dead_letter(letter, "invalid")
+    if good:
+        await write_with_retry([event for _, event in good])
+        counters["archived"] += len(good)
+    return good
 
 
 async def write_with_retry(events: list[Event]) -> None:
     """Write a batch to the lake, retrying on I/O errors: ``take_events`` acks the batch when
-    this block ends, even by an exception, so giving up here would lose the batch."""
+    this block ends, even by an exception, so giving up here would lose the batch.
+
+    The write runs on the event loop, not in a thread: in a thread it waited for the GIL behind
+    Faust's message handling, 110 us per reading against 23 us here (20 ms of parquet per
+    batch of 4,000 blocks the loop less than that convoy did; docs/benchmarks.md)."""
     delay = 0.5
     while True:
         try:
-            await asyncio.to_thread(lake.write, events)
+            lake.write(events)
             return
         except OSError as exc:
             log.error(
