@@ -2,7 +2,9 @@
 
 * throughput: one worker (every detector, the archive and the task sink) drains a pre-filled
   topic set; baseline: a raw aiokafka consumer that only reads and decodes the same messages,
-  in the same run (the practical ceiling of one Python process).
+  in the same run (the practical ceiling of one Python process). Also in the same run: Faust's
+  floor, a Faust agent that only counts the same messages (bench/faust_floor.py), the ceiling
+  of any Faust agent.
 * latency: the scenario produced at a steady rate; for every alert, the time from its
   triggering event's produce timestamp to its task being written (the store's history time).
 * scale-out: two workers against one (4 partitions, each on a fresh broker, timed once the
@@ -16,6 +18,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import Result, peak_rss_mb
+from bench.common import ROOT, Result, peak_rss_mb
 from forewarn.events import INPUT_TOPICS, decode
 from forewarn.kafka.admin import ensure_topics
 from forewarn.kafka.local import LocalKafka, free_port_pair
@@ -128,6 +132,27 @@ def raw_consumer_rate(bootstrap: str, total: int) -> float:
     return asyncio.run(consume())
 
 
+def faust_floor_rate(bench: Bench, total: int) -> float:
+    """Events/s at which Faust alone hands the same messages to one agent that only counts
+    (bench/faust_floor.py): the ceiling of any Faust agent on this machine."""
+    out = bench.folder / f"faust-floor-{time.monotonic_ns()}.json"
+    env = os.environ | {
+        "FOREWARN_FLOOR_BOOTSTRAP": bench.broker.bootstrap,
+        "FOREWARN_FLOOR_GROUP": f"faust-floor-{time.monotonic_ns()}",
+        "FOREWARN_FLOOR_TOTAL": str(total),
+        "FOREWARN_FLOOR_OUT": str(out),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=DRAIN_TIMEOUT_S,
+    )
+    return float(json.loads(out.read_text())["events_per_s"])
+
+
 def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
     """Drain the pre-filled topics with ``workers`` workers: events/s, peak MiB per worker,
     and the once-only checks."""
@@ -182,6 +207,7 @@ def once_only(settings: Settings) -> dict[str, float]:
 
 def throughput(bench: Bench, total: int) -> Result:
     raw = raw_consumer_rate(bench.broker.bootstrap, total)
+    floor = faust_floor_rate(bench, total)
     ours = worker_rate(bench, total)
     ratio = ours["events_per_s"] / raw
     return Result(
@@ -198,7 +224,13 @@ def throughput(bench: Bench, total: int) -> Result:
         ratio_of="worker events/s / raw consumer events/s",
         goal=">= 50,000 events/s per worker and >= 0.5 of the raw consumer",
         goal_met=bool(ours["events_per_s"] >= 50_000 and ratio >= 0.5),
-        notes={k: ours[k] for k in ONCE_KEYS},
+        notes={
+            # faust-streaming (the design card's stream library) alone, same messages and run.
+            "faust_floor_events_per_s": round(floor),
+            "faust_floor_of_raw": round(floor / raw, 3),
+            "worker_of_faust_floor": round(ours["events_per_s"] / floor, 3),
+            **{k: ours[k] for k in ONCE_KEYS},
+        },
     )
 
 

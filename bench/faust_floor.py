@@ -1,0 +1,56 @@
+"""Faust's floor: the rate at which faust-streaming alone hands messages to one agent.
+
+A Faust app whose one agent reads the worker's input topics the way the device agent does
+(``take_events``, same batch size, window and stream buffer) and only counts: no decoding,
+no state, no output. Whatever a Forewarn worker does on top, it cannot be faster than this,
+so bench/stream.py reports it beside the raw aiokafka consumer, in the same run.
+
+Run by bench/stream.py as ``python -m bench.faust_floor worker -l warn`` with
+``FOREWARN_FLOOR_BOOTSTRAP``, ``FOREWARN_FLOOR_GROUP``, ``FOREWARN_FLOOR_TOTAL`` (messages to
+count) and ``FOREWARN_FLOOR_OUT`` (a file that receives the rate as JSON) set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import faust
+
+from forewarn.events import INPUT_TOPICS
+from streams.app import STREAM_BUFFER
+from streams.device_faults.agents import BATCH, BATCH_WITHIN_S
+
+TOTAL = int(os.environ.get("FOREWARN_FLOOR_TOTAL", "0"))
+OUT = Path(os.environ.get("FOREWARN_FLOOR_OUT", "faust-floor.json"))
+
+app = faust.App(
+    os.environ.get("FOREWARN_FLOOR_GROUP", "faust-floor"),
+    broker=f"kafka://{os.environ.get('FOREWARN_FLOOR_BOOTSTRAP', 'localhost:9092')}",
+    store="memory://",
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",
+    stream_buffer_maxsize=STREAM_BUFFER,
+    web_enabled=False,
+)
+inputs = app.topic(*INPUT_TOPICS, internal=False)
+
+
+@app.agent(inputs)
+async def count(stream):  # type: ignore[no-untyped-def]
+    seen, started = 0, 0.0
+    async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        started = started or time.perf_counter()
+        seen += len(batch)
+        if seen >= TOTAL:
+            rate = seen / (time.perf_counter() - started)
+            OUT.write_text(json.dumps({"events": seen, "events_per_s": rate}))
+            # Measured; a clean shutdown of the app would only add seconds to the bench.
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    app.main()
