@@ -136,6 +136,25 @@ class WorkerProcess(ChildProcess):
         raise RuntimeError(f"the worker did not consume within {timeout:.0f} s:\n{self.tail()}")
 
 
+def wait_balanced(workers: list[WorkerProcess], timeout: float = 180.0) -> None:
+    """Block until every worker holds partitions and none is rebalancing, twice in a row;
+    RuntimeError with a log's tail if a worker dies or ``timeout`` passes."""
+    deadline, calm = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        dead = [worker for worker in workers if not worker.alive()]
+        if dead:
+            raise RuntimeError(
+                f"a worker died; last lines of {dead[0].log_path}:\n{dead[0].tail()}"
+            )
+        states = [worker.health() for worker in workers]
+        ok = all(s.get("assigned_partitions", 0) > 0 and not s.get("rebalancing") for s in states)
+        calm = calm + 1 if ok else 0
+        if calm >= 2:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"the group of {len(workers)} workers did not balance in {timeout:.0f} s")
+
+
 def wait_drained(
     settings: Settings,
     worker: WorkerProcess | None = None,
