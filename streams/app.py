@@ -42,7 +42,7 @@ app = faust.App(
     broker_session_timeout=15.0,
     stream_buffer_maxsize=STREAM_BUFFER,
     # No standby replicas: with Faust's default (1), two workers' tables went back to states
-    # they had written ~0.6 s before (38 regressions and 50 false "no reading" alerts in
+    # they had written ~0.6 s before (53 regressions and 50 false "no reading" alerts in
     # 100,000 events, none with one worker or with 0 standbys; docs/reliability.md). A worker
     # taking over partitions rebuilds them from the changelog instead.
     table_standby_replicas=0,
