@@ -46,7 +46,7 @@ def forewarn_nightly():
         from models.nightly import build_feature_table, context
 
         ctx = context()
-        return build_feature_table(ctx.lake, ctx.out, ctx.day)
+        return build_feature_table(ctx.lake, ctx.out, ctx.day, chunk_customers=ctx.chunk_customers)
 
     @task
     def check_features(features_path: str) -> dict:

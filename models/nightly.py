@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from forewarn.events import Alert, CustomerValue, ModelUpdated
 from forewarn.lake import read_events, write_parquet_atomic
+from models.features import CHUNK_CUSTOMERS
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,14 @@ def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
 # -- 2. features ----------------------------------------------------------------------------
 
 
-def build_feature_table(lake: Path, out: Path, day: date, every_days: int = 7) -> str:
-    """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off)."""
+def build_feature_table(
+    lake: Path, out: Path, day: date, every_days: int = 7, chunk_customers: int = CHUNK_CUSTOMERS
+) -> str:
+    """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off), built
+    ``chunk_customers`` customers at a time in forked processes (``features_from_lake``)."""
     from models.features import features_from_lake
 
-    table = features_from_lake(lake, day_end(day), every_days)
+    table = features_from_lake(lake, day_end(day), every_days, chunk_customers=chunk_customers)
     path = _out(out, "features", day, "features.parquet")
     write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
     return str(path)
@@ -347,6 +351,10 @@ class NightlyContext:
         self.database_url = s.database_url
         self.bootstrap = os.environ.get("FOREWARN_PUBLISH_BOOTSTRAP") or None
         self.capacity = int(os.environ.get("FOREWARN_RETENTION_CAPACITY", "25"))
+        # build_features' peak memory grows with its chunks (docs/operations.md).
+        self.chunk_customers = int(
+            os.environ.get("FOREWARN_FEATURE_CHUNK_CUSTOMERS", str(CHUNK_CUSTOMERS))
+        )
 
 
 def context() -> NightlyContext:

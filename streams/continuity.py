@@ -8,11 +8,12 @@ restarts. With this check in place a CI run showed the cause: after a restart, F
 recovery resumes the fetcher before it seeks the stream partitions to their committed offsets,
 and the event at the committed offset of one partition never reached the agents.
 
-So the intake agent (which archives) and the device agent (which scores) do not trust that every
-offset reached them: per partition they expect the offsets of their batches to follow on from
-each other and from the group's committed offset, and read any hole straight from Kafka before
-the batch is acknowledged. An event is then committed only once it is archived and scored,
-whatever the cause of the hole; each hole is logged and counted (``<agent>.holes``).
+So the agents do not trust that every offset reached them (the intake agent, which archives;
+the device agent, which archives readings and scores them; the customer agent, whose state
+follows orders and tickets): per partition they expect the offsets of their batches to follow
+on from each other and from the group's committed offset, and read any hole straight from
+Kafka before the batch is acknowledged. An event is then committed only once it is archived
+and scored, whatever the cause of the hole; each hole is logged and counted (``<agent>.holes``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from forewarn.kafka.admin import committed_offsets
@@ -143,6 +145,19 @@ class OffsetContinuity:
             )
             await self._reader.start()
         return self._reader
+
+
+def continuity_of(app: faust.App, bootstrap: str, group_id: str) -> OffsetContinuity:
+    """An :class:`OffsetContinuity` for an agent of ``app`` that forgets partitions as the
+    app's rebalances revoke them (whoever gets them next starts from the committed offset)."""
+    continuity = OffsetContinuity(bootstrap, group_id)
+
+    async def forget_revoked(sender: faust.App, revoked: Iterable[Any], **kwargs: Any) -> None:
+        continuity.forget((tp.topic, tp.partition) for tp in revoked)
+
+    # mode's signals hold their receivers strongly (weak=False), so the closure lives on.
+    app.on_partitions_revoked.connect(forget_revoked)
+    return continuity
 
 
 async def with_retry(call: Callable[[], Awaitable[T]], what: str) -> T:

@@ -16,6 +16,7 @@ from streams.app import (
     deliver,
     settings,
 )
+from streams.continuity import continuity_of, fill_holes, records_of
 from streams.customer_risk.detector import (
     CustomerRiskDetector,
     CustomerState,
@@ -33,38 +34,48 @@ churn_model = ModelHolder()
 customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=4)
 
 
+# Orders and tickets the stream skipped are read back before the customer's state moves on
+# (streams/continuity.py): checked per event, so no alert waits for a batch to fill.
+continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
+
+
 @app.agent(customer_topics)
 async def track_customers(stream):  # type: ignore[no-untyped-def]
     async for event in stream.events():
-        try:
-            record = decode(event.message.topic, event.value)
-        except InvalidEvent as exc:
-            # Source events are dead-lettered by streams.intake; customer values and signals
-            # are not archived, so a bad one is reported here. The customer keeps the value
-            # they had, and the rest of the stream flows on.
-            msg = event.message
-            if msg.topic not in archived_topics.topics:
-                letter = dead_letter(msg.topic, msg.partition, msg.offset, event.value, str(exc))
-                log.error("refused %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
-                await send_dead_letter(letter, "invalid")
-            continue
-        customer_id = record.customer_id  # type: ignore[attr-defined]
-        state = CustomerState.from_dict(customer_to_risk_state[customer_id])
-        source = f"{event.message.topic}:{event.message.partition}"
-        if event.message.offset <= state.offsets.get(source, -1):
-            counters["customers.replayed"] += 1  # after a crash: already in the state
-            continue
-        state.offsets[source] = event.message.offset
-        alerts = [
-            risk_detector.update(state, record, churn_model.model),
-            feedback_detector.update(state, record),
-        ]
-        for alert in alerts:
-            if alert is not None:
-                log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
-                # Delivered before the state that remembers it (see streams.app.deliver).
-                await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
-        customer_to_risk_state[customer_id] = state.to_dict()
+        for record in await fill_holes(continuity, records_of([event]), counters, "customers"):
+            await track_customer(*record)
+
+
+async def track_customer(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+    """Apply one message to its customer's state; deliver the alerts it raises."""
+    try:
+        record = decode(topic, value)
+    except InvalidEvent as exc:
+        # Source events are dead-lettered by streams.intake; customer values and signals
+        # are not archived, so a bad one is reported here. The customer keeps the value
+        # they had, and the rest of the stream flows on.
+        if topic not in archived_topics.topics:
+            letter = dead_letter(topic, partition, offset, value, str(exc))
+            log.error("refused %s[%d]@%d: %s", topic, partition, offset, exc)
+            await send_dead_letter(letter, "invalid")
+        return
+    customer_id = record.customer_id  # type: ignore[attr-defined]
+    state = CustomerState.from_dict(customer_to_risk_state[customer_id])
+    source = f"{topic}:{partition}"
+    if offset <= state.offsets.get(source, -1):
+        counters["customers.replayed"] += 1  # after a crash: already in the state
+        return
+    state.offsets[source] = offset
+    alerts = [
+        risk_detector.update(state, record, churn_model.model),
+        feedback_detector.update(state, record),
+    ]
+    for alert in alerts:
+        if alert is not None:
+            log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
+            # Delivered before the state that remembers it (see streams.app.deliver).
+            await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
+    customer_to_risk_state[customer_id] = state.to_dict()
 
 
 @app.task

@@ -15,7 +15,7 @@ from streams.app import (
     settings,
     telemetry_topic,
 )
-from streams.continuity import OffsetContinuity, fill_holes, records_of
+from streams.continuity import continuity_of, fill_holes, records_of
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 from streams.intake.agents import take_in
@@ -32,12 +32,7 @@ log = logging.getLogger(__name__)
 
 detector = DeviceFaultDetector()
 # Readings the stream skipped are read back and scored (streams/continuity.py).
-continuity = OffsetContinuity(settings.kafka_bootstrap, settings.group_id)
-
-
-@app.on_partitions_revoked.connect
-async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    continuity.forget((tp.topic, tp.partition) for tp in revoked)
+continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 
 
 # Keyed by device_id like its source topic, so a device's state lives in its partition;

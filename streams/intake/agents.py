@@ -19,7 +19,7 @@ import logging
 from forewarn.events import Event, InvalidEvent, decode
 from forewarn.lake import LakeWriter
 from streams.app import app, intake_topics, settings
-from streams.continuity import OffsetContinuity, Record, fill_holes, records_of
+from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.dead_letters import counters, dead_letter, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,7 @@ log = logging.getLogger(__name__)
 ARCHIVE_BATCH = 2000
 ARCHIVE_WITHIN_S = 1.0
 lake = LakeWriter(settings.lake_dir)
-continuity = OffsetContinuity(settings.kafka_bootstrap, settings.group_id)
-
-
-@app.on_partitions_revoked.connect
-async def forget_revoked(app, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    continuity.forget((tp.topic, tp.partition) for tp in revoked)
+continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 
 
 @app.agent(intake_topics)

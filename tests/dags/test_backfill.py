@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def test_backfill_of_three_days(tmp_path):
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "FOREWARN_HOME": str(tmp_path / "fw"),
         "FOREWARN_NIGHTLY_RETRIES": "0",
+        # Chunks of 150 of the 400 customers: build_features forks its worker processes
+        # inside a real Airflow task, as it does at scale (25,000 a chunk by default).
+        "FOREWARN_FEATURE_CHUNK_CUSTOMERS": "150",
         "PYTHONPATH": str(ROOT),
     }
 
@@ -115,6 +119,15 @@ def test_backfill_of_three_days(tmp_path):
         # standalone's children (the triggerer) can outlive it: clear the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+    feature_logs = " ".join(
+        path.read_text(errors="replace")
+        for path in (tmp_path / "airflow" / "logs").rglob("*")
+        if path.is_file() and "build_features" in str(path)
+    )
+    forks = min(2, os.cpu_count() or 1)  # two or more chunks, one process per core
+    assert re.search(
+        rf"features of \d+ customers in \d+ chunks, {forks} processes", feature_logs
+    ), feature_logs[-2000:]
     lists = tmp_path / "fw" / "nightly" / "lists"
     assert sorted(p.name for p in lists.iterdir()) == [
         "at-risk-2026-04-10.csv",

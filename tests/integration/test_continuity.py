@@ -4,13 +4,15 @@ group's committed offset and read back whole (streams/continuity.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections import Counter
 
+import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from forewarn.kafka.admin import committed_offsets
-from streams.continuity import Hole, OffsetContinuity, fill_holes
+from streams.continuity import Hole, OffsetContinuity, continuity_of, fill_holes
 
 TOPIC = "tickets"
 GROUP = "continuity-test"
@@ -99,3 +101,14 @@ def test_fill_holes_puts_read_back_events_in_partition_order(broker):
             await continuity.close()
 
     asyncio.run(run())
+
+
+def test_an_apps_revocations_reach_its_continuity():
+    """``continuity_of`` forgets the partitions a rebalance takes away, through the app's own
+    signal, as Faust sends it (no broker needed: nothing is read)."""
+    app = faust.App("continuity-wiring", broker="kafka://localhost:1")
+    continuity = continuity_of(app, "localhost:1", GROUP)
+    continuity._next.update({(TOPIC, 0): 10, (TOPIC, 1): 20})
+    gc.collect()  # the receiver must outlive its maker's frame
+    asyncio.run(app.on_partitions_revoked.send({faust.types.TP(TOPIC, 0)}))
+    assert continuity._next == {(TOPIC, 1): 20}
