@@ -7,13 +7,15 @@ so bench/stream.py reports it beside the raw aiokafka consumer, in the same run.
 
 Run by bench/stream.py as ``python -m bench.faust_floor worker -l warn`` with
 ``FOREWARN_FLOOR_BOOTSTRAP``, ``FOREWARN_FLOOR_GROUP``, ``FOREWARN_FLOOR_TOTAL`` (messages to
-count) and ``FOREWARN_FLOOR_OUT`` (a file that receives the rate as JSON) set.
+count) and ``FOREWARN_FLOOR_OUT`` (a file that receives the rate as JSON) set, and
+``FOREWARN_FLOOR_DATADIR`` (Faust's data folder; a temporary one if unset).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +37,8 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=STREAM_BUFFER,
     web_enabled=False,
+    # Faust's default is a folder in the current directory; the bench gives it its own.
+    datadir=os.environ.get("FOREWARN_FLOOR_DATADIR", tempfile.mkdtemp(prefix="faust-floor-")),
 )
 inputs = app.topic(*INPUT_TOPICS, internal=False)
 

@@ -142,6 +142,7 @@ def faust_floor_rate(bench: Bench, total: int) -> float:
         "FOREWARN_FLOOR_GROUP": f"faust-floor-{time.monotonic_ns()}",
         "FOREWARN_FLOOR_TOTAL": str(total),
         "FOREWARN_FLOOR_OUT": str(out),
+        "FOREWARN_FLOOR_DATADIR": str(out.with_suffix(".data")),
     }
     subprocess.run(
         [sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn"],
