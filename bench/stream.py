@@ -36,7 +36,7 @@ from forewarn.kafka.local import LocalKafka, free_port_pair
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events
 from forewarn.simulator.produce import produce
-from forewarn.stack import WorkerProcess, wait_balanced, wait_drained
+from forewarn.stack import WorkerProcess, wait_balanced, wait_drained, worker_counters
 from tests.utils.kafka import read_records  # reads a topic whole, as the tests do
 from tests.utils.pipeline import lake_rows
 
@@ -186,15 +186,7 @@ def once_only(settings: Settings) -> dict[str, float]:
 
     counts = [lake_rows(settings, topic) for topic in INPUT_TOPICS]  # (rows, distinct) each
     rows, distinct = sum(r for r, _ in counts), sum(d for _, d in counts)
-    scored = Counter()
-    for path in (settings.home / "workers").glob("*.json"):
-        scored.update(
-            {
-                k: v
-                for k, v in json.loads(path.read_text()).items()
-                if k.startswith("telemetry.") or k == "alerts.device_fault"
-            }
-        )
+    scored = worker_counters(settings)
     store = TaskStore(settings.database_url)
     try:
         tasks = store.tasks()
@@ -204,9 +196,9 @@ def once_only(settings: Settings) -> dict[str, float]:
     return {
         "lake_rows": rows,
         "distinct_events": distinct,
-        "readings_scored": scored["telemetry.processed"],
-        "readings_replayed": scored["telemetry.replayed"],
-        "device_alerts": scored["alerts.device_fault"],
+        "readings_scored": scored.get("telemetry.processed", 0),
+        "readings_replayed": scored.get("telemetry.replayed", 0),
+        "device_alerts": scored.get("alerts.device_fault", 0),
         "tasks": len(tasks),
         "duplicate_tasks": sum(n - 1 for n in open_per_key.values()),
     }

@@ -23,7 +23,7 @@ from forewarn.report import plot_lead_times, quality_report
 from forewarn.settings import Settings
 from forewarn.simulator import build_world, world_events, write_truth
 from forewarn.simulator.produce import produce
-from forewarn.stack import OutreachProcess, WorkerProcess, wait_drained
+from forewarn.stack import OutreachProcess, WorkerProcess, wait_drained, worker_counters
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -186,18 +186,9 @@ def build_report(
         "events_archived": archived,
         "events_per_second": round(produced / process_s, 1),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "worker_counters": _worker_counters(settings.home / "workers"),
+        "worker_counters": worker_counters(settings),
         **quality,
     }
-
-
-def _worker_counters(folder: Path) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for path in folder.glob("*.json"):
-        for key, value in json.loads(path.read_text()).items():
-            if isinstance(value, int):
-                total[key] = total.get(key, 0) + value
-    return total
 
 
 def _row(label: str, ours: Any, naive: Any) -> str:

@@ -7,6 +7,7 @@ stop and kill workers the same way.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -134,6 +135,17 @@ class WorkerProcess(ChildProcess):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the worker did not consume within {timeout:.0f} s:\n{self.tail()}")
+
+
+def worker_counters(settings: Settings) -> dict[str, int]:
+    """The counters of every worker of ``settings.home``, summed (each worker writes its own
+    file under ``<home>/workers``, streams/dead_letters.py)."""
+    total: dict[str, int] = {}
+    for path in (settings.home / "workers").glob("*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 def wait_balanced(workers: list[WorkerProcess], timeout: float = 180.0) -> None:

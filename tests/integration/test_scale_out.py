@@ -9,22 +9,15 @@ streams/app.py turns standbys off). Needs ~100,000 events: 40,000 did not show i
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
 
 from forewarn.simulator import world_events
-from forewarn.stack import wait_balanced, wait_drained
+from forewarn.stack import wait_balanced, wait_drained, worker_counters
 from tests.utils.pipeline import produce_events, scenario, visit_tasks
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def device_alerts(settings) -> int:
-    """Device alerts raised by the group's workers (their final counters)."""
-    files = (settings.home / "workers").glob("*.json")
-    return sum(json.loads(path.read_text()).get("alerts.device_fault", 0) for path in files)
 
 
 def test_two_workers_raise_the_device_alerts_one_worker_raises(stack, tmp_path):
@@ -46,7 +39,8 @@ def test_two_workers_raise_the_device_alerts_one_worker_raises(stack, tmp_path):
     for worker in [alone, *pair]:
         worker.stop()  # writes the final counters
 
-    alerts_one, alerts_two = device_alerts(one), device_alerts(two)
+    alerts_one = worker_counters(one).get("alerts.device_fault", 0)
+    alerts_two = worker_counters(two).get("alerts.device_fault", 0)
     assert alerts_one > 10, "the scenario must raise device alerts to compare"
     assert alerts_two == alerts_one, f"two workers raised {alerts_two} alerts, one {alerts_one}"
     assert {(t.dedup_key, t.title) for t in visit_tasks(two)} == {
