@@ -26,27 +26,93 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
 )
 
 # Events larger than this are refused before parsing: nothing we publish comes close, and a
 # huge payload is either a bug or an attack (see docs/events.md).
 MAX_EVENT_BYTES = 256 * 1024
+#: Bytes of the original message a dead letter carries on the ``dead-letters`` topic; the
+#: lake's copy of the letter keeps the whole message (:class:`DeadLetter`).
+DEAD_LETTER_RAW_MAX = 64 * 1024
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Text = Annotated[str, Field(max_length=4000)]
+#: Event times before this are "too old": a device whose clock was never set reports 1970 (or
+#: GPS's 1980), and no business history we take in is older. Times at or after the ceiling
+#: are refused too, so that every date computed from an event (due times, windows, lake
+#: partitions, pages) stays inside the calendar Python can represent.
+EVENT_TIME_FLOOR = datetime(1990, 1, 1, tzinfo=UTC)
+EVENT_TIME_CEILING = datetime(2200, 1, 1, tzinfo=UTC)
+#: How far an event may be ahead of the receiving worker's clock (clock skew between
+#: producers); further ahead it is "from the future" and dead-lettered (:func:`decode`).
+MAX_AHEAD = timedelta(hours=24)
+#: Scores are rankings, not measurements: clamped here so no value (a customer with a billion
+#: in spend) can make an alert invalid and stop the agent that raises it.
+SCORE_MAX = 1e12
+
+
+def _instant_input(value: Any) -> Any:
+    """Times come as ISO 8601 text (or datetimes from our own code), never as numbers: an
+    epoch number's unit (s, ms, us) would be a guess."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError(
+        f"expected an ISO 8601 date-time with a UTC offset, got {type(value).__name__}"
+    )
+
+
+def _utc_within_calendar(value: datetime) -> datetime:
+    """Normalise to UTC and keep times inside [EVENT_TIME_FLOOR, EVENT_TIME_CEILING)."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC
+        raise ValueError(f"from the future: {value.isoformat()} is outside the calendar") from None
+    if utc < EVENT_TIME_FLOOR:
+        raise ValueError(
+            f"too old: {utc.isoformat()} is before {EVENT_TIME_FLOOR.date()}, the floor of "
+            "event time (a device clock that was never set?)"
+        )
+    if utc >= EVENT_TIME_CEILING:
+        raise ValueError(
+            f"from the future: {utc.isoformat()} is after {EVENT_TIME_CEILING.date()}, the "
+            "ceiling of event time"
+        )
+    return utc
+
+
+#: A point in time on the wire: ISO 8601 with an offset, normalised to UTC, within the floor
+#: and the ceiling above.
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_instant_input), AfterValidator(_utc_within_calendar)
+]
+# Types are strict on the wire: no bool where a number or a version goes, no numbers in text.
+Id = Annotated[str, Strict(), Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Text = Annotated[str, Strict(), Field(max_length=4000)]
 # Absurd values are invalid input, not extreme readings: a sensor saying 1e300 is broken.
-Reading = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
-Money = Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)]
+Reading = Annotated[float, Strict(), Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+Money = Annotated[float, Strict(), Field(ge=0, le=1e7, allow_inf_nan=False)]
+#: Lifetime values: no per-order cap, but finite and below a trillion.
+Value = Annotated[float, Strict(), Field(ge=0, le=SCORE_MAX, allow_inf_nan=False)]
+Score = Annotated[
+    float,
+    Strict(),
+    Field(allow_inf_nan=False),
+    AfterValidator(lambda v: max(-SCORE_MAX, min(SCORE_MAX, v))),
+]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+Share = Annotated[float, Strict(), Field(ge=0, le=1)]
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -76,7 +142,7 @@ class Event(BaseModel):
 
     schema_version: Literal[1] = 1
     event_id: Id
-    event_time: AwareDatetime
+    event_time: Instant
 
     @property
     def key(self) -> str:
@@ -118,8 +184,8 @@ class Order(Event):
     channel: Channel
     status: Literal["placed", "shipped", "delivered", "late", "cancelled", "returned"]
     amount: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
-    promised_time: AwareDatetime | None = None
+    currency: Annotated[str, Strict(), Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    promised_time: Instant | None = None
 
 
 class Ticket(Event):
@@ -140,12 +206,12 @@ class Ticket(Event):
     channel: Channel
     category: Literal["fault", "billing", "delivery", "complaint", "question", "cancellation"]
     status: Literal["opened", "updated", "resolved"]
-    contact_number: Annotated[int, Field(ge=1, le=1000)] = 1
+    contact_number: Annotated[Count, Field(ge=1, le=1000)] = 1
     text: Text = ""
-    csat: Annotated[int, Field(ge=1, le=5)] | None = None
-    nps: Annotated[int, Field(ge=0, le=10)] | None = None
-    ces_agree: bool | None = None
-    first_contact_resolution: bool | None = None
+    csat: Annotated[Count, Field(ge=1, le=5)] | None = None
+    nps: Annotated[Count, Field(ge=0, le=10)] | None = None
+    ces_agree: Flag | None = None
+    first_contact_resolution: Flag | None = None
 
 
 class Alert(Event):
@@ -160,14 +226,14 @@ class Alert(Event):
     key_field: ClassVar[str] = "dedup_key"
 
     alert_id: Id
-    dedup_key: Annotated[str, Field(min_length=1, max_length=200)]
+    dedup_key: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
     kind: Literal["device_fault", "churn_risk", "negative_feedback"]
     customer_id: Id
     device_id: Id | None = None
     fault_kind: Id | None = None
     severity: Literal["low", "medium", "high", "critical"]
-    confidence: Annotated[float, Field(ge=0, le=1)]
-    score: Reading
+    confidence: Share
+    score: Score
     explanation: Text
     evidence: dict[str, Any] = Field(default_factory=dict)
     detector: Id
@@ -188,31 +254,37 @@ class OutreachTask(Event):
     key_field: ClassVar[str] = "dedup_key"
 
     task_id: Id
-    dedup_key: Annotated[str, Field(min_length=1, max_length=200)]
+    dedup_key: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
     kind: Literal["visit", "retention", "feedback"]
     status: Literal["open", "assigned", "in_progress", "done", "cancelled", "expired"]
     customer_id: Id
     device_id: Id | None = None
-    priority: Annotated[int, Field(ge=0, le=100)]
-    due_time: AwareDatetime
-    created: bool
+    priority: Annotated[Count, Field(ge=0, le=100)]
+    due_time: Instant
+    created: Flag
 
 
 class DeadLetter(Event):
     """An input event that could not be decoded or validated, kept with the reason.
 
-    ``raw`` is the original message value, base64-encoded, so nothing is lost and it can be
-    replayed once fixed.
+    ``raw`` is the original message value, base64-encoded, so it can be replayed once fixed.
+    On the ``dead-letters`` topic ``raw`` holds at most the first ``DEAD_LETTER_RAW_MAX``
+    bytes (a whole 1 MB message would make a letter the broker refuses): ``raw_truncated``
+    says so, ``raw_size`` and ``raw_sha256`` name the original, and the lake's
+    ``topic=dead-letters`` partition keeps every letter with the whole message.
     """
 
     topic: ClassVar[str] = "dead-letters"
     key_field: ClassVar[str] = "source_topic"
 
-    source_topic: Annotated[str, Field(max_length=249)]
-    source_partition: int
-    source_offset: int
-    reason: Annotated[str, Field(max_length=2000)]
-    raw: str
+    source_topic: Annotated[str, Strict(), Field(max_length=249)]
+    source_partition: Count
+    source_offset: Count
+    reason: Annotated[str, Strict(), Field(max_length=2000)]
+    raw: Annotated[str, Strict()]
+    raw_size: Count = 0
+    raw_sha256: Annotated[str, Strict(), Field(max_length=64)] = ""
+    raw_truncated: Flag = False
 
 
 class ModelUpdated(Event):
@@ -234,10 +306,12 @@ class CustomerValue(Event):
     key_field: ClassVar[str] = "customer_id"
 
     customer_id: Id
-    p_alive: Annotated[float, Field(ge=0, le=1)]
-    expected_purchases_90d: Annotated[float, Field(ge=0)]
-    clv_90d: Money
-    clv_365d: Money
+    p_alive: Share
+    expected_purchases_90d: Annotated[
+        float, Strict(), Field(ge=0, le=SCORE_MAX, allow_inf_nan=False)
+    ]
+    clv_90d: Value
+    clv_365d: Value
     value_tier: Literal["platinum", "gold", "silver", "bronze"]
 
 
@@ -269,14 +343,19 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def decode(topic: str, raw: bytes | None) -> Event:
+def decode(topic: str, raw: bytes | None, now: datetime | None = None) -> Event:
     """Validate raw message bytes from ``topic`` into its contract.
+
+    ``now`` is the receiver's clock (default: this machine's): an event whose ``event_time``
+    is more than ``MAX_AHEAD`` ahead of it is refused as "from the future", so that it never
+    moves a detector's clock (silence checks, lateness) or a lake partition.
 
     Raises
     ------
     InvalidEvent
-        With a one-line reason: empty or oversized message, bad JSON, unknown topic or
-        schema version, missing or invalid fields (the first few pydantic errors).
+        With a one-line reason: empty or oversized message, bad JSON, unknown topic,
+        missing or unknown schema version, missing or invalid fields (the first few pydantic
+        errors), an event time from the future or before the floor.
     """
     versions = SCHEMAS.get(topic)
     if versions is None:
@@ -295,21 +374,37 @@ def decode(topic: str, raw: bytes | None) -> Event:
         raise InvalidEvent(f"not JSON: {str(exc)[:300]}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
-    version = data.get("schema_version")
-    contract = versions.get(version) if isinstance(version, int) else None
-    if contract is None:
-        known = ", ".join(map(str, versions))
+    known = ", ".join(map(str, versions))
+    if "schema_version" not in data:
         raise InvalidEvent(
-            f"unknown schema_version {version!r} for topic {topic!r} (known: {known})"
+            f"schema_version missing for topic {topic!r}: it is required (known: {known})"
+        )
+    version = data["schema_version"]
+    # type() and not isinstance(): true is an int to Python, not a schema version.
+    contract = versions.get(version) if type(version) is int else None
+    if contract is None:
+        raise InvalidEvent(
+            f"unknown schema_version {_printable(repr(version))[:40]} for topic {topic!r} "
+            f"(known: {known})"
         )
     try:
-        return contract.model_validate(data)
+        event = contract.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_printable('.'.join(map(str, e['loc'])))[:80] or '<root>'}: {e['msg']}"
+            f"{_printable('.'.join(map(str, e['loc'])))[:80] or '<root>'}: {_printable(e['msg'])}"
             for e in exc.errors()[:5]
         )
         raise InvalidEvent(f"invalid {contract.__name__}: {problems}") from None
+    except Exception as exc:  # a validator we did not foresee: still a reason, never a crash
+        raise InvalidEvent(f"invalid {contract.__name__}: {_printable(repr(exc))[:300]}") from None
+    ahead = event.event_time - (now or datetime.now(UTC))
+    if ahead > MAX_AHEAD:
+        raise InvalidEvent(
+            f"from the future: event_time {event.event_time.isoformat()} is "
+            f"{ahead.total_seconds() / 3600:,.1f} h ahead of this worker's clock "
+            f"(bound {MAX_AHEAD.total_seconds() / 3600:g} h)"
+        )
+    return event
 
 
 def _printable(text: str) -> str:

@@ -1,5 +1,12 @@
 """Dead letters and the worker's counters, shared by every agent.
 
+A dead letter is stored twice before the batch that held the bad message is acknowledged:
+whole in the lake (``topic=dead-letters``, the original bytes however large) and on the
+``dead-letters`` topic with at most ``DEAD_LETTER_RAW_MAX`` of them, its size and its hash (a
+letter carrying a whole 1 MB message in base64 is more than the broker takes: the probe lost
+the good events of such a batch). Both are retried while the disk or the broker is away: an
+exception would end the agent's ``take_events`` block, which acks the batch.
+
 Counters are written every few seconds (and at shutdown) to
 ``<home>/workers/<host>-<pid>.json``, so operators, the demo and tests can read what a worker
 refused and why without attaching to it.
@@ -7,27 +14,39 @@ refused and why without attaching to it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
+import logging
 import os
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forewarn.events import DeadLetter, encode
-from streams.app import app, dead_letters_topic, settings
+from aiokafka.errors import MessageSizeTooLargeError
+
+from forewarn.events import DEAD_LETTER_RAW_MAX, DeadLetter, Event, encode
+from forewarn.lake import LakeWriter
+from streams.app import app, dead_letters_topic, deliver, settings
+from streams.continuity import with_retry
+
+log = logging.getLogger(__name__)
 
 counters: Counter[str] = Counter()
 #: Non-numeric facts about the worker, written beside the counters (e.g. the churn model).
 status: dict[str, str] = {}
 COUNTERS_FILE = settings.home / "workers" / f"{socket.gethostname()}-{os.getpid()}.json"
+lake = LakeWriter(settings.lake_dir)
 
 
 def dead_letter(
     topic: str, partition: int, offset: int, raw: bytes | None, reason: str
 ) -> DeadLetter:
-    """The dead-letter record of one bad message: raw bytes kept, reason stated."""
+    """The dead-letter record of one bad message: all its bytes kept, reason stated."""
+    raw = raw or b""
     return DeadLetter(
         event_id=f"dlq-{topic}-{partition}-{offset}",
         event_time=datetime.now(UTC),
@@ -35,14 +54,70 @@ def dead_letter(
         source_partition=partition,
         source_offset=offset,
         reason=reason[:2000],
-        raw=base64.b64encode(raw or b"").decode(),
+        raw=base64.b64encode(raw).decode(),
+        raw_size=len(raw),
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 
-async def send_dead_letter(letter: DeadLetter, kind: str) -> None:
-    """Publish ``letter`` and count it under ``dead_letters.<kind>``."""
-    await dead_letters_topic.send(key=letter.source_topic.encode(), value=encode(letter))
-    counters[f"dead_letters.{kind}"] += 1
+def for_the_topic(letter: DeadLetter, limit: int = DEAD_LETTER_RAW_MAX) -> DeadLetter:
+    """``letter`` with at most ``limit`` bytes of the original message (marked truncated)."""
+    if letter.raw_size <= limit:
+        return letter
+    head = base64.b64decode(letter.raw)[:limit]
+    return letter.model_copy(update={"raw": base64.b64encode(head).decode(), "raw_truncated": True})
+
+
+async def archive(events: Sequence[Event]) -> None:
+    """Write ``events`` to the lake, retrying on I/O errors until it works.
+
+    The write runs on the event loop, not in a thread: in a thread it waited for the GIL behind
+    Faust's message handling, 110 us per reading against 23 us here (20 ms of parquet per
+    batch of 4,000 blocks the loop less than that convoy did; docs/benchmarks.md)."""
+    delay = 0.5
+    while True:
+        try:
+            lake.write(events)
+            return
+        except OSError as exc:
+            log.error(
+                "lake write of %d events failed (%s); retrying in %.1f s", len(events), exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
+async def reject(letters: Sequence[DeadLetter], kind: str) -> None:
+    """Store ``letters`` (lake, whole; then the topic, truncated) and count them under
+    ``dead_letters.<kind>``. Returns once both hold every letter."""
+    if not letters:
+        return
+    await archive(letters)
+    for letter in letters:
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s",
+            letter.source_topic,
+            letter.source_partition,
+            letter.source_offset,
+            letter.reason,
+        )
+        await with_retry(lambda x=letter: _send(x), f"sending dead letter {letter.event_id}")
+        counters[f"dead_letters.{kind}"] += 1
+
+
+async def _send(letter: DeadLetter) -> None:
+    wire = for_the_topic(letter)
+    try:
+        await deliver(dead_letters_topic, wire.source_topic.encode(), encode(wire))
+    except MessageSizeTooLargeError:
+        # The broker takes less than our limit: send the letter without the message, which the
+        # lake holds whole.
+        counters["dead_letters.raw_dropped"] += 1
+        log.error(
+            "dead letter %s too large for the broker; raw bytes in the lake only", wire.event_id
+        )
+        bare = wire.model_copy(update={"raw": "", "raw_truncated": True})
+        await deliver(dead_letters_topic, wire.source_topic.encode(), encode(bare))
 
 
 def write_counters(path: Path = COUNTERS_FILE) -> None:

@@ -146,6 +146,9 @@ def replay_devices(
         if detector.lateness_hours(state, reading) > detector.lateness_hours_max:
             result.skipped["late"] += 1
             continue
+        if detector.owner_conflict(state, reading) is not None:
+            result.skipped["names another owner"] += 1
+            continue
         if (alert := detector.update(state, reading)) is not None:
             result.alerts.append(alert)
         if next_scan is None or t >= next_scan:

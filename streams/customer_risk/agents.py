@@ -23,7 +23,7 @@ from streams.customer_risk.detector import (
     NegativeFeedbackDetector,
 )
 from streams.customer_risk.model import ModelHolder
-from streams.dead_letters import counters, dead_letter, send_dead_letter, status
+from streams.dead_letters import counters, dead_letter, reject, status
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,7 @@ async def track_customer(topic: str, partition: int, offset: int, value: bytes |
         # are not archived, so a bad one is reported here. The customer keeps the value
         # they had, and the rest of the stream flows on.
         if topic not in archived_topics.topics:
-            letter = dead_letter(topic, partition, offset, value, str(exc))
-            log.error("refused %s[%d]@%d: %s", topic, partition, offset, exc)
-            await send_dead_letter(letter, "invalid")
+            await reject([dead_letter(topic, partition, offset, value, str(exc))], "invalid")
         return
     customer_id = record.customer_id  # type: ignore[attr-defined]
     state = CustomerState.from_dict(customer_to_risk_state[customer_id])
@@ -66,13 +64,20 @@ async def track_customer(topic: str, partition: int, offset: int, value: bytes |
         counters["customers.replayed"] += 1  # after a crash: already in the state
         return
     state.offsets[source] = offset
-    alerts = [
-        risk_detector.update(state, record, churn_model.model),
-        feedback_detector.update(state, record),
-    ]
+    try:
+        alerts = [
+            risk_detector.update(state, record, churn_model.model),
+            feedback_detector.update(state, record),
+        ]
+    except Exception as exc:  # one event must not stop every customer's detection
+        log.exception("customer detectors failed on %s[%d]@%d", topic, partition, offset)
+        reason = f"the customer detectors failed on this event: {exc!r}"
+        await reject([dead_letter(topic, partition, offset, value, reason)], "refused")
+        return
     for alert in alerts:
         if alert is not None:
-            log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
+            # Ids only: an explanation can quote a ticket's text (names, addresses).
+            log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.alert_id)
             # Delivered before the state that remembers it (see streams.app.deliver).
             await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
     customer_to_risk_state[customer_id] = state.to_dict()

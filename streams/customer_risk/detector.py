@@ -41,6 +41,12 @@ DAY = 86400.0
 WINDOW_S = 30 * DAY
 SPEND_WINDOW_S = 90 * DAY
 ORDER_HISTORY = 12
+#: Size bounds of a customer's state (docs/detection.md): each window keeps at most this many
+#: entries (the newest), and at most OPEN_TICKETS_MAX open tickets, so a burst of valid events
+#: cannot grow a state past what a changelog message holds. Features saturate long before:
+#: every feature's points are capped at a handful of events.
+WINDOW_ENTRIES_MAX = 200
+OPEN_TICKETS_MAX = 100
 
 #: Features, in the order the churn model sees them. Units in the names; windows in days.
 FEATURES: tuple[str, ...] = (
@@ -163,13 +169,15 @@ class CustomerState:
         elif isinstance(event, CustomerValue):
             self.value = event.model_dump(mode="json")
         horizon = self.now - WINDOW_S
-        self.contacts = [c for c in self.contacts if c[0] >= horizon]
-        self.surveys = [s for s in self.surveys if s[0] >= horizon]
-        self.problems = [p for p in self.problems if p[0] >= horizon]
-        self.faults = [f for f in self.faults if f[0] >= horizon]
-        self.spend = [s for s in self.spend if s[0] >= self.now - SPEND_WINDOW_S]
+        cap = -WINDOW_ENTRIES_MAX
+        self.contacts = [c for c in self.contacts if c[0] >= horizon][cap:]
+        self.surveys = [s for s in self.surveys if s[0] >= horizon][cap:]
+        self.problems = [p for p in self.problems if p[0] >= horizon][cap:]
+        self.faults = [f for f in self.faults if f[0] >= horizon][cap:]
+        self.spend = [s for s in self.spend if s[0] >= self.now - SPEND_WINDOW_S][cap:]
         # Tickets silent for 30 days are abandoned, not open forever.
-        self.open_tickets = {k: v for k, v in self.open_tickets.items() if v >= horizon}
+        open_tickets = [(k, v) for k, v in self.open_tickets.items() if v >= horizon]
+        self.open_tickets = dict(open_tickets[-OPEN_TICKETS_MAX:])
 
     def features(self, at: float | None = None) -> dict[str, float]:
         """The customer's features at event time ``at`` (epoch seconds; default: their latest

@@ -4,9 +4,10 @@ pass; per-device detector state in a table, alerts out to the alerts topic."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
-from forewarn.events import Alert, CustomerSignal, DeviceTelemetry, encode
+from forewarn.events import Alert, CustomerSignal, DeadLetter, DeviceTelemetry, encode
 from streams.app import (
     alerts_topic,
     app,
@@ -16,7 +17,7 @@ from streams.app import (
     telemetry_topic,
 )
 from streams.continuity import continuity_of, fill_holes, records_of
-from streams.dead_letters import counters, dead_letter, send_dead_letter
+from streams.dead_letters import counters, dead_letter, reject
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 from streams.intake.agents import take_in
 
@@ -57,6 +58,7 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         states: dict[str, DeviceState] = {}
         alerts: list[Alert] = []
+        letters: list[DeadLetter] = []
         records = await fill_holes(continuity, records_of(batch), counters, "telemetry")
         # Archived (and the invalid dead-lettered) before any is scored or the batch acked.
         for (topic, partition, offset, value), reading in await take_in(records):
@@ -71,18 +73,29 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
                 continue
             late = detector.lateness_hours(state, reading)
             state.partition, state.last_offset = partition, offset
+            refused = detector.owner_conflict(state, reading)
             if late > detector.lateness_hours_max:
-                reason = (
+                refused = (
                     f"late by {late:.1f} h, beyond the {detector.lateness_hours_max:g} h "
                     f"bound of device-fault detection (archived, not scored)"
                 )
-                await send_dead_letter(dead_letter(topic, partition, offset, value, reason), "late")
+            if refused is not None:
+                kind = "late" if late > detector.lateness_hours_max else "owner"
+                letters.append(dead_letter(topic, partition, offset, value, refused))
+                counters[f"telemetry.refused.{kind}"] += 1
                 continue
-            alert = detector.update(state, reading)
+            try:
+                alert = detector.update(state, reading)
+            except Exception as exc:  # one reading must not stop detection for the others
+                log.exception("device detector failed on %s[%d]@%d", topic, partition, offset)
+                reason = f"the device detector failed on this reading (archived): {exc!r}"
+                letters.append(dead_letter(topic, partition, offset, value, reason))
+                continue
             if alert is not None:
                 alerts.append(alert)
             counters["telemetry.processed"] += 1
             alerts += scan_for_silence(partition, reading.event_time.timestamp(), states)
+        await reject(letters, "refused")
         for alert in alerts:
             await publish(alert)  # delivered before the states that remember them
         for device_id, state in states.items():
@@ -94,7 +107,11 @@ def scan_for_silence(
 ) -> list[Alert]:
     """Once per event-time hour of a partition, check its devices for silence. States the
     batch already holds are checked (and updated) in ``states``; others are loaded into it."""
-    watermark = max(event_time, partition_watermark.get(partition, 0.0))
+    # The watermark follows event time but never passes this worker's clock: one device whose
+    # clock runs ahead (a time-zone bug: hours; anything beyond MAX_AHEAD is refused at
+    # decoding) cannot make every other device of its partition look silent. Replays of
+    # history are far behind the clock and unaffected.
+    watermark = max(min(event_time, time.time()), partition_watermark.get(partition, 0.0))
     partition_watermark[partition] = watermark
     if watermark < partition_next_scan.get(partition, 0.0):
         return []
@@ -117,7 +134,7 @@ def scan_for_silence(
 
 
 async def publish(alert: Alert) -> None:
-    log.info("alert %s %s: %s", alert.dedup_key, alert.severity, alert.explanation)
+    log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.fault_kind)
     counters[f"alerts.{alert.kind}"] += 1
     await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
     # The customer's risk takes faults on their devices into account.

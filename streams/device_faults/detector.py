@@ -45,6 +45,15 @@ HOURS = 24
 FAULT_CODE_PREFIXES = ("E", "F")
 FAILURE_CODE = "F01"
 
+# Size bounds of a device's state (docs/detection.md), so that no burst of valid readings can
+# grow it past what a changelog message holds (1 MB; a probe's 700 readings with 64 codes each
+# did, and the worker exited): metrics per device, codes per device, times kept per code,
+# spike times kept per metric. About 70 kB of JSON at most, whatever the input.
+METRICS_MAX = 64
+CODES_MAX = 32
+CODE_TIMES_MAX = 16
+SPIKES_MAX = 32
+
 
 @dataclass
 class MetricBaseline:
@@ -122,7 +131,9 @@ class DeviceState:
 
     metrics: dict[str, MetricState] = field(default_factory=dict)
     firmware: str = ""
-    recent_codes: list[tuple[float, str]] = field(default_factory=list)
+    # Fault code -> event times it was raised within the window, newest last (at most
+    # CODE_TIMES_MAX per code, CODES_MAX codes).
+    codes: dict[str, list[float]] = field(default_factory=dict)
     last_alert_at: float | None = None
     last_alert_rank: int = -1
     quiet_since: float | None = None
@@ -156,7 +167,7 @@ class DeviceState:
                 for name, m in self.metrics.items()
             },
             "firmware": self.firmware,
-            "recent_codes": [list(tc) for tc in self.recent_codes],
+            "codes": {code: list(times) for code, times in self.codes.items()},
             "last_alert_at": self.last_alert_at,
             "last_alert_rank": self.last_alert_rank,
             "quiet_since": self.quiet_since,
@@ -183,9 +194,30 @@ class DeviceState:
             )
             for name, m in data["metrics"].items()
         }
-        codes = [(float(t), str(c)) for t, c in data["recent_codes"]]
-        rest = {k: v for k, v in data.items() if k not in ("metrics", "recent_codes")}
-        return cls(metrics=metrics, recent_codes=codes, **rest)
+        if "recent_codes" in data:  # written before codes were counted per code
+            codes: dict[str, list[float]] = {}
+            for t, c in data["recent_codes"]:
+                codes.setdefault(str(c), []).append(float(t))
+        else:
+            codes = {str(c): [float(t) for t in ts] for c, ts in data.get("codes", {}).items()}
+        rest = {k: v for k, v in data.items() if k not in ("metrics", "recent_codes", "codes")}
+        return cls(metrics=metrics, codes=codes, **rest)
+
+    def fault_codes(self) -> list[str]:
+        """The fault codes within the window, oldest first (one entry per time raised)."""
+        return [c for _, c in sorted((t, c) for c, ts in self.codes.items() for t in ts)]
+
+    def remember_codes(self, now: float, raised: list[str], window: float) -> None:
+        """Forget codes older than ``window`` seconds before ``now``; add ``raised`` at ``now``.
+        Bounded: the newest CODE_TIMES_MAX times per code, the CODES_MAX codes seen last."""
+        kept = {c: [t for t in ts if now - t <= window] for c, ts in self.codes.items()}
+        for code in raised:
+            kept.setdefault(code, []).append(now)
+        kept = {c: ts[-CODE_TIMES_MAX:] for c, ts in kept.items() if ts}
+        if len(kept) > CODES_MAX:
+            newest = sorted(kept, key=lambda c: (kept[c][-1], c))[-CODES_MAX:]
+            kept = {c: kept[c] for c in sorted(newest)}
+        self.codes = kept
 
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -253,6 +285,20 @@ class DeviceFaultDetector:
             return 0.0
         return max(0.0, (state.last_seen - event.event_time.timestamp()) / 3600)
 
+    def owner_conflict(self, state: DeviceState, event: DeviceTelemetry) -> str | None:
+        """Why ``event`` may not be scored for this device, if it names another owner.
+
+        A device belongs to the first customer seen with it: a reading that names another
+        customer would move the device's visits to them (the probe moved a failure visit so),
+        so the agent dead-letters it with this reason instead.
+        """
+        if state.customer_id and event.customer_id != state.customer_id:
+            return (
+                f"device {event.device_id} belongs to customer {state.customer_id}; this "
+                f"reading names {event.customer_id} (not scored)"
+            )
+        return None
+
     def update(self, state: DeviceState, event: DeviceTelemetry) -> Alert | None:
         """Learn from ``event`` and return an alert if it confirms a fault episode."""
         if self.lateness_hours(state, event) > self.lateness_hours_max:
@@ -260,7 +306,9 @@ class DeviceFaultDetector:
             return None
         now = event.event_time.timestamp()
         window = self.window_hours * 3600
-        state.device_id, state.customer_id = event.device_id, event.customer_id
+        # The first owner seen keeps the device (owner_of); a reading naming another is
+        # refused before it gets here.
+        state.device_id, state.customer_id = event.device_id, state.customer_id or event.customer_id
         state.device_type = event.device_type
         if state.last_seen is not None and now > state.last_seen:
             gap = now - state.last_seen
@@ -273,8 +321,7 @@ class DeviceFaultDetector:
                 state.metrics.clear()  # new firmware, new normal: re-learn
             state.firmware = event.firmware
         codes = [c for c in event.error_codes if c.startswith(FAULT_CODE_PREFIXES)]
-        state.recent_codes = [(t, c) for t, c in state.recent_codes if now - t <= window]
-        state.recent_codes += [(now, c) for c in codes]
+        state.remember_codes(now, codes, window)
         if event.mode != "normal":
             return None
 
@@ -284,7 +331,12 @@ class DeviceFaultDetector:
             if value is None:  # the sensor sent nothing usable (null or NaN)
                 _count(state, "missing")
                 continue
-            m = state.metrics.setdefault(name, MetricState())
+            m = state.metrics.get(name)
+            if m is None:
+                if len(state.metrics) >= METRICS_MAX:
+                    _count(state, "metrics_ignored")  # bounded state: see METRICS_MAX
+                    continue
+                m = state.metrics[name] = MetricState()
             if self._frozen(state, m, value) or self._unit_changed(state, m, value, hour):
                 continue
             z = m.baseline.score_one(value, hour)
@@ -299,7 +351,7 @@ class DeviceFaultDetector:
                 m.rising_since = now
             m.recent_spikes = [t for t in m.recent_spikes if now - t <= window]
             if abs(z) >= self.spike_z:
-                m.recent_spikes.append(now)
+                m.recent_spikes = [*m.recent_spikes, now][-SPIKES_MAX:]
             # Freeze learning while evidence builds, or the baseline would follow the drift.
             if max(m.cusum_up, m.cusum_down) < self.cusum_threshold / 3 and abs(z) < self.spike_z:
                 m.baseline.learn_one(value, hour)
@@ -322,11 +374,11 @@ class DeviceFaultDetector:
                 )
                 findings.append((_rank(abs(z)) + 1, f"spikes:{name}", abs(z), why))
 
-        fault_codes = [c for _, c in state.recent_codes]
+        fault_codes = state.fault_codes()
         if FAILURE_CODE in codes:
             findings.append((3, "failure", 10.0, f"unit reported failure {FAILURE_CODE}"))
         elif len(fault_codes) >= self.error_count:
-            counts = {c: fault_codes.count(c) for c in sorted(set(fault_codes))}
+            counts = {c: len(ts) for c, ts in sorted(state.codes.items())}
             why = "error " + ", ".join(f"{c} x{k}" for c, k in counts.items())
             findings.append(
                 (2, "error_codes", float(len(fault_codes)), why + f" in {self.window_hours:g} h")
@@ -354,7 +406,7 @@ class DeviceFaultDetector:
             f"no reading for {quiet / 3600:.0f} h (usually every "
             f"{state.interval / 60:.0f} min): the unit may be down or offline"
         )
-        fault_codes = [c for _, c in state.recent_codes]
+        fault_codes = state.fault_codes()
         return self._decide(
             state,
             f"{state.device_id}-silent-{int(state.last_seen)}",
