@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime
 
-from forewarn.events import SCHEMAS, Event, event_date
+from forewarn.events import EVENT_TIME_CEILING, EVENT_TIME_FLOOR, SCHEMAS, Event, event_date
 
 _SCALARS: dict[type, pa.DataType] = {
     str: pa.string(),
@@ -173,10 +173,14 @@ def read_events(
         return empty.select(list(columns)) if columns else empty
     dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
     cols = list(dict.fromkeys(["event_id", "event_time", *(columns or schema.names)]))
-    condition = None
+    # Rows outside the calendar of event time (written before the contract bounded it: a
+    # ticket dated 9999-12-31T23:59:59-14:00 broke every page that read tickets) are skipped.
+    condition = (ds.field("event_time") >= pa.scalar(EVENT_TIME_FLOOR)) & (
+        ds.field("event_time") < pa.scalar(EVENT_TIME_CEILING)
+    )
     for name, value in (where or {}).items():
         term = ds.field(name) == value
-        condition = term if condition is None else condition & term
+        condition = condition & term
     table = dataset.to_table(columns=cols, filter=condition)
     table = _drop_duplicate_ids(table)
     table = table.sort_by("event_time")

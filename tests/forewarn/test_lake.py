@@ -130,3 +130,22 @@ def test_a_writer_killed_mid_write_leaves_only_whole_files(tmp_path):
         assert pq.ParquetFile(path).metadata.num_rows == 20000
     table = read_events(tmp_path, "device-telemetry", columns=["event_id"])
     assert table.num_rows == 20000  # every batch is the same events: read once
+
+
+def test_rows_outside_the_calendar_written_before_the_bound_are_skipped(tmp_path):
+    """A lake written before the contract bounded event time can hold a ticket dated
+    9999-12-31T23:59:59-14:00 (year 10000 in UTC): every page reading tickets returned 500 until
+    the file was deleted by hand. Readers now skip such rows (and the timeline still works)."""
+    good = factories.ticket()
+    LakeWriter(tmp_path).write([good])
+    schema = arrow_schema(SCHEMAS["tickets"][1])
+    row = {**good.model_dump(mode="python"), "event_id": "bad-1"}
+    bad = pa.Table.from_pylist([row], schema=schema)
+    # Year 10000 in microseconds since the epoch: what a writer without the bound stored.
+    year_10000 = pa.array([253402318799000000 + 14 * 3600 * 10**6], pa.timestamp("us", tz="UTC"))
+    bad = bad.set_column(schema.get_field_index("event_time"), "event_time", year_10000)
+    folder = tmp_path / "topic=tickets" / "date=9999-12-31"
+    folder.mkdir(parents=True)
+    pq.write_table(bad, folder / "part-old.parquet")
+    rows = read_events(tmp_path, "tickets").to_pylist()  # converting year 10000 raised here
+    assert [r["event_id"] for r in rows] == [good.event_id]
