@@ -56,7 +56,7 @@ def test_times_outside_the_calendar_are_refused_with_a_reason(event, when):
 
 def test_promised_time_is_bounded_too():
     raw = _raw(factories.order(), promised_time="9999-12-31T23:59:59-14:00")
-    with pytest.raises(InvalidEvent, match="promised_time.*from the future"):
+    with pytest.raises(InvalidEvent, match=r"promised_time.*from the future"):
         decode("orders", raw, now=NOW)
 
 
@@ -114,7 +114,7 @@ def test_loose_ticket_fields_are_refused(changes):
 def test_schema_version_is_required_as_docs_events_md_says():
     data = json.loads(encode(factories.ticket()))
     del data["schema_version"]
-    with pytest.raises(InvalidEvent, match="schema_version missing.*required"):
+    with pytest.raises(InvalidEvent, match=r"schema_version missing.*required"):
         decode("tickets", json.dumps(data).encode(), now=NOW)
 
 
