@@ -105,12 +105,13 @@ test: prereqs system-deps envs $(BENCH)/.stamp kafka-jars lint audit test-stream
 
 # Airflow 3.3 with the project's DAGs and plugins, examples off, SimpleAuthManager: the admin
 # password is generated on first start and printed (never admin/admin). SQLite by default;
-# set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for PostgreSQL.
+# set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for PostgreSQL. umask 077: the generated password file
+# and the lake Airflow writes are the owner's alone.
 AIRFLOW_SETTINGS := AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	FOREWARN_HOME=$(CURDIR)/var
 airflow: $(AIRFLOW)/.stamp
-	PATH=$(CURDIR)/$(AIRFLOW)/bin:$$PATH $(AIRFLOW_SETTINGS) AIRFLOW__API__HOST=127.0.0.1 \
+	umask 077 && PATH=$(CURDIR)/$(AIRFLOW)/bin:$$PATH $(AIRFLOW_SETTINGS) AIRFLOW__API__HOST=127.0.0.1 \
 		$(AIRFLOW)/bin/airflow standalone
 
 outreach: envs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from forewarn.settings import Settings
+from forewarn.settings import Settings, keep_files_private
 
 
 @click.group()
@@ -30,6 +30,7 @@ from forewarn.settings import Settings
 @click.pass_context
 def main(ctx: click.Context, home: Path | None, bootstrap: str | None) -> None:
     """Forewarn: catch failing devices and at-risk customers before they complain."""
+    keep_files_private()
     settings = Settings()
     if home is not None:
         settings = settings.with_home(home)

@@ -77,7 +77,8 @@ def _utc_within_calendar(value: datetime) -> datetime:
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError):  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC
-        raise ValueError(f"from the future: {value.isoformat()} is outside the calendar") from None
+        when = "too old" if value.year == 1 else "from the future"
+        raise ValueError(f"{when}: {value.isoformat()} is outside the calendar") from None
     if utc < EVENT_TIME_FLOOR:
         raise ValueError(
             f"too old: {utc.isoformat()} is before {EVENT_TIME_FLOOR.date()}, the floor of "

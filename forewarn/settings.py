@@ -67,3 +67,14 @@ class Settings:
     def with_home(self, home: Path) -> Settings:
         """A copy whose derived paths (database, lake) live under ``home``."""
         return replace(self, home=home, database_url="", lake_dir=Path(""))
+
+
+#: Files Forewarn's processes create are the owner's alone (0600, folders 0700): the store,
+#: the lake (ticket texts), logs and counters hold personal data.
+PRIVATE_UMASK = 0o077
+
+
+def keep_files_private() -> None:
+    """Make every file this process creates from now on private to its user. Called first
+    by each entry point (the CLI, the worker); a deployment's umask may be stricter."""
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)

@@ -69,3 +69,32 @@ def test_kafka_status_of_a_stopped_broker_exits_1(tmp_path):
     )
     assert result.exit_code == 1
     assert json.loads(result.output)["running"] is False
+
+
+def test_files_under_home_are_private(tmp_path):
+    """The lake holds ticket texts and the store tokens: whatever the user's umask, what the
+    command line writes under FOREWARN_HOME is 0600 (folders 0700)."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "forewarn.cli", "--home", str(home)]
+    args = ["simulate", "--customers", "3", "--days", "2", "--to", "lake"]
+    done = subprocess.run(
+        ["sh", "-c", 'umask 022 && exec "$@"', "sh", *command, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+    paths = [p for p in home.rglob("*")]
+    assert any(p.suffix == ".parquet" for p in paths)
+    loose = [
+        (str(p.relative_to(home)), oct(stat.S_IMODE(p.stat().st_mode)))
+        for p in paths
+        if stat.S_IMODE(p.stat().st_mode) & 0o077
+    ]
+    assert not loose, loose
