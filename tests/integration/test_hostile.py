@@ -125,7 +125,7 @@ def test_hostile_input_loses_nothing_and_stops_nothing(stack):
             "9999-12-31T23:59:59-14:00",
             "0001-01-01T00:00:00+14:00",
             "1970-01-01T00:00:00Z",
-        ]  # fmt: skip
+        ]
     ):
         for device in canaries:
             value = _raw(
