@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from forewarn.events import Alert, InvalidEvent, decode, encode
 from outreach.store import TaskStore
 from streams.app import alerts_topic, app, outreach_tasks_topic, settings
-from streams.dead_letters import counters
+from streams.dead_letters import counters, dead_letter, reject
 from streams.metrics import observe_task_stored
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,17 @@ async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
             continue
         assert isinstance(alert, Alert)
         started = time.perf_counter()
-        task = await store_with_retry(alert)
+        try:
+            task = await store_with_retry(alert)
+        except Exception as exc:  # one alert the store cannot take must not stop every task
+            message = event.message
+            log.exception("the outreach store refused alert %s", alert.alert_id)
+            reason = f"the outreach store refused this alert: {exc!r}"
+            letter = dead_letter(
+                message.topic, message.partition, message.offset, event.value, reason
+            )
+            await reject([letter], "refused")
+            continue
         # The alert's message timestamp is when a detector raised it (its event_time is the
         # evidence's time, which a replay puts in the past).
         observe_task_stored(time.perf_counter() - started, event.message.timestamp)
