@@ -16,7 +16,8 @@ def shared_dir() -> Path:
     """The reference data beside the repository (``../shared``), or ``FOREWARN_SHARED_DIR``."""
     path = Path(os.environ.get("FOREWARN_SHARED_DIR", Path(__file__).parents[2] / "shared"))
     if not (path / "data" / "cdnow").exists():
-        pytest.fail(
+        # A user's clone has no shared/ beside it: the tests on reference data say so and skip.
+        pytest.skip(
             f"reference data not found at {path}/data/cdnow: put shared/ beside the "
             "repository or set FOREWARN_SHARED_DIR"
         )
