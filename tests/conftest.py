@@ -19,7 +19,8 @@ def shared_dir() -> Path:
         # A user's clone has no shared/ beside it: the tests on reference data say so and skip.
         pytest.skip(
             f"reference data not found at {path}/data/cdnow: put shared/ beside the "
-            "repository or set FOREWARN_SHARED_DIR"
+            "repository or set FOREWARN_SHARED_DIR",
+            allow_module_level=True,
         )
     return path
 
