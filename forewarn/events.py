@@ -72,13 +72,18 @@ def _instant_input(value: Any) -> Any:
     )
 
 
-def _utc_within_calendar(value: datetime) -> datetime:
-    """Normalise to UTC and keep times inside [EVENT_TIME_FLOOR, EVENT_TIME_CEILING)."""
+def _utc(value: datetime) -> datetime:
+    """Normalise to UTC; a time that has no UTC date in Python's calendar is refused."""
     try:
-        utc = value.astimezone(UTC)
+        return value.astimezone(UTC)
     except (OverflowError, ValueError):  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC
         when = "too old" if value.year == 1 else "from the future"
         raise ValueError(f"{when}: {value.isoformat()} is outside the calendar") from None
+
+
+def _utc_within_calendar(value: datetime) -> datetime:
+    """Normalise to UTC and keep times inside [EVENT_TIME_FLOOR, EVENT_TIME_CEILING)."""
+    utc = _utc(value)
     if utc < EVENT_TIME_FLOOR:
         raise ValueError(
             f"too old: {utc.isoformat()} is before {EVENT_TIME_FLOOR.date()}, the floor of "
@@ -97,6 +102,9 @@ def _utc_within_calendar(value: datetime) -> datetime:
 Instant = Annotated[
     AwareDatetime, BeforeValidator(_instant_input), AfterValidator(_utc_within_calendar)
 ]
+#: A time computed from an event time (a task's due time): UTC, and after the ceiling by at
+#: most the longest service level, so it needs no bounds of its own.
+Deadline = Annotated[AwareDatetime, BeforeValidator(_instant_input), AfterValidator(_utc)]
 # Types are strict on the wire: no bool where a number or a version goes, no numbers in text.
 Id = Annotated[str, Strict(), Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Text = Annotated[str, Strict(), Field(max_length=4000)]
@@ -261,7 +269,7 @@ class OutreachTask(Event):
     customer_id: Id
     device_id: Id | None = None
     priority: Annotated[Count, Field(ge=0, le=100)]
-    due_time: Instant
+    due_time: Deadline
     created: Flag
 
 
