@@ -2,7 +2,7 @@
 
 ``FOREWARN_LOG_FORMAT=json`` (the default in docker-compose.yml) writes one JSON object per
 line, for log shippers; ``text`` (the default on a laptop) writes plain lines. Either way a
-filter masks e-mail addresses, phone numbers and passwords in URLs, so personal data or a
+filter masks e-mail addresses, phone numbers, bank accounts, card numbers and passwords in URLs, so personal data or a
 secret that slips into a message (an exception that quotes a ticket or a database URL, say) does
 not reach the log files.
 """
@@ -19,6 +19,10 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # International (+44 20 7946 0958) or grouped (020 7946 0958, 555-123-4567) numbers; bare digit
 # runs are offsets and ids, not phones, and stay readable.
 PHONE = re.compile(r"(?<![\w.])(?:\+\d[\d ()-]{7,}\d|\(?\d{2,5}\)?[ -]\d{3,4}[ -]\d{3,5})(?![\w.])")
+# Bank accounts (DE44 5001 0517 5407 3249 31, with or without spaces) and card numbers in
+# groups (4111 1111 1111 1111, 4111-1111-1111-1111); bare digit runs stay readable, as above.
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+CARD = re.compile(r"(?<![\w.])\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}(?![\w.])")
 # user:password@ in a URL (a database or broker URL in an error message).
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][\w+.-]*://[^:/@\s]+:)[^@\s]+@")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -26,9 +30,11 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
 
 
 def mask_personal_data(text: str) -> str:
-    """``text`` with URL passwords, e-mail addresses and phone numbers replaced by placeholders."""
+    """``text`` with URL passwords, e-mail addresses, bank accounts, card numbers and phone
+    numbers replaced by placeholders."""
     text = URL_PASSWORD.sub(r"\g<head><secret>@", text)
-    return PHONE.sub("<phone>", EMAIL.sub("<email>", text))
+    text = CARD.sub("<card>", IBAN.sub("<iban>", EMAIL.sub("<email>", text)))
+    return PHONE.sub("<phone>", text)
 
 
 class PersonalDataFilter(logging.Filter):

@@ -70,3 +70,18 @@ def test_passwords_in_urls_are_masked(capture):
     out = stream.getvalue()
     assert "s3cr" not in out
     assert "postgresql+psycopg://forewarn:<secret>@db:5432/forewarn" in out
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "DE44500105175407324931",
+        "DE44 5001 0517 5407 3249 31",
+        "GB29NWBK60161331926819",
+        "4111 1111 1111 1111",
+        "5500-0000-0000-0004",
+    ],
+)
+def test_bank_accounts_and_card_numbers_are_masked(secret):
+    masked = mask_personal_data(f"customer wrote: pay from {secret} please")
+    assert secret not in masked and ("<iban>" in masked or "<card>" in masked), masked
