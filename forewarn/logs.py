@@ -2,9 +2,9 @@
 
 ``FOREWARN_LOG_FORMAT=json`` (the default in docker-compose.yml) writes one JSON object per
 line, for log shippers; ``text`` (the default on a laptop) writes plain lines. Either way a
-filter masks e-mail addresses, phone numbers, bank accounts, card numbers and passwords in URLs, so personal data or a
-secret that slips into a message (an exception that quotes a ticket or a database URL, say) does
-not reach the log files.
+filter masks e-mail addresses, phone numbers, bank accounts, card numbers and passwords in
+URLs, so personal data or a secret that slips into a message (an exception that quotes a
+ticket or a database URL, say) does not reach the log files.
 """
 
 from __future__ import annotations
