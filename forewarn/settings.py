@@ -95,14 +95,6 @@ class Settings:
                 f"FOREWARN_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol!r}; "
                 f"expected one of {', '.join(KAFKA_PROTOCOLS)}"
             )
-        if self.kafka_security_protocol != "PLAINTEXT" and not (
-            self.kafka_username and self.kafka_password
-        ):
-            raise ValueError(
-                f"FOREWARN_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol} but "
-                "FOREWARN_KAFKA_USERNAME or FOREWARN_KAFKA_PASSWORD (or _FILE) is empty: set "
-                "both to this process's Kafka user (docs/operations.md)"
-            )
 
     @property
     def kafka_port(self) -> int:
@@ -124,6 +116,14 @@ class Settings:
         """
         if self.kafka_security_protocol == "PLAINTEXT":
             return {}
+        # Checked here, not in __post_init__: processes that never talk to Kafka (the outreach
+        # service) share the compose settings but have no Kafka user.
+        if not (self.kafka_username and self.kafka_password):
+            raise ValueError(
+                f"FOREWARN_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol} but "
+                "FOREWARN_KAFKA_USERNAME or FOREWARN_KAFKA_PASSWORD (or _FILE) is empty: set "
+                "both to this process's Kafka user (docs/operations.md)"
+            )
         options: dict[str, Any] = {
             "security_protocol": self.kafka_security_protocol,
             "sasl_mechanism": self.kafka_sasl_mechanism,
