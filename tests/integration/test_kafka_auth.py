@@ -25,10 +25,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from forewarn.events import ModelUpdated
-from forewarn.kafka.admin import ensure_topics
+from forewarn.kafka.admin import ensure_topics, group_lag
 from forewarn.kafka.local import LocalKafka, fetch_jars, free_port_pair
 from forewarn.settings import Settings
 from forewarn.simulator.produce import produce
+from forewarn.stack import WorkerProcess
+from tests.utils.factories import order, telemetry, ticket
 
 pytestmark = pytest.mark.kafka
 
@@ -239,3 +241,37 @@ def test_airflow_publishes_a_model_through_the_nightlys_producer(users):
         assert asyncio.run(produce([update], airflow.kafka_bootstrap, progress=False)) == 1
     with pytest.raises(TopicAuthorizationFailedError):
         asyncio.run(_send(airflow, "alerts"))
+
+
+@pytest.mark.slow
+def test_a_faust_worker_runs_with_only_the_worker_users_acls(secured, tmp_path):
+    """The ACLs are enough for a real worker: it joins its group, creates its table changelogs
+    and consumes what the producer user sends (compose's worker gets nothing more)."""
+    _, users = secured
+    worker = replace(users["worker"].with_home(tmp_path), group_id=GROUP)
+    with mock.patch.dict(os.environ, _env(users["producer"])):
+        asyncio.run(
+            produce(
+                [*(telemetry(i) for i in range(20)), order(), ticket()],
+                worker.kafka_bootstrap,
+                progress=False,
+            )
+        )
+    # WorkerProcess passes this process's environment on: the worker's user, as compose does.
+    with mock.patch.dict(os.environ, _env(worker)):
+        process = WorkerProcess(worker, tmp_path / "worker.log").start()
+    try:
+        process.wait_consuming(timeout=120)
+        sources = ["device-telemetry", "orders", "tickets"]
+        deadline = time.monotonic() + 60
+        with mock.patch.dict(os.environ, _env(worker)):
+            while sum(
+                (lag := asyncio.run(group_lag(worker.kafka_bootstrap, GROUP, sources))).values()
+            ):
+                assert time.monotonic() < deadline, f"lag {lag}:\n{process.tail()}"
+                time.sleep(1)
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert "AuthorizationFailed" not in log and "AuthorizationException" not in log, log[-3000:]
+        assert process.alive()
+    finally:
+        process.kill()
