@@ -50,8 +50,9 @@ sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule require
 EOF
 
 # First start only (--ignore-formatted): a new cluster with the admin user in its metadata.
-# "--cluster-id=": an id starting with "-" would otherwise read as an option.
+# "--cluster-id=": an id starting with "-" would otherwise read as an option. Its output goes
+# nowhere: it prints the admin's salted SCRAM keys, which do not belong in container logs.
 /opt/kafka/bin/kafka-storage.sh format --ignore-formatted \
   --cluster-id="$(/opt/kafka/bin/kafka-storage.sh random-uuid)" --config "$config" \
-  --add-scram "SCRAM-SHA-512=[name=admin,password=$password]"
+  --add-scram "SCRAM-SHA-512=[name=admin,password=$password]" >/dev/null
 exec /opt/kafka/bin/kafka-server-start.sh "$config"
