@@ -9,12 +9,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOME = Path("var")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"FOREWARN_{name}", default)
+
+
+def _secret(name: str) -> str:
+    """A secret from ``FOREWARN_<NAME>`` or the file named by ``FOREWARN_<NAME>_FILE``."""
+    path = os.environ.get(f"FOREWARN_{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(f"FOREWARN_{name}", "")
+
+
+#: Kafka security protocols the clients speak (docs/operations.md, "Kafka authentication").
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,14 @@ class Settings:
         Kafka consumer group of the workers; workers sharing it share the partitions.
     worker_host, worker_port : str, int
         Where a worker serves ``/metrics`` and ``/healthz`` (port 0: not at all).
+    kafka_security_protocol : str
+        ``PLAINTEXT`` (the local demo broker), ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_sasl_mechanism : str
+        ``SCRAM-SHA-512`` (docker-compose.yml's broker), ``SCRAM-SHA-256`` or ``PLAIN``.
+    kafka_username, kafka_password : str
+        This process's Kafka user; the password may come from ``FOREWARN_KAFKA_PASSWORD_FILE``.
+    kafka_ssl_cafile : str
+        CA bundle for ``SASL_SSL`` (empty: the system's).
     """
 
     home: Path = field(default_factory=lambda: Path(_env("HOME", str(DEFAULT_HOME))))
@@ -52,6 +73,16 @@ class Settings:
     #: The worker's HTTP endpoints (/metrics, /healthz); port 0 turns them off.
     worker_host: str = field(default_factory=lambda: _env("WORKER_HOST", "127.0.0.1"))
     worker_port: int = field(default_factory=lambda: int(_env("WORKER_PORT", "6066")))
+    kafka_security_protocol: str = field(
+        default_factory=lambda: _env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    )
+    kafka_sasl_mechanism: str = field(
+        default_factory=lambda: _env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    )
+    kafka_username: str = field(default_factory=lambda: _env("KAFKA_USERNAME", ""))
+    # repr=False: Settings are logged and printed; the password must not be.
+    kafka_password: str = field(default_factory=lambda: _secret("KAFKA_PASSWORD"), repr=False)
+    kafka_ssl_cafile: str = field(default_factory=lambda: _env("KAFKA_SSL_CAFILE", ""))
 
     def __post_init__(self) -> None:
         # Derived defaults follow ``home`` so one variable moves the whole local stack.
@@ -59,10 +90,66 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'outreach.db'}")
         if not str(self.lake_dir) or str(self.lake_dir) == ".":
             object.__setattr__(self, "lake_dir", self.home / "lake")
+        if self.kafka_security_protocol not in KAFKA_PROTOCOLS:
+            raise ValueError(
+                f"FOREWARN_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol!r}; "
+                f"expected one of {', '.join(KAFKA_PROTOCOLS)}"
+            )
 
     @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for every aiokafka client (producer, consumer, admin), so all of
+        them authenticate the same way: none on an open broker, SASL otherwise.
+
+        >>> Settings(kafka_security_protocol="PLAINTEXT").kafka_client_options()
+        {}
+        >>> options = Settings(
+        ...     kafka_security_protocol="SASL_PLAINTEXT",
+        ...     kafka_username="worker",
+        ...     kafka_password="pw",
+        ... ).kafka_client_options()
+        >>> options["sasl_mechanism"], options["sasl_plain_username"]
+        ('SCRAM-SHA-512', 'worker')
+        """
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        # Checked here, not in __post_init__: processes that never talk to Kafka (the outreach
+        # service) share the compose settings but have no Kafka user.
+        if not (self.kafka_username and self.kafka_password):
+            raise ValueError(
+                f"FOREWARN_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol} but "
+                "FOREWARN_KAFKA_USERNAME or FOREWARN_KAFKA_PASSWORD (or _FILE) is empty: set "
+                "both to this process's Kafka user (docs/operations.md)"
+            )
+        options: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": self.kafka_password,
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile or None)
+        return options
+
+    def faust_credentials(self) -> Any:
+        """The same user as :meth:`kafka_client_options` for Faust's ``broker_credentials``
+        (None on an open broker)."""
+        options = self.kafka_client_options()
+        if not options:
+            return None
+        import faust
+
+        return faust.SASLCredentials(
+            username=self.kafka_username,
+            password=self.kafka_password,
+            mechanism=self.kafka_sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
 
     def with_home(self, home: Path) -> Settings:
         """A copy whose derived paths (database, lake) live under ``home``."""

@@ -22,6 +22,8 @@ STREAM_BUFFER = 4096
 app = faust.App(
     settings.group_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
+    # SASL/SCRAM user on a secured broker (docker-compose.yml); None on the local open one.
+    broker_credentials=settings.faust_credentials(),
     # Tables are rebuilt from their changelog topics on start; a local RocksDB store would only
     # make restarts faster.
     store="memory://",

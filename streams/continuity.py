@@ -30,6 +30,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from forewarn.kafka.admin import committed_offsets
+from forewarn.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,7 +142,9 @@ class OffsetContinuity:
     async def _ensure_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
             self._reader = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                **Settings().kafka_client_options(),
             )
             await self._reader.start()
         return self._reader

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from forewarn.events import INPUT_TOPICS
+from forewarn.settings import Settings
 
 #: Every topic Forewarn uses, with its cleanup policy. customer-values is a table: compacted.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
@@ -28,7 +29,7 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, replication: int = 
     Partition counts matter: Faust tables are co-partitioned with their source topics, so
     create topics before the first worker starts rather than letting them auto-create.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **Settings().kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -53,8 +54,10 @@ async def ensure_topics(bootstrap: str, partitions: int = 4, replication: int = 
 async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> dict[str, int]:
     """Messages not yet committed by ``group_id``, per topic (a never-committed partition
     counts from its beginning offset)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **Settings().kafka_client_options())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **Settings().kafka_client_options()
+    )
     await admin.start()
     await consumer.start()
     try:
@@ -81,7 +84,7 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> dict[st
 
 async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
     """The offsets ``group_id`` has committed on ``topic``, by partition (-1: none yet)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **Settings().kafka_client_options())
     await admin.start()
     try:
         committed = await _committed(admin, group_id)

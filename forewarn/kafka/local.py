@@ -19,8 +19,9 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from forewarn import prereqs
 
@@ -112,8 +113,13 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free pair of ports on {host}")
 
 
-async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
-    """Produce one message and read it back: the only honest readiness check."""
+async def probe(
+    bootstrap: str, timeout: float = 10.0, options: dict[str, Any] | None = None
+) -> bool:
+    """Produce one message and read it back: the only honest readiness check.
+
+    ``options`` are extra aiokafka arguments, such as a secured broker's SASL user.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.errors import KafkaError as ClientError
 
@@ -122,11 +128,15 @@ async def probe(bootstrap: str, timeout: float = 10.0) -> bool:
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
     token = uuid.uuid4().hex.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    options = options or {}
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **options
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         request_timeout_ms=int(timeout * 1000),
+        **options,
     )
     try:
         async with asyncio.timeout(timeout):
@@ -160,6 +170,15 @@ class LocalKafka:
         Client port; the controller listens on ``port + 1``.
     partitions : int
         Default partitions of auto-created topics.
+    extra_properties : str
+        Appended to ``server.properties`` (a later key wins): a secured broker's listeners,
+        SASL and authorizer settings (tests/integration/test_kafka_auth.py). Empty by default:
+        the demo broker is open, and listens on 127.0.0.1 only.
+    scram_users : dict
+        SCRAM-SHA-512 users (name: password) created when the storage is formatted: a broker
+        that authenticates to itself with SCRAM needs its user before it starts (KIP-900).
+    client_options : dict
+        aiokafka arguments of the readiness probe (``Settings.kafka_client_options()``).
     """
 
     home: Path
@@ -167,6 +186,9 @@ class LocalKafka:
     port: int = 9092
     partitions: int = 4
     heap: str = "768m"
+    extra_properties: str = field(default="", repr=False)
+    scram_users: dict[str, str] = field(default_factory=dict, repr=False)
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -213,6 +235,10 @@ class LocalKafka:
                 partitions=self.partitions,
             )
         )
+        if self.extra_properties:
+            text += "\n" + self.extra_properties
+        # The file may hold passwords (a secured broker's JAAS settings): owner only.
+        config.touch(mode=0o600)
         config.write_text(text)
         if not (data / "meta.properties").exists():
             data.mkdir(parents=True, exist_ok=True)
@@ -225,6 +251,14 @@ class LocalKafka:
                     f"--cluster-id={cluster_id}",
                     "--config",
                     str(config),
+                    *(
+                        arg
+                        for name, password in self.scram_users.items()
+                        for arg in (
+                            "--add-scram",
+                            f"SCRAM-SHA-512=[name={name},password={password}]",
+                        )
+                    ),
                 ),
                 capture_output=True,
                 text=True,
@@ -239,7 +273,7 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> None:
         """Start the broker (or find it running) and wait until a message round-trips."""
         if self.pid() is not None:
-            if asyncio.run(probe(self.bootstrap)):
+            if asyncio.run(probe(self.bootstrap, options=self.client_options)):
                 return
             raise KafkaError(
                 f"a broker is running (pid {self.pid()}) but does not answer on "
@@ -271,7 +305,7 @@ class LocalKafka:
                     f"the broker exited with code {proc.returncode} while starting; "
                     f"last lines of {self.log_file}:\n{self._tail()}"
                 )
-            if asyncio.run(probe(self.bootstrap, timeout=5)):
+            if asyncio.run(probe(self.bootstrap, timeout=5, options=self.client_options)):
                 return
             time.sleep(0.5)
         self.stop()
@@ -306,7 +340,8 @@ class LocalKafka:
         return {
             "running": pid is not None,
             "pid": pid,
-            "ready": pid is not None and asyncio.run(probe(self.bootstrap, timeout=5)),
+            "ready": pid is not None
+            and asyncio.run(probe(self.bootstrap, timeout=5, options=self.client_options)),
             "bootstrap": self.bootstrap,
             "data": str(self.home / "data"),
             "log": str(self.log_file),

@@ -11,6 +11,7 @@ from pathlib import Path
 from forewarn.events import Event, encode
 from forewarn.lake import LakeWriter
 from forewarn.progress import progress_bar
+from forewarn.settings import Settings
 
 LAKE_CHUNK = 50_000
 
@@ -37,6 +38,7 @@ async def produce(
         acks="all",
         enable_idempotence=True,
         max_request_size=4 * 1024 * 1024,
+        **Settings().kafka_client_options(),
     )
     await producer.start()
     sent = 0

@@ -88,7 +88,9 @@ async def follow_model_updates() -> None:
     """Every worker reads all of model-updates (one partition, no consumer group) and puts
     the newest churn model in service without a restart."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **settings.kafka_client_options(),
     )
     await consumer.start()
     tp = TopicPartition(ModelUpdated.topic, 0)

@@ -26,6 +26,10 @@ SECRETS = (
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
+    "KAFKA_ADMIN_PASSWORD",
+    "KAFKA_WORKER_PASSWORD",
+    "KAFKA_AIRFLOW_PASSWORD",
+    "KAFKA_PRODUCER_PASSWORD",
 )
 CODE_DIRS = ("forewarn", "streams", "outreach", "models", "expectations", "dags", "plugins")
 
@@ -75,6 +79,7 @@ def test_every_part_the_design_names_is_there(resolved):
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "kafka-init",
     }
     assert expected <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
@@ -200,3 +205,83 @@ def test_every_compose_variable_is_in_env_example():
     used = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", compose))
     example = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert used <= example, sorted(used - example)
+
+
+def _kafka_properties() -> dict[str, str]:
+    """The secured broker's settings as deploy/kafka/start.sh writes them (later keys win)."""
+    start = (ROOT / "deploy/kafka/start.sh").read_text()
+    written = re.search(r"<<EOF\n(.*?)\nEOF", start, re.S)
+    assert written, "deploy/kafka/start.sh: no server.properties here-document"
+    lines = written.group(1) + "\n" + (ROOT / "deploy/kafka/security.properties").read_text()
+    pairs = (line.split("=", 1) for line in lines.splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs if not k.startswith("#")}
+
+
+def test_the_broker_authenticates_every_client_and_authorizes_every_action(resolved):
+    kafka = resolved["services"]["kafka"]
+    assert kafka["command"] == ["bash", "/forewarn/kafka/start.sh"]
+    assert not kafka.get("ports"), "the broker is reached inside the compose network only"
+    props = _kafka_properties()
+    protocols = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+    listeners = dict(
+        re.match(r"(\w+)://(.*)", listener).groups() for listener in props["listeners"].split(",")
+    )
+    assert set(listeners) == set(protocols)
+    for name, address in listeners.items():
+        # Nothing unauthenticated that another container could reach.
+        assert protocols[name].startswith("SASL_"), name
+        if name == props["controller.listener.names"]:
+            assert address.startswith("localhost:"), "the controller listens on loopback only"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+
+
+def test_users_and_acls_are_made_before_any_client_starts(resolved):
+    services = resolved["services"]
+    init = services["kafka-init"]
+    assert init["image"] == services["kafka"]["image"]
+    assert init["command"] == ["bash", "/forewarn/kafka/init.sh"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    done = {"condition": "service_completed_successfully"}
+    assert services["topics"]["depends_on"]["kafka-init"] == done
+    assert services["airflow-scheduler"]["depends_on"]["kafka-init"] == done
+    script = (ROOT / "deploy/kafka/init.sh").read_text()
+    for user in ("worker", "airflow", "producer"):
+        assert f"user {user} " in script and f"allow {user} " in script, user
+
+
+def test_each_service_connects_as_its_own_kafka_user(resolved):
+    """The producer user (real sources, the simulator) cannot write alerts or model updates;
+    only the one-shot topics service has the admin password."""
+    expected = {
+        "worker": "worker",
+        "simulator": "producer",
+        "topics": "admin",
+        "airflow-scheduler": "airflow",
+        "airflow-apiserver": "airflow",
+    }
+    for name, service in resolved["services"].items():
+        env = service.get("environment") or {}
+        if "FOREWARN_KAFKA_BOOTSTRAP" not in env:
+            continue
+        assert env["FOREWARN_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        if name in expected:
+            assert env["FOREWARN_KAFKA_USERNAME"] == expected[name], name
+            assert env["FOREWARN_KAFKA_PASSWORD"].startswith("test-kafka_"), name
+    passwords = {
+        name: s["environment"].get("FOREWARN_KAFKA_PASSWORD")
+        for name, s in resolved["services"].items()
+        if s.get("environment")
+    }
+    admin = passwords["topics"]
+    assert [name for name, password in passwords.items() if password == admin] == ["topics"]
+
+
+def test_kafka_scripts_parse():
+    for script in ("start.sh", "init.sh"):
+        done = subprocess.run(["bash", "-n", str(ROOT / "deploy/kafka" / script)])
+        assert done.returncode == 0, script
