@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "forewarn.events",
+    "forewarn.registry",
     "forewarn.simulator",
     "streams.device_faults.detector",
     "streams.customer_risk.detector",
