@@ -61,6 +61,12 @@ class Settings:
             object.__setattr__(self, "lake_dir", self.home / "lake")
 
     @property
+    def models_dir(self) -> Path:
+        """The model registry: one folder per model name (``forewarn.registry``), written by
+        the nightly and the only place workers load models from."""
+        return self.home / "models"
+
+    @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
 

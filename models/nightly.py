@@ -123,8 +123,9 @@ def train_churn_model(
     registry.save(result, extra={"features_path": features_path})
     published = 0
     if result.promoted:
-        registry.promote(version)
-        uri = f"file://{registry.path(version).resolve()}"
+        pointer = registry.promote(version)
+        # The message names the version and its hash, never a path: workers read the file
+        # from their own registry folder and check both (issue 13).
         published = _publish(
             bootstrap,
             [
@@ -133,7 +134,7 @@ def train_churn_model(
                     event_time=day_end(day),
                     model_name="churn",
                     version=version,
-                    uri=uri,
+                    sha256=pointer["sha256"],
                     metrics={k: v for k, v in result.challenger.items() if isinstance(v, float)},
                 )
             ],
@@ -347,7 +348,7 @@ class NightlyContext:
         self.lake = s.lake_dir
         self.out = s.home / "nightly"
         self.gx_dir = s.home / "nightly" / "gx"
-        self.registry = s.home / "models" / "churn"
+        self.registry = s.models_dir / "churn"
         self.database_url = s.database_url
         self.bootstrap = os.environ.get("FOREWARN_PUBLISH_BOOTSTRAP") or None
         self.capacity = int(os.environ.get("FOREWARN_RETENTION_CAPACITY", "25"))
