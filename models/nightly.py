@@ -123,22 +123,8 @@ def train_churn_model(
     registry.save(result, extra={"features_path": features_path})
     published = 0
     if result.promoted:
-        pointer = registry.promote(version)
-        # The message names the version and its hash, never a path: workers read the file
-        # from their own registry folder and check both (issue 13).
-        published = _publish(
-            bootstrap,
-            [
-                ModelUpdated(
-                    event_id=f"churn-{version}",
-                    event_time=day_end(day),
-                    model_name="churn",
-                    version=version,
-                    sha256=pointer["sha256"],
-                    metrics={k: v for k, v in result.challenger.items() if isinstance(v, float)},
-                )
-            ],
-        )
+        registry.promote(version)
+        published = announce_champion(registry_root, bootstrap, day_end(day))
     log.info("churn model %s: %s; promoted=%s", version, result.reason, result.promoted)
     return {
         "version": version,
@@ -151,6 +137,33 @@ def train_churn_model(
         "published": published,
         "card": str(registry.root / version / "card.md"),
     }
+
+
+def announce_champion(registry_root: Path, bootstrap: str | None, at: datetime) -> int:
+    """Publish a model-updated event for the registry's champion; return 1 if sent.
+
+    The message names the version and its hash, never a path: workers read the file from
+    their own registry folder and check both (issue 13). Also how a rollback reaches running
+    workers: ``ModelRegistry(root).promote(<older version>)``, then this.
+    """
+    from forewarn.registry import Registry
+
+    registry = Registry(registry_root)
+    pointer = registry.champion()
+    if pointer is None:
+        return 0
+    version = pointer["version"]
+    manifest = registry.manifest(version)
+    event = ModelUpdated(
+        # One id per version and file: a re-announcement after a rollback is a new event.
+        event_id=f"churn-{version}-{pointer['sha256'][:12]}"[:64],
+        event_time=at,
+        model_name="churn",
+        version=version,
+        sha256=pointer["sha256"],
+        metrics={k: v for k, v in manifest.get("metrics", {}).items() if isinstance(v, float)},
+    )
+    return _publish(bootstrap, [event])
 
 
 # -- 4. lifetime value ----------------------------------------------------------------------

@@ -120,3 +120,19 @@ def test_metrics_by_hand():
     m = metrics(y, p)
     assert m["roc_auc"] == 1.0 and m["lift_top_decile"] == 5.0
     assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+
+
+def test_a_rollback_is_announced_with_the_older_versions_hash(tmp_path, monkeypatch):
+    from forewarn.registry import Registry
+    from models import nightly
+    from tests.utils.models import publish
+
+    root = tmp_path / "churn"
+    v1 = publish(root, "v1")
+    publish(root, "v2")
+    Registry(root).promote("v1")
+    sent = []
+    monkeypatch.setattr(nightly, "_publish", lambda _, events: sent.extend(events) or len(events))
+    assert nightly.announce_champion(root, "127.0.0.1:9092", datetime(2026, 4, 1, tzinfo=UTC)) == 1
+    (event,) = sent
+    assert (event.version, event.sha256) == ("v1", v1)
