@@ -297,14 +297,22 @@ class DeadLetter(Event):
 
 
 class ModelUpdated(Event):
-    """A new champion model was published; workers load it from ``uri`` without a restart."""
+    """The model registry promoted a new champion; workers load it without a restart.
+
+    The message names a registry version and the sha256 of its model file, never a file: a
+    worker loads only from its own registry folder (``forewarn.registry``), and only the
+    version the registry marks as champion, whose file hashes to ``sha256``. Version 1
+    carried a ``uri`` that workers unpickled; it is refused, never loaded (issue 13).
+    """
 
     topic: ClassVar[str] = "model-updates"
     key_field: ClassVar[str] = "model_name"
 
+    schema_version: Literal[2] = 2
     model_name: Id
-    version: Id
-    uri: Annotated[str, Field(max_length=1000)]
+    # A folder name in the registry: no '/', no leading '.', so never a path (issue 13).
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     metrics: dict[Id, float] = Field(default_factory=dict)
 
 
@@ -328,7 +336,7 @@ class CustomerValue(Event):
 INPUT_TOPICS: tuple[str, ...] = ("device-telemetry", "orders", "tickets")
 
 SCHEMAS: dict[str, dict[int, type[Event]]] = {
-    cls.topic: {1: cls}
+    cls.topic: {cls.model_fields["schema_version"].default: cls}
     for cls in (
         DeviceTelemetry,
         Order,

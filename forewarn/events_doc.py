@@ -133,7 +133,7 @@ def examples() -> list[Event]:
             event_time=T0,
             model_name="churn",
             version="2026-01-05",
-            uri="file:///var/forewarn/models/churn/2026-01-05",
+            sha256="9f2b4c1e0d6a8f3b7c5e2d1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c",
             metrics={"roc_auc": 0.81},
         ),
         CustomerValue(
@@ -196,14 +196,15 @@ def render() -> str:
     ]
     for example in examples():
         contract = type(example)
-        assert contract is SCHEMAS[contract.topic][1]
+        version = contract.model_fields["schema_version"].default
+        assert contract is SCHEMAS[contract.topic][version]
         doc = inspect.cleandoc(contract.__doc__ or "")
         lines += [
             f"## `{contract.topic}` — {contract.__name__}",
             "",
             doc,
             "",
-            f"Key: `{contract.key_field}`. Version: 1.",
+            f"Key: `{contract.key_field}`. Version: {version}.",
             "",
             "| field | type | required |",
             "|---|---|---|",

@@ -97,6 +97,12 @@ class Settings:
             )
 
     @property
+    def models_dir(self) -> Path:
+        """The model registry: one folder per model name (``forewarn.registry``), written by
+        the nightly and the only place workers load models from."""
+        return self.home / "models"
+
+    @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
 

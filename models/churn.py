@@ -4,21 +4,21 @@ Training rows come from :func:`models.features.build_features`: earlier cut-offs
 latest cut-off with a complete label window is the holdout. The challenger (gradient boosting
 with calibrated probabilities) is scored on that holdout next to a ``DummyClassifier`` baseline
 and the current champion; it is promoted only if its ROC AUC beats the champion's by
-``margin``. The registry keeps every version with its metadata and model card, and a
-``champion.json`` pointer; the saved bundle is what stream workers load
-(``{"estimator", "features", "version"}``).
+``margin``. The registry (``forewarn.registry``) keeps every version with its manifest
+(sha256 of the model file), metadata and model card, and a ``champion.json`` pointer; the
+saved bundle is what stream workers load (``{"estimator", "features", "version"}`` in skops'
+format, never a pickle: issue 13).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV, calibration_curve
@@ -27,8 +27,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
+from forewarn.registry import MODEL_FILE, Registry
 from models.features import LABEL
 from streams.customer_risk.detector import FEATURES
+from streams.customer_risk.model import load_champion, load_model
+
+log = logging.getLogger(__name__)
 
 PROMOTION_MARGIN = 0.005
 #: Training rows kept at most (a uniform sample beyond it). Rows grow with customers and with
@@ -150,25 +154,47 @@ def train_and_evaluate(
 
 
 class ModelRegistry:
-    """Versions under ``<root>/<version>/`` and a ``champion.json`` pointer (atomic writes)."""
+    """The churn model's :class:`forewarn.registry.Registry`, plus metadata and model cards.
+
+    Versions live under ``<root>/<version>/`` (model file, ``manifest.json`` with its sha256,
+    ``metadata.json``, ``card.md``), the champion in ``champion.json``; all writes are atomic.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.files = Registry(self.root)
 
     def path(self, version: str) -> Path:
-        return self.root / version / "model.joblib"
+        return self.root / version / MODEL_FILE
 
     def save(self, result: TrainingResult, extra: dict[str, Any] | None = None) -> Path:
-        folder = self.root / result.version
-        folder.mkdir(parents=True, exist_ok=True)
+        """Publish the challenger's model file and manifest, its metadata and model card."""
+        import skops.io
+
+        champion = self.files.champion()
+        if champion is not None and champion.get("version") == result.version:
+            # A rerun of the day whose model is in service: workers verify the hash recorded
+            # at its promotion, so the champion's file is never rewritten.
+            log.warning("churn model %s is the champion: kept as published", result.version)
+            return self.path(result.version)
         bundle = {
             "estimator": result.estimator,
             "features": list(FEATURES),
             "version": result.version,
         }
-        tmp = folder / "model.joblib.tmp"
-        joblib.dump(bundle, tmp)
-        os.replace(tmp, folder / "model.joblib")
+        data = skops.io.dumps(bundle)
+        # Fail here, not in every worker: publish only what the workers' loader accepts.
+        load_model(data, result.version)
+        self.files.publish(
+            result.version,
+            data,
+            {
+                "model_name": "churn",
+                "features": list(FEATURES),
+                "metrics": {k: v for k, v in result.challenger.items() if isinstance(v, float)},
+            },
+        )
+        folder = self.root / result.version
         metadata = {
             "version": result.version,
             "trained_at": datetime.now(UTC).isoformat(),
@@ -184,24 +210,20 @@ class ModelRegistry:
         }
         (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
         write_model_card(result, folder)
-        return folder / "model.joblib"
+        return self.path(result.version)
 
-    def promote(self, version: str) -> None:
-        pointer = {
-            "version": version,
-            "uri": f"file://{self.path(version).resolve()}",
-            "promoted_at": datetime.now(UTC).isoformat(),
-        }
-        tmp = self.root / "champion.json.tmp"
-        tmp.write_text(json.dumps(pointer))
-        os.replace(tmp, self.root / "champion.json")
+    def promote(self, version: str) -> dict[str, Any]:
+        """Make ``version`` the champion; return the pointer (``version``, ``sha256``)."""
+        return self.files.promote(version)
 
     def champion(self) -> tuple[str, dict[str, Any]] | None:
-        pointer = self.root / "champion.json"
-        if not pointer.exists():
+        """The champion's version and bundle, loaded with the workers' checks."""
+        pointer = self.files.champion()
+        if pointer is None:
             return None
-        version = json.loads(pointer.read_text())["version"]
-        return version, joblib.load(self.path(version))
+        version = pointer["version"]
+        model = load_champion(self.files, version, pointer["sha256"])
+        return version, {"estimator": model.estimator, "features": list(FEATURES)}
 
 
 def write_model_card(result: TrainingResult, folder: Path) -> Path:

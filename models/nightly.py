@@ -124,20 +124,7 @@ def train_churn_model(
     published = 0
     if result.promoted:
         registry.promote(version)
-        uri = f"file://{registry.path(version).resolve()}"
-        published = _publish(
-            bootstrap,
-            [
-                ModelUpdated(
-                    event_id=f"churn-{version}",
-                    event_time=day_end(day),
-                    model_name="churn",
-                    version=version,
-                    uri=uri,
-                    metrics={k: v for k, v in result.challenger.items() if isinstance(v, float)},
-                )
-            ],
-        )
+        published = announce_champion(registry_root, bootstrap, day_end(day))
     log.info("churn model %s: %s; promoted=%s", version, result.reason, result.promoted)
     return {
         "version": version,
@@ -150,6 +137,33 @@ def train_churn_model(
         "published": published,
         "card": str(registry.root / version / "card.md"),
     }
+
+
+def announce_champion(registry_root: Path, bootstrap: str | None, at: datetime) -> int:
+    """Publish a model-updated event for the registry's champion; return 1 if sent.
+
+    The message names the version and its hash, never a path: workers read the file from
+    their own registry folder and check both (issue 13). Also how a rollback reaches running
+    workers: ``ModelRegistry(root).promote(<older version>)``, then this.
+    """
+    from forewarn.registry import Registry
+
+    registry = Registry(registry_root)
+    pointer = registry.champion()
+    if pointer is None:
+        return 0
+    version = pointer["version"]
+    manifest = registry.manifest(version)
+    event = ModelUpdated(
+        # One id per version and file: a re-announcement after a rollback is a new event.
+        event_id=f"churn-{version}-{pointer['sha256'][:12]}"[:64],
+        event_time=at,
+        model_name="churn",
+        version=version,
+        sha256=pointer["sha256"],
+        metrics={k: v for k, v in manifest.get("metrics", {}).items() if isinstance(v, float)},
+    )
+    return _publish(bootstrap, [event])
 
 
 # -- 4. lifetime value ----------------------------------------------------------------------
@@ -347,7 +361,7 @@ class NightlyContext:
         self.lake = s.lake_dir
         self.out = s.home / "nightly"
         self.gx_dir = s.home / "nightly" / "gx"
-        self.registry = s.home / "models" / "churn"
+        self.registry = s.models_dir / "churn"
         self.database_url = s.database_url
         self.bootstrap = os.environ.get("FOREWARN_PUBLISH_BOOTSTRAP") or None
         self.capacity = int(os.environ.get("FOREWARN_RETENTION_CAPACITY", "25"))

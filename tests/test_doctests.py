@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "forewarn.events",
+    "forewarn.registry",
     "forewarn.settings",
     "forewarn.simulator",
     "streams.device_faults.detector",

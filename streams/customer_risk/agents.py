@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 risk_detector = CustomerRiskDetector()
 feedback_detector = NegativeFeedbackDetector()
-churn_model = ModelHolder()
+# Models are loaded from the registry folder only, never from a path in a message (issue 13).
+churn_model = ModelHolder(settings.models_dir / "churn")
 # Keyed by customer_id like orders, tickets, customer-values and customer-signals.
 customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=4)
 
@@ -86,7 +87,14 @@ async def track_customer(topic: str, partition: int, offset: int, value: bytes |
 @app.task
 async def follow_model_updates() -> None:
     """Every worker reads all of model-updates (one partition, no consumer group) and puts
-    the newest churn model in service without a restart."""
+    the registry's champion in service without a restart.
+
+    The history up to the end offset at start is gathered whole before anything is offered,
+    so a restarted worker tries its newest churn update first and older ones only if that is
+    refused (``ModelHolder.offer_newest``). Every refusal is visible: an error log, a
+    dead letter naming the offset, ``models.rejected`` and ``churn_model_refused`` in the
+    worker's counters file; the model in service stays.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -96,22 +104,40 @@ async def follow_model_updates() -> None:
     tp = TopicPartition(ModelUpdated.topic, 0)
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
+    history_end = (await consumer.end_offsets([tp]))[tp]
+    updates: list[tuple[int, ModelUpdated]] = []
+    raw: dict[int, bytes | None] = {}
     try:
         while True:
             batch = await consumer.getmany(tp, timeout_ms=1000)
-            updates = []
             for message in batch.get(tp, []):
                 try:
                     update = decode(ModelUpdated.topic, message.value)
                 except InvalidEvent as exc:
-                    log.error("ignored model update at offset %d: %s", message.offset, exc)
+                    reason = (
+                        f"{exc}; a model-updated message names a registry version and its "
+                        "sha256 (ModelUpdated v2), nothing was loaded"
+                    )
+                    await refuse_model_update(message.offset, message.value, reason)
                     continue
                 if isinstance(update, ModelUpdated) and update.model_name == "churn":
-                    updates.append((update.uri, update.version))
-            if updates:
-                await asyncio.to_thread(churn_model.offer_newest, updates)
+                    updates.append((message.offset, update))
+                    raw[message.offset] = message.value
+            if updates and await consumer.position(tp) >= history_end:
+                refused = await asyncio.to_thread(churn_model.offer_newest, updates)
+                for offset, reason in refused:
+                    await refuse_model_update(offset, raw[offset], reason)
+                updates, raw = [], {}
                 if churn_model.model is not None:
                     status["churn_model"] = churn_model.model.version
-                counters["models.rejected"] = len(churn_model.rejected)
     finally:
         await consumer.stop()
+
+
+async def refuse_model_update(offset: int, value: bytes | None, reason: str) -> None:
+    """Make a refused model update visible; the model in service stays."""
+    log.error("refused %s[0]@%d: %s", ModelUpdated.topic, offset, reason)
+    counters["models.rejected"] += 1
+    # Operators watch dead letters (docs/operations.md); the counters file names the latest.
+    status["churn_model_refused"] = f"{ModelUpdated.topic}[0]@{offset}: {reason}"[:300]
+    await send_dead_letter(dead_letter(ModelUpdated.topic, 0, offset, value, reason), "model")

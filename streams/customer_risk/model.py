@@ -1,25 +1,47 @@
-"""The published churn model inside a worker: loaded on a model-updated event, never trusted.
+"""The published churn model inside a worker: loaded from the registry, never trusted.
 
-A model file is a joblib dump of ``{"estimator": <fitted classifier with predict_proba>,
-"features": [...], "version": "..."}`` written by the nightly DAG. A file that cannot be
-loaded, or whose features are not the stream's ``FEATURES``, is refused with a reason and the
-previous model stays in service; before any model is published the detector runs on its
-points model alone.
+Models are code, so a worker loads only what the registry published (issue 13). A
+model-updated message names a version and a sha256; :class:`ModelHolder` reads that version
+from its own registry folder only if the registry marks it as champion and the file hashes
+to the sha256 in the message, the manifest and the champion pointer
+(:meth:`forewarn.registry.Registry.read_champion`).
+
+The file is a skops dump of ``{"estimator": <fitted classifier>, "features": [...],
+"version": "..."}``, never a pickle: skops rebuilds objects from data and instantiates only
+types on an allow-list, so a crafted file cannot run code when it is loaded. The allow-list
+is skops' defaults (scikit-learn estimators, numpy arrays, builtins) plus
+:data:`TRUSTED_TYPES`, the three internals of the model the nightly trains
+(``models.churn.make_estimator``); the loaded estimator must then be exactly that model.
+
+Anything refused keeps the previous model in service (before any model is published the
+detector runs on its points model alone) and says why.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
+from forewarn.events import ModelUpdated
+from forewarn.registry import Registry, RegistryError
 from streams.customer_risk.detector import FEATURES
 
 log = logging.getLogger(__name__)
+
+#: Types skops does not trust by default that the nightly's calibrated gradient boosting
+#: needs. TreePredictor is off skops' default list because its node indices are used
+#: without bounds checks (a crafted file can crash ``predict``): it is trusted here only
+#: because the file's sha256 was checked against what the nightly published.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 
 
 class ModelRejected(ValueError):
@@ -38,22 +60,66 @@ class SklearnChurnModel:
         return float(self.estimator.predict_proba(x)[0, 1])
 
 
-def load_model(uri: str, version: str) -> SklearnChurnModel:
-    """Load and check a model file; raise :class:`ModelRejected` with the reason."""
-    import joblib
+#: The estimator classes the nightly fits (``models.churn.make_estimator``): a sigmoid
+#: ``CalibratedClassifierCV`` over ``HistGradientBoostingClassifier``, and its internals.
+ESTIMATOR_TYPES: frozenset[str] = frozenset(
+    {
+        "sklearn.calibration.CalibratedClassifierCV",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    }
+)
 
-    path = Path(urlparse(uri).path) if uri.startswith("file:") else Path(uri)
+
+def _type_name(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def check_estimator_types(estimator: Any) -> None:
+    """Raise :class:`ModelRejected` unless ``estimator`` and the models inside it are of
+    :data:`ESTIMATOR_TYPES`, with a ``CalibratedClassifierCV`` on top."""
+    found = {_type_name(estimator)}
+    if found == {"sklearn.calibration.CalibratedClassifierCV"}:
+        found.add(_type_name(estimator.estimator))
+        for calibrated in getattr(estimator, "calibrated_classifiers_", []):
+            found |= {_type_name(calibrated), _type_name(calibrated.estimator)}
+            found |= {_type_name(c) for c in calibrated.calibrators}
+    if _type_name(estimator) != "sklearn.calibration.CalibratedClassifierCV" or not (
+        found <= ESTIMATOR_TYPES
+    ):
+        raise ModelRejected(
+            f"estimator types {sorted(found)} are not the nightly's calibrated gradient "
+            "boosting (models.churn.make_estimator): publish models only through the nightly"
+        )
+
+
+def load_model(data: bytes, version: str) -> SklearnChurnModel:
+    """Load a skops model file's bytes and check the model; raise :class:`ModelRejected`.
+
+    Untrusted types are refused before anything is built from the file.
+    """
+    import skops.io
+
     try:
-        bundle = joblib.load(path)
-    except Exception as exc:  # any unpickling problem means: not this model
-        raise ModelRejected(f"cannot load churn model {version} from {path}: {exc!r}") from None
+        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        if untrusted:
+            raise ModelRejected(
+                f"churn model {version} contains types not on the allow-list: {untrusted}"
+            )
+        bundle = skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+    except ModelRejected:
+        raise
+    except Exception as exc:  # not a zip, no schema, a type skops refuses: not this model
+        raise ModelRejected(f"cannot load churn model {version}: {exc!r}"[:1000]) from None
     if not isinstance(bundle, dict) or "estimator" not in bundle:
-        raise ModelRejected(f"churn model {version} at {path} is not a model bundle")
+        raise ModelRejected(f"churn model {version} is not a model bundle")
     if list(bundle.get("features", [])) != list(FEATURES):
         raise ModelRejected(
             f"churn model {version} expects features {bundle.get('features')}, the stream "
             f"computes {list(FEATURES)}: retrain it on the current feature set"
         )
+    check_estimator_types(bundle["estimator"])
     model = SklearnChurnModel(version=version, estimator=bundle["estimator"])
     try:
         p = model.score(dict.fromkeys(FEATURES, 0.0))
@@ -64,35 +130,64 @@ def load_model(uri: str, version: str) -> SklearnChurnModel:
     return model
 
 
-class ModelHolder:
-    """The model in service. ``offer`` swaps it only for one that loads and checks out."""
+def load_champion(registry: Registry, version: str, sha256: str) -> SklearnChurnModel:
+    """Load ``version`` from ``registry`` if it is the champion and hashes to ``sha256``."""
+    try:
+        data, manifest = registry.read_champion(version, sha256)
+    except RegistryError as exc:
+        raise ModelRejected(f"churn model {version} refused: {exc}") from None
+    if manifest.get("version") != version:
+        raise ModelRejected(
+            f"churn model {version}: its manifest names version {manifest.get('version')!r}"
+        )
+    return load_model(data, version)
 
-    def __init__(self) -> None:
+
+class ModelHolder:
+    """The model in service. ``offer`` swaps it only for the registry's verified champion.
+
+    Parameters
+    ----------
+    registry : Path
+        The churn model's registry folder (``<FOREWARN_HOME>/models/churn``); nothing
+        outside it is ever loaded.
+    """
+
+    def __init__(self, registry: Path) -> None:
+        self.registry = Registry(registry)
         self.model: SklearnChurnModel | None = None
+        self.sha256: str | None = None
         self.rejected: list[str] = []
 
-    def offer(self, uri: str, version: str) -> bool:
-        if self.model is not None and self.model.version == version:
-            return False
+    def offer(self, version: str, sha256: str) -> str | None:
+        """Put ``version`` in service if it loads and checks out; return the refusal reason,
+        or None when it is in service (already, or now)."""
+        if self.model is not None and (self.model.version, self.sha256) == (version, sha256):
+            return None
         try:
-            self.model = load_model(uri, version)
+            model = load_champion(self.registry, version, sha256)
         except ModelRejected as exc:
-            self.rejected.append(str(exc))
+            reason = str(exc)
+            self.rejected.append(reason)
             log.error(
                 "%s; keeping %s",
-                exc,
+                reason,
                 self.model.version if self.model else "the points model (no model yet)",
             )
-            return False
-        log.info("churn model %s in service", version)
-        return True
+            return reason
+        self.model, self.sha256 = model, sha256
+        log.info("churn model %s (sha256 %s) in service", version, sha256)
+        return None
 
-    def offer_newest(self, updates: list[tuple[str, str]]) -> None:
-        """Given ``(uri, version)`` updates oldest first, put the newest that loads in service
-        (a worker reading the topic from the start must not end up with no model because the
-        very last one is broken)."""
-        for uri, version in reversed(updates):
-            if (self.model is not None and self.model.version == version) or self.offer(
-                uri, version
-            ):
-                return
+    def offer_newest(self, updates: Sequence[tuple[int, ModelUpdated]]) -> list[tuple[int, str]]:
+        """Given ``(offset, update)`` pairs oldest first, put the newest that loads in service
+        and return ``(offset, reason)`` for each refused. Older updates are not tried once one
+        is in service: a worker reading the topic from the start loads the champion without
+        re-judging the history before it."""
+        refused = []
+        for offset, update in reversed(updates):
+            reason = self.offer(update.version, update.sha256)
+            if reason is None:
+                break
+            refused.append((offset, reason))
+        return refused

@@ -152,54 +152,50 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
 
 
 def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
-    import joblib
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
+    import pickle
 
     from forewarn.events import ModelUpdated
-    from streams.customer_risk.detector import FEATURES
+    from tests.utils.models import publish
 
     settings, start_worker = stack
-    rng = np.random.default_rng(0)
-    x = rng.poisson(1.0, size=(200, len(FEATURES))).astype(float)
-    y = (x[:, FEATURES.index("low_csat_30d")] > 1).astype(int)
-    model_path = tmp_path / "churn-v7.joblib"
-    joblib.dump(
-        {"estimator": LogisticRegression().fit(x, y), "features": list(FEATURES)}, model_path
-    )
-    broken = tmp_path / "churn-v8.joblib"
-    broken.write_bytes(b"\x80not a model")
+    registry = settings.models_dir / "churn"
+
+    def update(version: str, sha256: str) -> ModelUpdated:
+        return ModelUpdated(
+            event_id=f"m-{version}",
+            event_time=START,
+            model_name="churn",
+            version=version,
+            sha256=sha256,
+        )
+
     worker = start_worker()
-    produce_events(
-        settings,
-        [
-            ModelUpdated(
-                event_id="m7",
-                event_time=START,
-                model_name="churn",
-                version="v7",
-                uri=f"file://{model_path}",
-            )
-        ],
-    )
+    produce_events(settings, [update("v7", publish(registry, "v7"))])
     assert wait_for_status(settings, "churn_model", "v7"), "the running worker loads v7"
     world = scenario(customers=80, days=30, seed=5)
     produce_events(settings, [e for e in world_events(world) if e.topic != "device-telemetry"])
-    produce_events(
-        settings,
-        [
-            ModelUpdated(
-                event_id="m8",
-                event_time=START,
-                model_name="churn",
-                version="v8",
-                uri=f"file://{broken}",
-            )
-        ],
-    )
+    # The registry promotes a v8 whose file does not load: refused, v7 stays.
+    produce_events(settings, [update("v8", publish(registry, "v8", b"\x80not a model"))])
     wait_drained(settings, worker, timeout=300)
     assert wait_for_status(settings, "models.rejected", 1), "the broken v8 is refused"
     assert worker_status(settings)["churn_model"] == "v7", "and v7 stays in service"
+    # Issue 13: the old contract's path to a pickle is refused and never unpickled.
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "evil.joblib"
+    payload.write_bytes(pickle.dumps(_Exploit(marker)))
+    v1 = {**json.loads(encode(update("v7", "0" * 64))), "schema_version": 1}
+    del v1["sha256"]
+    send_raw(settings, [("model-updates", json.dumps({**v1, "uri": f"file://{payload}"}).encode())])
+    assert wait_for_status(settings, "models.rejected", 2), "the path-bearing message is refused"
+    assert not marker.exists(), "the payload ran"
+    status = worker_status(settings)
+    assert status["churn_model"] == "v7" and "model-updates[0]@2" in status["churn_model_refused"]
+    letters = [
+        json.loads(v)
+        for v in read_topic(settings.kafka_bootstrap, "dead-letters", at_least=2)
+        if json.loads(v)["source_topic"] == "model-updates"
+    ]
+    assert sorted(d["source_offset"] for d in letters) == [1, 2]
     store = TaskStore(settings.database_url)
     retention = store.tasks(kind="retention")
     feedback = store.tasks(kind="feedback")
@@ -208,3 +204,15 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
     assert feedback and all(
         (aware(t.due_at) - aware(t.detected_at)).total_seconds() == 3600 for t in feedback
     )
+
+
+class _Exploit:
+    """Unpickling this creates ``marker``: proof that a worker executed a model file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (self.marker,))

@@ -14,7 +14,7 @@ from forewarn.simulator.render import customer_events
 from models.churn import ModelRegistry, metrics, train_and_evaluate
 from models.features import build_features, weekly_cutoffs
 from streams.customer_risk.detector import FEATURES
-from streams.customer_risk.model import load_model
+from streams.customer_risk.model import ModelHolder
 from tests.utils import factories
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -96,8 +96,22 @@ def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, 
 def test_the_saved_bundle_is_what_stream_workers_load(table, tmp_path):
     registry = ModelRegistry(tmp_path / "churn")
     registry.save(train_and_evaluate(table, registry, "2026-03-31"))
-    model = load_model(f"file://{registry.path('2026-03-31')}", "2026-03-31")
-    assert 0 <= model.score(dict.fromkeys(FEATURES, 1.0)) <= 1
+    assert registry.path("2026-03-31").name == "model.skops", "skops, never a pickle"
+    pointer = registry.promote("2026-03-31")
+    holder = ModelHolder(registry.root)
+    assert holder.offer("2026-03-31", pointer["sha256"]) is None
+    assert 0 <= holder.model.score(dict.fromkeys(FEATURES, 1.0)) <= 1
+
+
+def test_a_rerun_of_the_champions_day_keeps_its_published_file(table, tmp_path):
+    registry = ModelRegistry(tmp_path / "churn")
+    result = train_and_evaluate(table, registry, "2026-03-31")
+    registry.save(result)
+    pointer = registry.promote("2026-03-31")
+    before = registry.path("2026-03-31").read_bytes()
+    registry.save(train_and_evaluate(table, registry, "2026-03-31", seed=1))
+    assert registry.path("2026-03-31").read_bytes() == before
+    assert registry.champion()[0] == "2026-03-31" and pointer["sha256"]
 
 
 def test_metrics_by_hand():
@@ -106,3 +120,19 @@ def test_metrics_by_hand():
     m = metrics(y, p)
     assert m["roc_auc"] == 1.0 and m["lift_top_decile"] == 5.0
     assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+
+
+def test_a_rollback_is_announced_with_the_older_versions_hash(tmp_path, monkeypatch):
+    from forewarn.registry import Registry
+    from models import nightly
+    from tests.utils.models import publish
+
+    root = tmp_path / "churn"
+    v1 = publish(root, "v1")
+    publish(root, "v2")
+    Registry(root).promote("v1")
+    sent = []
+    monkeypatch.setattr(nightly, "_publish", lambda _, events: sent.extend(events) or len(events))
+    assert nightly.announce_champion(root, "127.0.0.1:9092", datetime(2026, 4, 1, tzinfo=UTC)) == 1
+    (event,) = sent
+    assert (event.version, event.sha256) == ("v1", v1)

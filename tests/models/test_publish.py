@@ -40,7 +40,10 @@ def test_promoted_model_and_values_are_published(home, kafka_broker):
         for v in read_topic(kafka_broker.bootstrap, "model-updates", at_least=1)
     ]
     (update,) = [u for u in updates if u.version == DAY.isoformat()]
-    assert update.model_name == "churn" and update.uri.endswith("model.joblib")
+    # A version and its hash, never a path (issue 13): workers read their own registry.
+    manifest = json.loads((home / "models" / DAY.isoformat() / "manifest.json").read_text())
+    assert update.model_name == "churn" and update.sha256 == manifest["sha256"]
+    assert "uri" not in type(update).model_fields
 
     values_path = nightly.fit_lifetime_value(lake, out, DAY, kafka_broker.bootstrap)
     published = [

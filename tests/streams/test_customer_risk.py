@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from datetime import timedelta
+from pathlib import Path
 
-import joblib
-import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
-from forewarn.events import CustomerValue
+from forewarn.events import CustomerValue, InvalidEvent, ModelUpdated, decode, encode
+from forewarn.registry import MANIFEST, MODEL_FILE, VERSION_PATTERN, Registry
 from streams.customer_risk.detector import (
     FEATURES,
     CustomerRiskDetector,
@@ -20,6 +21,7 @@ from streams.customer_risk.detector import (
 from streams.customer_risk.model import ModelHolder, ModelRejected, load_model
 from tests.utils import factories
 from tests.utils.factories import T0
+from tests.utils.models import fitted_estimator, model_bytes, publish
 
 
 def _ticket(day: float, n: int = 1, **overrides):
@@ -153,44 +155,162 @@ def test_feedback_from_a_customer_without_published_value_uses_spend():
 
 class TestChurnModel:
     @pytest.fixture
-    def model_file(self, tmp_path):
-        rng = np.random.default_rng(0)
-        x = rng.poisson(1.0, size=(200, len(FEATURES))).astype(float)
-        y = (x[:, FEATURES.index("low_csat_30d")] > 1).astype(int)
-        path = tmp_path / "churn.joblib"
-        joblib.dump(
-            {
-                "estimator": LogisticRegression().fit(x, y),
-                "features": list(FEATURES),
-                "version": "v1",
-            },
-            path,
-        )
-        return path
+    def registry(self, tmp_path):
+        """A registry whose champion is v1 (a worker's ``<home>/models/churn``)."""
+        root = tmp_path / "models" / "churn"
+        publish(root, "v1")
+        return root
 
-    def test_a_published_model_is_blended_in(self, model_file):
-        model = load_model(f"file://{model_file}", "v1")
+    def _sha(self, root, version):
+        return Registry(root).manifest(version)["sha256"]
+
+    def test_the_champion_loads_and_is_blended_in(self, registry):
+        holder = ModelHolder(registry)
+        assert holder.offer("v1", self._sha(registry, "v1")) is None
         events = [_ticket(i, csat=1) for i in range(3)]
-        _, with_model = _run(events, model=model)
+        _, with_model = _run(events, model=holder.model)
         assert with_model and "churn model v1" in with_model[0].explanation
 
-    def test_a_broken_file_keeps_the_model_in_service(self, model_file, tmp_path):
-        holder = ModelHolder()
-        assert holder.offer(str(model_file), "v1")
-        broken = tmp_path / "broken.joblib"
-        broken.write_bytes(b"not a pickle")
-        assert not holder.offer(str(broken), "v2")
+    def test_a_broken_file_keeps_the_model_in_service(self, registry):
+        holder = ModelHolder(registry)
+        holder.offer("v1", self._sha(registry, "v1"))
+        sha = publish(registry, "v2", b"not a model")
+        assert holder.offer("v2", sha) is not None
         assert holder.model.version == "v1"
         assert "cannot load churn model v2" in holder.rejected[0]
 
-    def test_a_model_on_other_features_is_refused(self, tmp_path):
-        path = tmp_path / "old.joblib"
-        x = np.zeros((4, 2))
-        joblib.dump(
-            {"estimator": LogisticRegression().fit(x, [0, 1, 0, 1]), "features": ["a", "b"]}, path
-        )
+    def test_a_model_on_other_features_is_refused(self):
+        features = ["a", "low_csat_30d"]
+        data = model_bytes("old", fitted_estimator(features=features), features=features)
         with pytest.raises(ModelRejected, match="retrain it on the current feature set"):
-            load_model(str(path), "old")
+            load_model(data, "old")
+
+    def test_a_message_naming_a_path_is_refused_before_any_file_is_read(self, registry):
+        sha = self._sha(registry, "v1")
+        forged = {**json.loads(encode(_update("v1", sha))), "version": "../../../tmp/evil"}
+        with pytest.raises(InvalidEvent, match="version"):
+            decode("model-updates", json.dumps(forged).encode())
+        holder = ModelHolder(registry)
+        for version in ("../v1", "/tmp/evil.joblib", "file:///tmp/evil.joblib", ".."):
+            assert "is not a plain id" in holder.offer(version, sha)
+        assert holder.model is None
+
+    def test_a_v1_message_with_a_uri_never_decodes(self):
+        v1 = {
+            "schema_version": 1,
+            "event_id": "m1",
+            "event_time": "2026-01-05T00:00:00Z",
+            "model_name": "churn",
+            "version": "v1",
+            "uri": "file:///tmp/evil.joblib",
+        }
+        with pytest.raises(InvalidEvent, match=r"unknown schema_version 1 .*known: 2"):
+            decode("model-updates", json.dumps(v1).encode())
+
+    def test_the_message_and_the_registry_agree_on_the_version_pattern(self):
+        (pattern,) = [m.pattern for m in ModelUpdated.model_fields["version"].metadata]
+        assert pattern == VERSION_PATTERN
+
+    def test_a_version_outside_the_registry_is_refused(self, registry, tmp_path):
+        elsewhere = tmp_path / "elsewhere"
+        sha = publish(elsewhere, "evil")
+        (registry / "evil").symlink_to(elsewhere / "evil")
+        # Even a champion pointer naming it (written by whoever placed the symlink).
+        pointer = {"version": "evil", "sha256": sha}
+        (registry / "champion.json").write_text(json.dumps(pointer))
+        holder = ModelHolder(registry)
+        assert "is not a folder inside" in holder.offer("evil", sha)
+        assert holder.model is None
+
+    def test_a_symlinked_model_file_is_refused(self, registry, tmp_path):
+        sha = self._sha(registry, "v1")
+        outside = tmp_path / "outside.skops"
+        outside.write_bytes((registry / "v1" / MODEL_FILE).read_bytes())
+        (registry / "v1" / MODEL_FILE).unlink()
+        (registry / "v1" / MODEL_FILE).symlink_to(outside)
+        assert "not a regular file" in ModelHolder(registry).offer("v1", sha)
+
+    def test_a_wrong_hash_in_the_message_is_refused(self, registry):
+        holder = ModelHolder(registry)
+        reason = holder.offer("v1", "0" * 64)
+        assert "the model-updated message says 000" in reason
+        assert holder.model is None and holder.rejected == [reason]
+
+    def test_a_model_file_changed_after_publication_is_refused(self, registry):
+        sha = self._sha(registry, "v1")
+        (registry / "v1" / MODEL_FILE).write_bytes(model_bytes("v1", fitted_estimator(seed=3)))
+        assert "the manifest says" in ModelHolder(registry).offer("v1", sha)
+        # Rewriting the manifest too is caught by the pointer written at promotion.
+        tampered = Registry(registry).publish("v1", model_bytes("v1", fitted_estimator(seed=3)), {})
+        assert json.loads((registry / "v1" / MANIFEST).read_text())["sha256"] == tampered["sha256"]
+        reason = ModelHolder(registry).offer("v1", tampered["sha256"])
+        assert "the champion pointer says" in reason
+
+    def test_a_pickle_placed_as_the_model_is_never_executed(self, registry, tmp_path):
+        marker = tmp_path / "pwned"
+        payload = pickle.dumps(_Exploit(marker))
+        # The worst case: whoever placed it also published and promoted it, hash and all.
+        sha = publish(registry, "v2", payload)
+        holder = ModelHolder(registry)
+        reason = holder.offer("v2", sha)
+        assert "cannot load churn model v2" in reason
+        assert not marker.exists(), "unpickling ran the payload"
+        assert holder.model is None
+
+    def test_a_skops_file_with_an_untrusted_type_is_refused(self, registry, tmp_path):
+        import skops.io
+
+        data = skops.io.dumps({"estimator": os.system, "features": list(FEATURES)})
+        sha = publish(registry, "v2", data)
+        reason = ModelHolder(registry).offer("v2", sha)
+        assert "not on the allow-list" in reason and "system" in reason
+
+    def test_an_estimator_the_nightly_does_not_train_is_refused(self, registry):
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.random.default_rng(0).poisson(1.0, size=(50, len(FEATURES))).astype(float)
+        other = LogisticRegression().fit(x, (x[:, 0] > 1).astype(int))
+        sha = publish(registry, "v2", model_bytes("v2", other))
+        reason = ModelHolder(registry).offer("v2", sha)
+        assert "are not the nightly's calibrated gradient boosting" in reason
+
+    def test_a_rollback_by_message_is_refused(self, registry):
+        old = self._sha(registry, "v1")
+        new = publish(registry, "v2")
+        holder = ModelHolder(registry)
+        assert holder.offer("v2", new) is None
+        reason = holder.offer("v1", old)
+        assert "v1 is not the registry's champion (v2)" in reason
+        assert holder.model.version == "v2"
+
+    def test_a_rollback_in_the_registry_is_followed(self, registry):
+        old = self._sha(registry, "v1")
+        new = publish(registry, "v2")
+        holder = ModelHolder(registry)
+        holder.offer("v2", new)
+        Registry(registry).promote("v1")
+        assert holder.offer("v1", old) is None and holder.model.version == "v1"
+
+
+class _Exploit:
+    """Unpickling this creates ``marker``: proof that a loader executed the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _update(version: str, sha256: str) -> ModelUpdated:
+    return ModelUpdated(
+        event_id=f"m-{version}",
+        event_time=T0,
+        model_name="churn",
+        version=version,
+        sha256=sha256,
+    )
 
 
 def test_a_sharp_rise_in_risk_refreshes_the_alert():
@@ -201,20 +321,14 @@ def test_a_sharp_rise_in_risk_refreshes_the_alert():
     assert {a.dedup_key for a in alerts} == {"retention:C00001"}, "same task, refreshed"
 
 
-def test_a_worker_reading_history_keeps_the_newest_model_that_loads(tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.poisson(1.0, size=(50, len(FEATURES))).astype(float)
-    good = tmp_path / "v1.joblib"
-    joblib.dump(
-        {
-            "estimator": LogisticRegression().fit(x, (x[:, 0] > 1).astype(int)),
-            "features": list(FEATURES),
-        },
-        good,
-    )
-    broken = tmp_path / "v2.joblib"
-    broken.write_bytes(b"\x80garbage")
-    holder = ModelHolder()
-    holder.offer_newest([(str(good), "v1"), (str(broken), "v2")])
-    assert holder.model.version == "v1"
-    assert len(holder.rejected) == 1
+def test_a_worker_reading_history_keeps_the_champion_when_newer_messages_are_forged(tmp_path):
+    root = tmp_path / "churn"
+    v1 = publish(root, "v1")
+    v2 = publish(root, "v2")
+    history = [(0, _update("v1", v1)), (1, _update("v2", v2)), (2, _update("v1", v1))]
+    holder = ModelHolder(root)
+    refused = holder.offer_newest(history)
+    assert holder.model.version == "v2"
+    assert [offset for offset, _ in refused] == [2], "the replayed v1 is refused, v2 loads"
+    assert "not the registry's champion" in refused[0][1]
+    assert holder.offer_newest(history[:2]) == [], "history before the champion is not retried"

@@ -1,0 +1,58 @@
+"""Churn models published the nightly's way (skops file, manifest, champion pointer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forewarn.registry import Registry
+from streams.customer_risk.detector import FEATURES
+
+
+def fitted_estimator(seed: int = 0, features: Sequence[str] = FEATURES) -> Any:
+    """The nightly's estimator (``models.churn.make_estimator``) fitted on a toy rule: many
+    low-CSAT contacts means churn. Fitted once per arguments (seconds on a busy machine);
+    treat it as read-only."""
+    return _fitted(seed, tuple(features))
+
+
+@cache
+def _fitted(seed: int, features: tuple[str, ...]) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(1.0, size=(200, len(features))).astype(float)
+    column = list(features).index("low_csat_30d") if "low_csat_30d" in features else 0
+    y = (x[:, column] > 1).astype(int)
+    # The classes of models.churn.make_estimator (tests/models checks that one end to end),
+    # with fewer trees: the streams tests should not wait for a real nightly model.
+    boosting = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, random_state=seed)
+    return CalibratedClassifierCV(boosting, method="sigmoid", cv=3).fit(x, y)
+
+
+def model_bytes(version: str, estimator: Any = None, features: Sequence[str] = FEATURES) -> bytes:
+    import skops.io
+
+    estimator = estimator if estimator is not None else fitted_estimator(features=features)
+    return skops.io.dumps({"estimator": estimator, "features": list(features), "version": version})
+
+
+def publish(
+    root: Path,
+    version: str,
+    data: bytes | None = None,
+    promote: bool = True,
+) -> str:
+    """Publish ``data`` (a fitted nightly model by default) as ``version`` in the registry at
+    ``root``, promote it unless told not to; return its sha256."""
+    registry = Registry(root)
+    data = data if data is not None else model_bytes(version)
+    manifest = registry.publish(version, data, {"model_name": "churn", "features": FEATURES})
+    if promote:
+        registry.promote(version)
+    return manifest["sha256"]
