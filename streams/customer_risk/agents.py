@@ -140,4 +140,4 @@ async def refuse_model_update(offset: int, value: bytes | None, reason: str) -> 
     counters["models.rejected"] += 1
     # Operators watch dead letters (docs/operations.md); the counters file names the latest.
     status["churn_model_refused"] = f"{ModelUpdated.topic}[0]@{offset}: {reason}"[:300]
-    await send_dead_letter(dead_letter(ModelUpdated.topic, 0, offset, value, reason), "model")
+    await reject([dead_letter(ModelUpdated.topic, 0, offset, value, reason)], "model")
