@@ -69,7 +69,9 @@ def for_the_topic(letter: DeadLetter, limit: int = DEAD_LETTER_RAW_MAX) -> DeadL
 
 
 async def archive(events: Sequence[Event]) -> None:
-    """Write ``events`` to the lake, retrying on I/O errors until it works.
+    """Write ``events`` to the lake, retrying until it works: a full disk or an unmounted
+    volume, and equally an error we did not foresee, leaves the batch waiting, unacknowledged
+    and logged, rather than acknowledged and lost.
 
     The write runs on the event loop, not in a thread: in a thread it waited for the GIL behind
     Faust's message handling, 110 us per reading against 23 us here (20 ms of parquet per
@@ -79,9 +81,9 @@ async def archive(events: Sequence[Event]) -> None:
         try:
             lake.write(events)
             return
-        except OSError as exc:
+        except Exception as exc:
             log.error(
-                "lake write of %d events failed (%s); retrying in %.1f s", len(events), exc, delay
+                "lake write of %d events failed (%r); retrying in %.1f s", len(events), exc, delay
             )
             await asyncio.sleep(delay)
             delay = min(30.0, delay * 2)
