@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from outreach.api.main import create_app
+from outreach.config import OutreachSettings
 from outreach.store import TaskStore
+from tests.utils import factories
 from tests.utils.postgres import PostgresServer
 
 
@@ -36,3 +40,22 @@ def any_store(request, tmp_path):
                 conn.execute(table.delete())
     yield store
     store.close()
+
+
+@pytest.fixture
+def api(any_store, tmp_path):
+    """A client of the service on ``any_store``, a token per role, and one open visit."""
+    settings = OutreachSettings(
+        database_url=any_store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+    )
+    client = TestClient(create_app(settings, any_store, background=False))
+    tokens = {
+        role: any_store.create_token(f"{role}-user", role)
+        for role in ("technician", "dispatcher", "retention", "support", "admin")
+    }
+    visit = any_store.upsert_alert(factories.alert())
+    return client, tokens, visit
+
+
+def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[role]}"}
