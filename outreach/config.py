@@ -17,6 +17,11 @@ def _secret(name: str) -> str:
     return os.environ.get(f"FOREWARN_{name}", "")
 
 
+#: Largest request body the service reads (FOREWARN_MAX_REQUEST_BYTES): a form or a transition
+#: is a few kB, and a bigger body is refused (413) before it is parsed or anyone is identified.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class OutreachSettings:
     database_url: str
@@ -24,8 +29,14 @@ class OutreachSettings:
     webhook_url: str = ""
     webhook_secret: str = ""
     secure_cookies: bool = True
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     def __post_init__(self) -> None:
+        if self.max_request_bytes < 1024:
+            raise ValueError(
+                f"FOREWARN_MAX_REQUEST_BYTES must be at least 1024 (a login form), got "
+                f"{self.max_request_bytes}; unset it for the default of {MAX_REQUEST_BYTES}"
+            )
         if self.webhook_url and len(self.webhook_secret) < 16:
             raise ValueError(
                 "FOREWARN_WEBHOOK_URL is set but FOREWARN_WEBHOOK_SECRET (or _FILE) is missing "
@@ -42,4 +53,7 @@ class OutreachSettings:
             webhook_secret=_secret("WEBHOOK_SECRET"),
             # Plain http only on a laptop: FOREWARN_INSECURE_COOKIES=1 is the demo's choice.
             secure_cookies=os.environ.get("FOREWARN_INSECURE_COOKIES", "") != "1",
+            max_request_bytes=int(
+                os.environ.get("FOREWARN_MAX_REQUEST_BYTES", "") or MAX_REQUEST_BYTES
+            ),
         )

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from outreach.api.routes import pages, tasks, webhooks
@@ -57,7 +59,14 @@ def create_app(
         yield
         stop.set()
 
-    app = FastAPI(title="Forewarn outreach", version="1", lifespan=lifespan)
+    # max_body_size: Starlette refuses a bigger body with 413 as it is read (declared length or
+    # chunks counted), so before it is parsed and before the caller is identified (issue 13).
+    app = FastAPI(
+        title="Forewarn outreach",
+        version="1",
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+    )
     app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
     app.state.csrf_key = secrets.token_bytes(32)
     app.include_router(tasks.router)
@@ -87,5 +96,13 @@ def create_app(
             request=request, user=None, status=exc.status_code, detail=exc.detail
         )
         return HTMLResponse(html, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and why, never the input itself: FastAPI's default echoes it, so a 1 MiB body
+        # came back whole in the 422, and a lone UTF-16 surrogate in it ("\ud800", refused by
+        # pydantic as string_unicode) could not be encoded in the answer: a 500 (issue 13).
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
 
     return app

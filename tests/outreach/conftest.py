@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from outreach.api.main import create_app
 from outreach.config import OutreachSettings
 from outreach.store import TaskStore
+from tests.conftest import free_port_pair
 from tests.utils import factories
 from tests.utils.postgres import PostgresServer
 
@@ -59,3 +67,23 @@ def api(any_store, tmp_path):
 
 def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[role]}"}
+
+
+@contextmanager
+def serving(app: FastAPI, **config: object) -> Iterator[tuple[str, int]]:
+    """``app`` on a real uvicorn server on a free port; yields (host, port)."""
+    port = free_port_pair()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(10)
