@@ -30,8 +30,14 @@ class OutreachSettings:
     webhook_secret: str = ""
     secure_cookies: bool = True
     max_request_bytes: int = MAX_REQUEST_BYTES
+    metrics_token: str = ""
 
     def __post_init__(self) -> None:
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ValueError(
+                "FOREWARN_METRICS_TOKEN (or _FILE) is shorter than 16 characters: make it "
+                "random, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         if self.max_request_bytes < 1024:
             raise ValueError(
                 f"FOREWARN_MAX_REQUEST_BYTES must be at least 1024 (a login form), got "
@@ -51,6 +57,7 @@ class OutreachSettings:
             lake_dir=settings.lake_dir,
             webhook_url=os.environ.get("FOREWARN_WEBHOOK_URL", ""),
             webhook_secret=_secret("WEBHOOK_SECRET"),
+            metrics_token=_secret("METRICS_TOKEN"),
             # Plain http only on a laptop: FOREWARN_INSECURE_COOKIES=1 is the demo's choice.
             secure_cookies=os.environ.get("FOREWARN_INSECURE_COOKIES", "") != "1",
             max_request_bytes=int(

@@ -10,7 +10,9 @@ import select
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 from starlette.routing import Route
 
 from outreach.api.main import create_app
@@ -193,3 +195,97 @@ def test_a_lone_surrogate_is_a_clean_422(api, body):
         client.get(f"/api/tasks/{visit.task_id}", headers=auth(tokens, "admin")).json()["status"]
         == "open"
     )
+
+
+# -- headers -------------------------------------------------------------------------------------
+
+
+def test_every_answer_carries_the_security_headers(api, any_store):
+    client, tokens, visit = api
+    admin = auth(tokens, "admin")
+    answers = {
+        "login page": client.get("/login"),
+        "redirect": client.get("/board", follow_redirects=False),
+        "401": client.get("/api/lists/visit"),
+        "404": client.get("/api/tasks/nope", headers=admin),
+        "413": client.post("/login", content=TOO_BIG),
+        "422": client.post(f"/api/tasks/{visit.task_id}/transition", json={}, headers=admin),
+        "csv": client.get("/api/lists/visit.csv", headers=admin),
+        "docs": client.get("/docs", headers=admin),
+        "health": client.get("/healthz"),
+        "css": client.get("/static/outreach.css"),
+    }
+    with any_store.engine.begin() as conn:  # a real crash: the table is gone
+        conn.exec_driver_sql("ALTER TABLE tasks RENAME TO tasks_gone")
+    try:
+        crashing = TestClient(client.app, raise_server_exceptions=False)
+        answers["500"] = crashing.get("/api/lists/visit", headers=admin)
+    finally:  # the PostgreSQL database outlives the test
+        with any_store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE tasks_gone RENAME TO tasks")
+    assert answers["500"].status_code == 500
+    for name, answer in answers.items():
+        headers = answer.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], name
+        assert headers["x-content-type-options"] == "nosniff", name
+        assert headers["x-frame-options"] == "DENY", name
+        assert headers["referrer-policy"] == "no-referrer", name
+        if name != "css":
+            assert headers["cache-control"] == "no-store", name
+    page_csp = answers["login page"].headers["content-security-policy"]
+    assert "script-src" not in page_csp and "'unsafe-inline'" not in page_csp
+    assert "default-src 'none'" in page_csp and "style-src 'self'" in page_csp
+
+
+def test_pages_have_no_inline_style_or_script(api):
+    """The page CSP allows neither, so the pages must not need them."""
+    client, tokens, visit = api
+    client.post("/login", data={"token": tokens["admin"]})
+    for path in ("/login", "/board", "/retention", "/support", f"/tasks/{visit.task_id}"):
+        html = client.get(path).text
+        assert "<script" not in html and "<style" not in html and "style=" not in html, path
+
+
+# -- what needs a login --------------------------------------------------------------------------
+
+
+def test_api_docs_need_a_login(api):
+    client, tokens, _ = api
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code in (401, 404), path
+        assert client.get(path, headers={"Authorization": "Bearer guess"}).status_code in (
+            401,
+            404,
+        ), path
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert client.get(path, headers=auth(tokens, "technician")).status_code == 200, path
+    client.post("/login", data={"token": tokens["retention"]})
+    assert "swagger-ui" in client.get("/docs").text, "the page login's cookie will do"
+
+
+def test_metrics_need_the_scrape_token(any_store, tmp_path):
+    token = "scraper-" + "s" * 24
+    settings = OutreachSettings(
+        database_url=any_store.url,
+        lake_dir=tmp_path / "lake",
+        secure_cookies=False,
+        metrics_token=token,
+    )
+    client = TestClient(create_app(settings, any_store, background=False))
+    admin = any_store.create_token("admin-user", "admin")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 401
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200 and "forewarn_outreach_store_up 1.0" in scraped.text
+
+
+def test_metrics_without_a_token_answer_only_on_loopback(tmp_path):
+    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    settings = OutreachSettings(
+        database_url=store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+    )
+    app = create_app(settings, store, background=False)
+    assert TestClient(app).get("/metrics").status_code == 403, "a remote client is refused"
+    with serving(app) as (host, port):
+        assert httpx.get(f"http://{host}:{port}/metrics", timeout=10).status_code == 200
+    store.close()
