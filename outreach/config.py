@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from forewarn.settings import Settings
@@ -20,6 +21,22 @@ def _secret(name: str) -> str:
 #: Largest request body the service reads (FOREWARN_MAX_REQUEST_BYTES): a form or a transition
 #: is a few kB, and a bigger body is refused (413) before it is parsed or anyone is identified.
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+#: Lifetime of a new API token unless FOREWARN_TOKEN_TTL_DAYS says otherwise: a leaked or
+#: forgotten token stops working by itself (issue 13: tokens never expired).
+TOKEN_TTL_DAYS = 90
+
+
+def token_ttl() -> timedelta:
+    """How long a token issued now lives: ``FOREWARN_TOKEN_TTL_DAYS`` (1 to 3650) or 90 days."""
+    raw = os.environ.get("FOREWARN_TOKEN_TTL_DAYS", "") or str(TOKEN_TTL_DAYS)
+    if not raw.isdigit() or not 1 <= int(raw) <= 3650:
+        raise ValueError(
+            f"FOREWARN_TOKEN_TTL_DAYS must be a whole number of days from 1 to 3650, got "
+            f"{raw!r}; unset it for {TOKEN_TTL_DAYS}"
+        )
+    return timedelta(days=int(raw))
 
 
 @dataclass(frozen=True)

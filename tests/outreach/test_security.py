@@ -9,16 +9,23 @@ import io
 import select
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
+from forewarn.cli import main
+from outreach.api.deps import COOKIE
 from outreach.api.main import create_app
 from outreach.api.routes import pages, tasks, webhooks
 from outreach.config import MAX_REQUEST_BYTES, OutreachSettings
-from outreach.store import TaskStore
+from outreach.migrate import upgrade
+from outreach.models import ApiToken
+from outreach.store import TaskStore, hash_token
 from tests.outreach.conftest import auth, serving
 from tests.utils import factories
 
@@ -288,4 +295,122 @@ def test_metrics_without_a_token_answer_only_on_loopback(tmp_path):
     assert TestClient(app).get("/metrics").status_code == 403, "a remote client is refused"
     with serving(app) as (host, port):
         assert httpx.get(f"http://{host}:{port}/metrics", timeout=10).status_code == 200
+    store.close()
+
+
+# -- tokens and sessions -------------------------------------------------------------------------
+
+
+def _login(client: TestClient, token: str) -> str:
+    answer = client.post("/login", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return answer.cookies[COOKIE]
+
+
+def test_the_session_cookie_is_not_the_token(api):
+    client, tokens, _ = api
+    answer = client.post("/login", data={"token": tokens["technician"]}, follow_redirects=False)
+    assert tokens["technician"] not in answer.headers["set-cookie"]
+    session_id = answer.cookies[COOKIE]
+    assert len(session_id) >= 40
+    bearer = {"Authorization": f"Bearer {session_id}"}
+    assert client.get("/api/lists/visit", headers=bearer).status_code == 401
+    assert client.get("/api/lists/visit").status_code == 200, "the cookie works for the API"
+
+
+def test_logout_ends_the_session_on_the_server(api):
+    client, tokens, _ = api
+    session_id = _login(client, tokens["dispatcher"])
+    client.get("/logout")
+    client.cookies.set(COOKIE, session_id)  # a copy of the cookie kept by someone
+    assert client.get("/board", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_revoking_through_the_cli_ends_api_and_page_access(api, any_store, tmp_path, monkeypatch):
+    client, tokens, _ = api
+    monkeypatch.setenv("FOREWARN_DATABASE_URL", any_store.url)
+    monkeypatch.setenv("FOREWARN_HOME", str(tmp_path / "home"))
+    _login(client, tokens["technician"])
+    assert client.get("/board").status_code == 200
+
+    done = CliRunner().invoke(main, ["outreach", "token", "revoke", "--name", "technician-user"])
+    assert done.exit_code == 0 and "revoked 1 token" in done.output, done.output
+    assert client.get("/board", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/api/lists/visit", headers=auth(tokens, "technician")).status_code == 401
+    assert client.post("/login", data={"token": tokens["technician"]}).status_code == 401
+
+    leaked = CliRunner().invoke(
+        main, ["outreach", "token", "revoke", "--token-file", "-"], input=tokens["support"] + "\n"
+    )
+    assert leaked.exit_code == 0 and "revoked 1 token" in leaked.output, leaked.output
+    assert client.get("/api/lists/feedback", headers=auth(tokens, "support")).status_code == 401
+    assert client.get("/api/lists/visit", headers=auth(tokens, "dispatcher")).status_code == 200
+
+    unknown = CliRunner().invoke(main, ["outreach", "token", "revoke", "--name", "nobody"])
+    assert unknown.exit_code == 1 and "revoked 0 tokens" in unknown.output
+    created = CliRunner().invoke(main, ["outreach", "token", "--role", "support", "--name", "sam"])
+    assert created.exit_code == 0 and any_store.authenticate(created.output.strip()).name == "sam"
+
+
+def test_an_expired_token_is_refused_everywhere(api, any_store):
+    client, tokens, _ = api
+    _login(client, tokens["retention"])
+    with any_store.sessions.begin() as session:
+        session.execute(
+            sa.update(ApiToken)
+            .where(ApiToken.token_hash == hash_token(tokens["retention"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert client.get("/retention", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/api/lists/retention", headers=auth(tokens, "retention")).status_code == 401
+    assert client.post("/login", data={"token": tokens["retention"]}).status_code == 401
+
+
+def test_tokens_expire_after_the_configured_days(any_store, monkeypatch):
+    monkeypatch.setenv("FOREWARN_TOKEN_TTL_DAYS", "7")
+    raw = any_store.create_token("tia", "technician")
+    with any_store.sessions() as session:
+        token = session.scalars(sa.select(ApiToken).where(ApiToken.name == "tia")).one()
+    expires = token.expires_at.replace(tzinfo=UTC)
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=1)
+    assert any_store.authenticate(raw).name == "tia"
+    monkeypatch.setenv("FOREWARN_TOKEN_TTL_DAYS", "forever")
+    with pytest.raises(ValueError, match="FOREWARN_TOKEN_TTL_DAYS"):
+        any_store.create_token("tia", "technician")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """A database with no schema at all (a fresh PostgreSQL database on the shared server)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    name = f"migration_{tmp_path.name.lower().replace('-', '_')}"[:60]
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def test_the_migration_gives_existing_tokens_an_expiry(empty_database):
+    engine = sa.create_engine(empty_database)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO api_tokens (token_hash, name, role, created_at, revoked) "
+            f"VALUES ('{hash_token('old-token')}', 'olga', 'support', '2025-01-01', false)"
+        )
+    engine.dispose()
+    store = TaskStore(empty_database)  # migrates to head
+    assert store.authenticate("old-token").name == "olga", "still valid after the upgrade"
+    with store.sessions() as session:
+        token = session.scalars(sa.select(ApiToken)).one()
+    expires = token.expires_at.replace(tzinfo=UTC)
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    session_id, user = store.open_session("old-token")
+    assert user.name == "olga" and store.session_principal(session_id) == user
     store.close()

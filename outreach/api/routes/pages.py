@@ -1,8 +1,8 @@
 """Server-rendered pages (no front-end build): the three work lists and the task page.
 
 Everything shown is escaped by Jinja2's autoescape, including text that came from customers.
-Forms post with a CSRF token bound to the login cookie, and the cookie is HttpOnly and
-SameSite=Strict.
+Logging in opens a server-side session: the cookie holds its random id (HttpOnly,
+SameSite=Strict), not the token. Forms post with a CSRF token bound to that id.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from fastapi.templating import Jinja2Templates
 
 from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep
 from outreach.rules import KIND_OUTCOMES
-from outreach.store import InvalidTransition, Principal, StaleTask, TaskNotFound, aware
+from outreach.store import (
+    SESSION_TTL,
+    InvalidTransition,
+    Principal,
+    StaleTask,
+    TaskNotFound,
+    aware,
+)
 from outreach.timeline import customer_timeline
 from outreach.uplift import churn_times, uplift_report
 
@@ -33,7 +40,7 @@ PAGES = {
 
 
 def _user(request: Request, store: StoreDep) -> Principal | None:
-    return store.authenticate(request.cookies.get(COOKIE))
+    return store.session_principal(request.cookies.get(COOKIE))
 
 
 def _csrf(request: Request) -> str:
@@ -63,29 +70,30 @@ def login(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=200)],
 ) -> Response:
-    user = store.authenticate(token.strip())
-    if user is None:
+    session_id, user = store.open_session(token.strip())
+    if session_id is None or user is None:
         return _render(
             request,
             "login.html",
             status.HTTP_401_UNAUTHORIZED,
             user=None,
-            error="That token is not valid.",
+            error="That token is not valid (or it expired or was revoked).",
         )
     response = RedirectResponse(HOME[user.role], status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        token.strip(),
+        session_id,
         httponly=True,
         samesite="strict",
         secure=settings.secure_cookies,
-        max_age=12 * 3600,
+        max_age=int(SESSION_TTL.total_seconds()),
     )
     return response
 
 
 @router.get("/logout")
-def logout() -> RedirectResponse:
+def logout(request: Request, store: StoreDep) -> RedirectResponse:
+    store.close_session(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE)
     return response
