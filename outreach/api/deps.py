@@ -48,11 +48,30 @@ def bearer(request: Request) -> str | None:
     return None
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(retry_after: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"too many wrong tokens from your address: try again in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def current_principal(request: Request, store: StoreDep) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>`` or else the page login's session."""
+    """The caller, from ``Authorization: Bearer <token>`` or else the page login's session.
+    Wrong bearer tokens count against the caller's address (outreach.api.ratelimit)."""
     token = bearer(request)
     if token is not None:
+        failures = request.app.state.login_limits.failures_per_address
+        address = client_address(request)
+        if wait := failures.retry_after(address):
+            raise too_many(wait)
         principal = store.authenticate(token)
+        if principal is None:
+            failures.hit(address)
     else:
         principal = store.session_principal(request.cookies.get(COOKIE))
     if principal is None:

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from outreach.api.headers import SecurityHeaders
+from outreach.api.ratelimit import LoginLimits
 from outreach.api.routes import docs, pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
@@ -94,6 +95,7 @@ def create_app(
     )
     app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
     app.state.csrf_key = secrets.token_bytes(32)
+    app.state.login_limits = LoginLimits()
     app.include_router(tasks.router)
     app.include_router(webhooks.router)
     app.include_router(docs.router)
@@ -122,7 +124,7 @@ def create_app(
         html = pages.templates.get_template("error.html").render(
             request=request, user=None, status=exc.status_code, detail=exc.detail
         )
-        return HTMLResponse(html, exc.status_code)
+        return HTMLResponse(html, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:

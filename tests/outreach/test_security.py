@@ -21,6 +21,7 @@ from starlette.routing import Route
 from forewarn.cli import main
 from outreach.api.deps import COOKIE
 from outreach.api.main import create_app
+from outreach.api.ratelimit import FAILURES_PER_ADDRESS, LOGINS_PER_NAME, SlidingWindow
 from outreach.api.routes import pages, tasks, webhooks
 from outreach.config import MAX_REQUEST_BYTES, OutreachSettings
 from outreach.migrate import upgrade
@@ -414,3 +415,43 @@ def test_the_migration_gives_existing_tokens_an_expiry(empty_database):
     session_id, user = store.open_session("old-token")
     assert user.name == "olga" and store.session_principal(session_id) == user
     store.close()
+
+
+# -- login rate limits ---------------------------------------------------------------------------
+
+
+def test_wrong_tokens_are_limited_per_client_address(api):
+    client, tokens, _ = api
+    for i in range(FAILURES_PER_ADDRESS):
+        assert client.post("/login", data={"token": f"guess-{i}"}).status_code == 401
+    blocked = client.post("/login", data={"token": tokens["admin"]}, follow_redirects=False)
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    api_guess = client.get("/api/meta", headers=auth(tokens, "admin"))
+    assert api_guess.status_code == 429, "the bearer header shares the address's count"
+    elsewhere = TestClient(client.app, client=("10.1.2.3", 50000))
+    assert elsewhere.get("/api/meta", headers=auth(tokens, "admin")).status_code == 200
+
+
+def test_wrong_bearer_tokens_are_limited_too(api):
+    client, tokens, _ = api
+    for _ in range(FAILURES_PER_ADDRESS):
+        assert client.get("/api/meta", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert client.get("/api/meta", headers=auth(tokens, "admin")).status_code == 429
+    assert client.post("/login", data={"token": tokens["admin"]}).status_code == 429
+
+
+def test_logins_are_limited_per_name(api):
+    client, tokens, _ = api
+    for _ in range(LOGINS_PER_NAME):
+        _login(client, tokens["support"])
+    again = client.post("/login", data={"token": tokens["support"]}, follow_redirects=False)
+    assert again.status_code == 429 and "support-user" in again.text
+    assert client.post("/login", data={"token": tokens["retention"]}).status_code == 200
+
+
+def test_the_limiter_memory_is_bounded():
+    window = SlidingWindow(limit=3, window_s=60, max_keys=100)
+    for i in range(10_000):
+        window.hit(f"10.0.{i // 256}.{i % 256}")
+    assert len(window) == 100
+    assert window.retry_after("10.0.0.0") == 0, "the oldest keys were forgotten first"

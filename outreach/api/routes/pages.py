@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep
+from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep, client_address
 from outreach.rules import KIND_OUTCOMES
 from outreach.store import (
     SESSION_TTL,
@@ -48,8 +48,16 @@ def _csrf(request: Request) -> str:
     return hmac.new(request.app.state.csrf_key, token.encode(), hashlib.sha256).hexdigest()
 
 
-def _render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:  # type: ignore[no-untyped-def]
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+def _render(  # type: ignore[no-untyped-def]
+    request: Request,
+    name: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context,
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=headers
+    )
 
 
 @router.get("/", response_model=None)
@@ -70,8 +78,15 @@ def login(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=200)],
 ) -> Response:
-    session_id, user = store.open_session(token.strip())
+    limits, address = request.app.state.login_limits, client_address(request)
+    if wait := limits.failures_per_address.retry_after(address):
+        return _too_many(request, wait, "Too many wrong tokens from your address.")
+    user = store.authenticate(token.strip())
+    if user is not None and (wait := limits.logins_per_name.retry_after(user.name)):
+        return _too_many(request, wait, f"Too many logins as {user.name} this hour.")
+    session_id, user = store.open_session(token.strip()) if user else (None, None)
     if session_id is None or user is None:
+        limits.failures_per_address.hit(address)
         return _render(
             request,
             "login.html",
@@ -79,6 +94,7 @@ def login(
             user=None,
             error="That token is not valid (or it expired or was revoked).",
         )
+    limits.logins_per_name.hit(user.name)
     response = RedirectResponse(HOME[user.role], status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
@@ -89,6 +105,17 @@ def login(
         max_age=int(SESSION_TTL.total_seconds()),
     )
     return response
+
+
+def _too_many(request: Request, wait: int, why: str) -> HTMLResponse:
+    return _render(
+        request,
+        "login.html",
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(wait)},
+        user=None,
+        error=f"{why} Try again in {wait} seconds.",
+    )
 
 
 @router.get("/logout")
