@@ -13,6 +13,7 @@ raised here; the API turns them into HTTP answers.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from outreach.rules import (
     title_of,
 )
 
+log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "forewarn"
 #: A page login lasts a working day at most (and never beyond its token's expiry).
 SESSION_TTL = timedelta(hours=12)
@@ -72,9 +74,18 @@ class StaleTask(RuntimeError):
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so a worker and the web
-    service can share one file."""
+    service can share one file.
+
+    ``hide_parameters``: a database error's message would otherwise quote the statement's
+    values (ticket text, names, IBANs), and the server logs that message with the traceback
+    (issue 13: customer text must never reach the logs).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
@@ -93,7 +104,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def aware(dt: datetime) -> datetime:
@@ -355,7 +366,16 @@ class TaskStore:
                 )
                 self._outbox(session, task, f"task.{to}", now)
                 session.flush()
-                return task
+            # Ids and sizes only: notes and task text quote customers (issue 13).
+            log.info(
+                "task %s %s -> %s by %s (note: %d characters)",
+                task_id,
+                before,
+                to,
+                actor[:64],
+                len(note),
+            )
+            return task
         except StaleDataError:
             raise StaleTask(f"task {task_id} changed while you were editing: reload it") from None
 

@@ -73,9 +73,8 @@ def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
 def serving(app: FastAPI, **config: object) -> Iterator[tuple[str, int]]:
     """``app`` on a real uvicorn server on a free port; yields (host, port)."""
     port = free_port_pair()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
-    )
+    settings = {"log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))  # type: ignore[arg-type]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

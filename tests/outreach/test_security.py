@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import select
 import socket
 from collections.abc import Iterator
@@ -455,3 +456,69 @@ def test_the_limiter_memory_is_bounded():
         window.hit(f"10.0.{i // 256}.{i % 256}")
     assert len(window) == 100
     assert window.retry_after("10.0.0.0") == 0, "the oldest keys were forgotten first"
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+PERSONAL = ["Jolanda Pietersen", "Keizersgracht 123", "NL91ABNA0417164300"]
+#: Make the database refuse new history lines, and undo it: (do, undo) per dialect.
+REFUSE_HISTORY = {
+    "sqlite": (
+        "CREATE TRIGGER refuse BEFORE INSERT ON task_history BEGIN SELECT RAISE(ABORT, 'no'); END",
+        "DROP TRIGGER refuse",
+    ),
+    "postgresql": (
+        "ALTER TABLE task_history ADD CONSTRAINT refuse CHECK (false) NOT VALID",
+        "ALTER TABLE task_history DROP CONSTRAINT refuse",
+    ),
+}
+
+
+def test_ticket_text_never_reaches_the_logs(any_store, tmp_path, caplog):
+    """Every kind of request, a crash included, on the real server with all loggers at DEBUG:
+    no log line quotes customer text; the transition is logged by id and note length."""
+    from forewarn.lake import LakeWriter
+
+    text = "refund to " + ", ".join(PERSONAL)
+    LakeWriter(tmp_path / "lake").write([factories.ticket(customer_id="C00001", text=text)])
+    task = any_store.upsert_alert(
+        factories.alert(
+            kind="negative_feedback",
+            dedup_key="feedback:C00001:T1",
+            device_id=None,
+            explanation=f"customer wrote: {text}",
+        )
+    )
+    token = any_store.create_token("sam", "support")
+    settings = OutreachSettings(
+        database_url=any_store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+    )
+    caplog.set_level(logging.DEBUG)
+    bearer = {"Authorization": f"Bearer {token}"}
+    app = create_app(settings, any_store, background=False)
+    with (
+        serving(app, log_level="debug", log_config=None) as (host, port),
+        httpx.Client(base_url=f"http://{host}:{port}", timeout=10) as web,
+    ):
+        web.post("/login", data={"token": token})
+        for path in ("/support", f"/tasks/{task.task_id}", "/api/lists/feedback.csv"):
+            assert text in web.get(path).text or path.endswith(".csv"), path
+        assert web.get(f"/api/tasks/{task.task_id}", headers=bearer).status_code == 200
+        url = f"/api/tasks/{task.task_id}/transition"
+        ok = web.post(url, json={"to": "in_progress", "note": text}, headers=bearer)
+        assert ok.status_code == 200
+        with any_store.engine.begin() as conn:  # a real crash, the note in its statement
+            conn.exec_driver_sql(REFUSE_HISTORY[conn.dialect.name][0])
+        try:
+            crash = web.post(url, json={"to": "assigned", "note": text}, headers=bearer)
+        finally:
+            with any_store.engine.begin() as conn:
+                conn.exec_driver_sql(REFUSE_HISTORY[conn.dialect.name][1])
+        assert crash.status_code == 500
+    logged = caplog.text
+    assert "Exception in ASGI application" in logged, "the crash was logged"
+    assert f"task {task.task_id} open -> in_progress by sam (note: {len(text)} characters)" in (
+        logged
+    )
+    for secret in PERSONAL:
+        assert secret not in logged, secret
