@@ -391,19 +391,48 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_config=logging_config())
 
 
-@outreach.command("token")
+# A group, so that `token revoke` can exist; `token --role R --name N` still creates one.
+@outreach.group("token", invoke_without_command=True)
 @click.option(
     "--role",
     type=click.Choice(["technician", "dispatcher", "retention", "support", "admin"]),
-    required=True,
 )
-@click.option("--name", required=True, help="Who the token is for (shown in task history).")
-@click.pass_obj
-def outreach_token(settings: Settings, role: str, name: str) -> None:
-    """Create an API and login token; it is printed once and stored only as a hash."""
+@click.option("--name", help="Who the token is for (shown in task history).")
+@click.pass_context
+def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> None:
+    """Create an API and login token; it is printed once and stored only as a hash. It
+    expires after FOREWARN_TOKEN_TTL_DAYS (90 by default)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not role or not name:
+        raise click.UsageError("creating a token needs --role and --name")
     from outreach.store import TaskStore
 
-    click.echo(TaskStore(settings.database_url).create_token(name, role))
+    click.echo(TaskStore(ctx.obj.database_url).create_token(name, role))
+
+
+@outreach_token.command("revoke")
+@click.option("--name", help="Revoke every token of this name.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Revoke the token written in this file ('-': standard input), e.g. a leaked one.",
+)
+@click.pass_obj
+def outreach_token_revoke(settings: Settings, name: str | None, token_file: str | None) -> None:
+    """Revoke tokens now, and end the page sessions opened with them."""
+    from outreach.store import TaskStore
+
+    if (name is None) == (token_file is None):
+        raise click.UsageError("give exactly one of --name or --token-file")
+    raw = None
+    if token_file is not None:
+        with click.open_file(token_file) as fh:
+            raw = fh.read().strip()
+    revoked = TaskStore(settings.database_url).revoke_tokens(name=name, raw=raw)
+    click.echo(f"revoked {revoked} token{'s' if revoked != 1 else ''}")
+    if not revoked:
+        raise SystemExit(1)
 
 
 @outreach.command("import-customers")

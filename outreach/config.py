@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from forewarn.settings import Settings
@@ -17,6 +18,27 @@ def _secret(name: str) -> str:
     return os.environ.get(f"FOREWARN_{name}", "")
 
 
+#: Largest request body the service reads (FOREWARN_MAX_REQUEST_BYTES): a form or a transition
+#: is a few kB, and a bigger body is refused (413) before it is parsed or anyone is identified.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+#: Lifetime of a new API token unless FOREWARN_TOKEN_TTL_DAYS says otherwise: a leaked or
+#: forgotten token stops working by itself (issue 13: tokens never expired).
+TOKEN_TTL_DAYS = 90
+
+
+def token_ttl() -> timedelta:
+    """How long a token issued now lives: ``FOREWARN_TOKEN_TTL_DAYS`` (1 to 3650) or 90 days."""
+    raw = os.environ.get("FOREWARN_TOKEN_TTL_DAYS", "") or str(TOKEN_TTL_DAYS)
+    if not raw.isdigit() or not 1 <= int(raw) <= 3650:
+        raise ValueError(
+            f"FOREWARN_TOKEN_TTL_DAYS must be a whole number of days from 1 to 3650, got "
+            f"{raw!r}; unset it for {TOKEN_TTL_DAYS}"
+        )
+    return timedelta(days=int(raw))
+
+
 @dataclass(frozen=True)
 class OutreachSettings:
     database_url: str
@@ -24,8 +46,20 @@ class OutreachSettings:
     webhook_url: str = ""
     webhook_secret: str = ""
     secure_cookies: bool = True
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    metrics_token: str = ""
 
     def __post_init__(self) -> None:
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ValueError(
+                "FOREWARN_METRICS_TOKEN (or _FILE) is shorter than 16 characters: make it "
+                "random, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.max_request_bytes < 1024:
+            raise ValueError(
+                f"FOREWARN_MAX_REQUEST_BYTES must be at least 1024 (a login form), got "
+                f"{self.max_request_bytes}; unset it for the default of {MAX_REQUEST_BYTES}"
+            )
         if self.webhook_url and len(self.webhook_secret) < 16:
             raise ValueError(
                 "FOREWARN_WEBHOOK_URL is set but FOREWARN_WEBHOOK_SECRET (or _FILE) is missing "
@@ -40,6 +74,10 @@ class OutreachSettings:
             lake_dir=settings.lake_dir,
             webhook_url=os.environ.get("FOREWARN_WEBHOOK_URL", ""),
             webhook_secret=_secret("WEBHOOK_SECRET"),
+            metrics_token=_secret("METRICS_TOKEN"),
             # Plain http only on a laptop: FOREWARN_INSECURE_COOKIES=1 is the demo's choice.
             secure_cookies=os.environ.get("FOREWARN_INSECURE_COOKIES", "") != "1",
+            max_request_bytes=int(
+                os.environ.get("FOREWARN_MAX_REQUEST_BYTES", "") or MAX_REQUEST_BYTES
+            ),
         )

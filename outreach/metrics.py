@@ -12,15 +12,23 @@ forewarn_outreach_store_up                  gauge      1 if the last scrape reac
 
 Routes are labelled by their template (``/api/tasks/{task_id}``), never by the raw path, so a
 scan of random URLs cannot blow up the number of series.
+
+The counts describe the business and the routes map the API, so ``/metrics`` is not public
+(issue 13): it needs ``Authorization: Bearer <FOREWARN_METRICS_TOKEN>`` (Prometheus:
+``authorization: {credentials_file: ...}``), and without that setting it answers only on the
+loopback address. The check does not touch the database, so a scrape still reports
+``forewarn_outreach_store_up 0`` while the database is down.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -75,8 +83,37 @@ def route_template(request: Request) -> str:
     return getattr(route, "path", "other") if route is not None else "unmatched"
 
 
-def instrument(app: FastAPI, store: TaskStore) -> CollectorRegistry:
-    """Add request metrics and ``GET /metrics`` to ``app``; return its registry."""
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an address (a test client's name)
+        return False
+
+
+def scraper_check(token: str) -> Callable[[Request], None]:
+    """A dependency that lets a scraper in: by ``token`` if set, else only from loopback."""
+
+    def check(request: Request) -> None:
+        if token:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                raise HTTPException(
+                    401,
+                    "the metrics token (FOREWARN_METRICS_TOKEN) is required",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif not _loopback(request):
+            raise HTTPException(
+                403,
+                "metrics answer only on localhost unless FOREWARN_METRICS_TOKEN is set",
+            )
+
+    return check
+
+
+def instrument(app: FastAPI, store: TaskStore, token: str = "") -> CollectorRegistry:
+    """Add request metrics and ``GET /metrics`` to ``app``; return its registry. ``token`` is
+    the scrapers' bearer token (empty: loopback only)."""
     registry = CollectorRegistry()
     requests = Counter(
         "forewarn_outreach_requests",
@@ -103,7 +140,7 @@ def instrument(app: FastAPI, store: TaskStore) -> CollectorRegistry:
         latency.labels(route).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(scraper_check(token))])
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -97,7 +97,8 @@ class AlertSeen(Base):
 
 
 class ApiToken(Base):
-    """An API token: only its SHA-256 is stored; the token itself is shown once."""
+    """An API token: only its SHA-256 is stored; the token itself is shown once. It stops
+    working at ``expires_at`` or when revoked (``forewarn outreach token revoke``)."""
 
     __tablename__ = "api_tokens"
 
@@ -107,6 +108,21 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A page login. The cookie holds a random session id, never the token, and only the id's
+    SHA-256 is stored; a session ends at ``expires_at``, on logout, or when its token is
+    revoked or expires."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class WebhookDelivery(Base):

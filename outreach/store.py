@@ -13,19 +13,21 @@ raised here; the API turns them into HTTP answers.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import create_engine, delete, event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from forewarn.events import Alert, OutreachTask
+from outreach.config import token_ttl
 from outreach.models import (
     OPEN_STATUSES,
     ROLES,
@@ -35,6 +37,7 @@ from outreach.models import (
     Task,
     TaskHistory,
     WebhookDelivery,
+    WebSession,
 )
 from outreach.rules import (
     KIND_OUTCOMES,
@@ -51,7 +54,10 @@ from outreach.rules import (
     title_of,
 )
 
+log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "forewarn"
+#: A page login lasts a working day at most (and never beyond its token's expiry).
+SESSION_TTL = timedelta(hours=12)
 
 
 class TaskNotFound(LookupError):
@@ -68,9 +74,18 @@ class StaleTask(RuntimeError):
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so a worker and the web
-    service can share one file."""
+    service can share one file.
+
+    ``hide_parameters``: a database error's message would otherwise quote the statement's
+    values (ticket text, names, IBANs), and the server logs that message with the traceback
+    (issue 13: customer text must never reach the logs).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
@@ -89,7 +104,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def aware(dt: datetime) -> datetime:
@@ -351,7 +366,16 @@ class TaskStore:
                 )
                 self._outbox(session, task, f"task.{to}", now)
                 session.flush()
-                return task
+            # Ids and sizes only: notes and task text quote customers (issue 13).
+            log.info(
+                "task %s %s -> %s by %s (note: %d characters)",
+                task_id,
+                before,
+                to,
+                actor[:64],
+                len(note),
+            )
+            return task
         except StaleDataError:
             raise StaleTask(f"task {task_id} changed while you were editing: reload it") from None
 
@@ -449,32 +473,109 @@ class TaskStore:
                 )
         return len(rows)
 
-    def create_token(self, name: str, role: str) -> str:
-        """A new API token for ``role``; returns the token, of which only a hash is kept."""
+    def create_token(self, name: str, role: str, ttl: timedelta | None = None) -> str:
+        """A new API token for ``role``, valid for ``ttl`` (default: :func:`token_ttl`);
+        returns the token, of which only a hash is kept."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         raw = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
         with self.sessions.begin() as session:
             session.add(
                 ApiToken(
                     token_hash=hash_token(raw),
                     name=name[:64],
                     role=role,
-                    created_at=datetime.now(UTC),
+                    created_at=now,
+                    expires_at=now + (ttl if ttl is not None else token_ttl()),
                 )
             )
         return raw
 
+    @staticmethod
+    def _live_token(session: Session, raw: str, now: datetime) -> ApiToken | None:
+        return session.scalars(
+            select(ApiToken).where(
+                ApiToken.token_hash == hash_token(raw),
+                ApiToken.revoked.is_(False),
+                ApiToken.expires_at > now,
+            )
+        ).first()
+
     def authenticate(self, raw: str | None) -> Principal | None:
+        """Who holds the token ``raw``; None if it is unknown, revoked or expired."""
         if not raw:
             return None
         with self.sessions() as session:
+            token = self._live_token(session, raw, datetime.now(UTC))
+            return Principal(token.name, token.role) if token else None
+
+    def revoke_tokens(self, *, name: str | None = None, raw: str | None = None) -> int:
+        """Revoke the token ``raw``, or every token of ``name``, and end their page sessions;
+        return how many tokens were revoked."""
+        if (name is None) == (raw is None):
+            raise ValueError("revoke_tokens needs exactly one of name= or raw=")
+        query = select(ApiToken).where(ApiToken.revoked.is_(False))
+        if raw is not None:
+            query = query.where(ApiToken.token_hash == hash_token(raw))
+        else:
+            query = query.where(ApiToken.name == name)
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            tokens = list(session.scalars(query.with_for_update()))
+            for token in tokens:
+                token.revoked, token.revoked_at = True, now
+            ids = [t.id for t in tokens]
+            if ids:
+                session.execute(delete(WebSession).where(WebSession.token_id.in_(ids)))
+            return len(tokens)
+
+    def open_session(
+        self, raw: str, ttl: timedelta = SESSION_TTL
+    ) -> tuple[str, Principal] | tuple[None, None]:
+        """Log in with the token ``raw``: a new session id for the cookie and who it is, or
+        (None, None) if the token is not valid. Expired sessions are swept on the way."""
+        now = datetime.now(UTC)
+        session_id = secrets.token_urlsafe(32)
+        with self.sessions.begin() as session:
+            token = self._live_token(session, raw, now)
+            if token is None:
+                return None, None
+            session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+            session.add(
+                WebSession(
+                    id_hash=hash_token(session_id),
+                    token_id=token.id,
+                    created_at=now,
+                    expires_at=min(now + ttl, aware(token.expires_at)),
+                )
+            )
+            return session_id, Principal(token.name, token.role)
+
+    def session_principal(self, session_id: str | None) -> Principal | None:
+        """Who the session ``session_id`` belongs to; None once it or its token has ended."""
+        if not session_id:
+            return None
+        now = datetime.now(UTC)
+        with self.sessions() as session:
             token = session.scalars(
-                select(ApiToken).where(
-                    ApiToken.token_hash == hash_token(raw), ApiToken.revoked.is_(False)
+                select(ApiToken)
+                .join(WebSession, WebSession.token_id == ApiToken.id)
+                .where(
+                    WebSession.id_hash == hash_token(session_id),
+                    WebSession.expires_at > now,
+                    ApiToken.revoked.is_(False),
+                    ApiToken.expires_at > now,
                 )
             ).first()
             return Principal(token.name, token.role) if token else None
+
+    def close_session(self, session_id: str | None) -> None:
+        if session_id:
+            with self.sessions.begin() as session:
+                session.execute(
+                    delete(WebSession).where(WebSession.id_hash == hash_token(session_id))
+                )
 
     @staticmethod
     def _outbox(session: Session, task: Task, event_name: str, now: datetime) -> None:

@@ -1,6 +1,10 @@
 """Forewarn pages inside the Airflow UI: the latest at-risk list, model card, KPIs and the
 Great Expectations Data Docs. A FastAPI app mounted by ``forewarn_plugin.py``; every page
 needs a logged-in Airflow user (the plugin's endpoints are not protected by Airflow itself).
+
+The login is an app-wide dependency, which FastAPI applies to routes only: a mount (the Data
+Docs were ``StaticFiles``) and FastAPI's own docs pages bypassed it (issue 13). So the Data Docs
+are a route that hands over to ``StaticFiles``, and the docs pages are off.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -43,7 +47,13 @@ def _latest(folder: Path, pattern: str) -> Path:
 def create_app(settings: Settings | None = None, protect: bool = True) -> FastAPI:
     settings = settings or Settings()
     nightly, registry = settings.home / "nightly", settings.home / "models" / "churn"
-    app = FastAPI(title="Forewarn in Airflow", dependencies=[_user_required()] if protect else [])
+    app = FastAPI(
+        title="Forewarn in Airflow",
+        dependencies=[_user_required()] if protect else [],
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -139,5 +149,11 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
 
     docs = nightly / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site"
     docs.mkdir(parents=True, exist_ok=True)
-    app.mount("/data-docs", StaticFiles(directory=str(docs), html=True), name="data-docs")
+    data_docs = StaticFiles(directory=str(docs), html=True)
+
+    @app.get("/data-docs/{path:path}")
+    async def data_docs_file(path: str, request: Request) -> Response:
+        # StaticFiles keeps its checks (no path outside the folder, index.html for folders).
+        return await data_docs.get_response(path, request.scope)
+
     return app

@@ -15,6 +15,7 @@ MODULES = [
     "streams.device_faults.detector",
     "streams.customer_risk.detector",
     "models.clv",
+    "outreach.api.ratelimit",
 ]
 
 

@@ -1,5 +1,5 @@
-"""The outreach service: REST API (OpenAPI at /docs and /openapi.json), the web pages,
-``/metrics`` (Prometheus) and ``/healthz``.
+"""The outreach service: REST API (OpenAPI at /docs and /openapi.json, for logged-in callers),
+the web pages, ``/metrics`` (Prometheus, admin token) and ``/healthz`` (open, for load balancers).
 
 ``forewarn outreach serve`` runs it with uvicorn; tests build it with :func:`create_app`.
 A background thread escalates overdue tasks every minute and, when a webhook is configured,
@@ -13,11 +13,19 @@ import secrets
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
-from outreach.api.routes import pages, tasks, webhooks
+from outreach.api.headers import SecurityHeaders
+from outreach.api.ratelimit import LoginLimits
+from outreach.api.routes import docs, pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
 from outreach.store import TaskStore
@@ -25,6 +33,21 @@ from outreach.webhook import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 ESCALATE_EVERY_S = 60.0
+#: Outside /api, the paths whose errors are JSON for programs rather than pages for people.
+MACHINE_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json"})
+
+
+class OutreachApp(FastAPI):
+    """FastAPI with :class:`SecurityHeaders` around its whole stack: FastAPI answers a crash
+    (500) and a too-large body (413) outside the app's own middleware, and those answers need
+    the headers too."""
+
+    def __init__(self, *, https: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.https = https
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack(), https=self.https)
 
 
 def create_app(
@@ -57,13 +80,28 @@ def create_app(
         yield
         stop.set()
 
-    app = FastAPI(title="Forewarn outreach", version="1", lifespan=lifespan)
+    # max_body_size: Starlette refuses a bigger body with 413 as it is read (declared length or
+    # chunks counted), so before it is parsed and before the caller is identified (issue 13).
+    app = OutreachApp(
+        https=settings.secure_cookies,
+        title="Forewarn outreach",
+        version="1",
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+        # Served by outreach/api/routes/docs.py instead, behind login.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
     app.state.csrf_key = secrets.token_bytes(32)
+    app.state.login_limits = LoginLimits()
     app.include_router(tasks.router)
     app.include_router(webhooks.router)
+    app.include_router(docs.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parents[1] / "static"), "static")
 
-    instrument(app, store)
+    instrument(app, store, settings.metrics_token)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
@@ -79,13 +117,21 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def pages_or_json(request: Request, exc: HTTPException) -> Response:
-        if request.url.path.startswith("/api") or request.url.path == "/healthz":
+        if request.url.path.startswith("/api") or request.url.path in MACHINE_PATHS:
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         if exc.status_code == 303:
             return RedirectResponse(exc.headers["Location"], 303)
         html = pages.templates.get_template("error.html").render(
             request=request, user=None, status=exc.status_code, detail=exc.detail
         )
-        return HTMLResponse(html, exc.status_code)
+        return HTMLResponse(html, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and why, never the input itself: FastAPI's default echoes it, so a 1 MiB body
+        # came back whole in the 422, and a lone UTF-16 surrogate in it ("\ud800", refused by
+        # pydantic as string_unicode) could not be encoded in the answer: a 500 (issue 13).
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
 
     return app

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from forewarn.settings import Settings
 from tests.conftest import free_port_pair
 
 ROOT = Path(__file__).parents[2]
@@ -20,8 +21,10 @@ AIRFLOW = Path(sys.executable).parent / "airflow"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def api_server(tmp_path):
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    """One Airflow API server for this module's tests (it takes a while to start)."""
+    tmp_path = tmp_path_factory.mktemp("airflow-ui")
     port = free_port_pair()
     home = tmp_path / "airflow"
     env = {
@@ -91,3 +94,46 @@ def test_airflow_with_generated_password_dag_and_plugin(api_server):
     )
     page = httpx.get(f"{url}/forewarn/at-risk", headers=headers, timeout=10).text
     assert "C00042" in page and "&lt;b&gt;3 late orders&lt;/b&gt;" in page
+
+
+def _admin_headers(url: str, home: Path) -> dict[str, str]:
+    passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+    token = httpx.post(
+        f"{url}/auth/token",
+        json={"username": "admin", "password": passwords["admin"]},
+        timeout=10,
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_every_plugin_route_refuses_an_anonymous_request(api_server, tmp_path):
+    """Issue 13: the Data Docs mount and FastAPI's docs pages were served without login."""
+    from starlette.routing import Mount, Route
+
+    url, home, forewarn_home = api_server
+    sys.path.insert(0, str(ROOT / "plugins"))
+    try:
+        from forewarn_ui import create_app
+    finally:
+        sys.path.remove(str(ROOT / "plugins"))
+    app = create_app(Settings().with_home(tmp_path), protect=False)
+    paths = []
+    for route in app.routes:
+        assert isinstance(route, Route | Mount), route
+        path = route.path.replace("{path:path}", "index.html").replace("{version}", "v1")
+        paths.append(path + "/index.html" if isinstance(route, Mount) else path)
+    assert "/data-docs/index.html" in paths and len(paths) >= 7
+    docs = forewarn_home / "nightly" / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "index.html").write_text("<p>expectation suites</p>")
+    for path in paths:
+        answer = httpx.get(f"{url}/forewarn{path}", timeout=10)
+        assert answer.status_code in (401, 403), (path, answer.status_code)
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        answer = httpx.get(f"{url}/forewarn{path}", timeout=10)
+        assert answer.status_code in (401, 403, 404), (path, answer.status_code)
+    admin = _admin_headers(url, home)
+    shown = httpx.get(f"{url}/forewarn/data-docs/index.html", headers=admin, timeout=10)
+    assert shown.status_code == 200 and "expectation suites" in shown.text
+    outside = httpx.get(f"{url}/forewarn/data-docs/..%2F..%2Fpasswd", headers=admin, timeout=10)
+    assert outside.status_code == 404

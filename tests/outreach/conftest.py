@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from outreach.api.main import create_app
+from outreach.config import OutreachSettings
 from outreach.store import TaskStore
+from tests.conftest import free_port_pair
+from tests.utils import factories
 from tests.utils.postgres import PostgresServer
 
 
@@ -36,3 +48,41 @@ def any_store(request, tmp_path):
                 conn.execute(table.delete())
     yield store
     store.close()
+
+
+@pytest.fixture
+def api(any_store, tmp_path):
+    """A client of the service on ``any_store``, a token per role, and one open visit."""
+    settings = OutreachSettings(
+        database_url=any_store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+    )
+    client = TestClient(create_app(settings, any_store, background=False))
+    tokens = {
+        role: any_store.create_token(f"{role}-user", role)
+        for role in ("technician", "dispatcher", "retention", "support", "admin")
+    }
+    visit = any_store.upsert_alert(factories.alert())
+    return client, tokens, visit
+
+
+def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[role]}"}
+
+
+@contextmanager
+def serving(app: FastAPI, **config: object) -> Iterator[tuple[str, int]]:
+    """``app`` on a real uvicorn server on a free port; yields (host, port)."""
+    port = free_port_pair()
+    settings = {"log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(10)

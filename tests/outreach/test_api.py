@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from fastapi.testclient import TestClient
-
-from outreach.api.main import create_app
-from outreach.config import OutreachSettings
+from tests.outreach.conftest import auth as _auth
 from tests.utils import factories
 
 
-@pytest.fixture
-def api(any_store, tmp_path):
-    settings = OutreachSettings(
-        database_url=any_store.url, lake_dir=tmp_path / "lake", secure_cookies=False
-    )
-    client = TestClient(create_app(settings, any_store, background=False))
-    tokens = {
-        role: any_store.create_token(f"{role}-user", role)
-        for role in ("technician", "dispatcher", "retention", "support", "admin")
-    }
-    visit = any_store.upsert_alert(factories.alert())
-    return client, tokens, visit
-
-
-def _auth(tokens, role):
-    return {"Authorization": f"Bearer {tokens[role]}"}
-
-
 def test_openapi_document_is_served(api):
-    client, _, _ = api
-    spec = client.get("/openapi.json").json()
+    client, tokens, _ = api
+    spec = client.get("/openapi.json", headers=_auth(tokens, "support")).json()
     assert "/api/tasks/{task_id}/transition" in spec["paths"]
 
 

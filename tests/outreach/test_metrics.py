@@ -20,9 +20,16 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+METRICS_TOKEN = "scraper-" + "s" * 24
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 def _client(store, tmp_path) -> TestClient:
     settings = OutreachSettings(
-        database_url=store.url, lake_dir=tmp_path / "lake", secure_cookies=False
+        database_url=store.url,
+        lake_dir=tmp_path / "lake",
+        secure_cookies=False,
+        metrics_token=METRICS_TOKEN,
     )
     return TestClient(create_app(settings, store, background=False))
 
@@ -37,7 +44,7 @@ def test_metrics_count_tasks_and_requests_by_route(any_store, tmp_path):
     for task_id in ("nope-1", "nope-2"):  # two raw paths, one route template
         client.get(f"/api/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"})
 
-    samples = _samples(client.get("/metrics").text)
+    samples = _samples(client.get("/metrics", headers=SCRAPER).text)
 
     assert samples[("forewarn_outreach_tasks", (("kind", "visit"), ("status", "open")))] == 2
     assert samples[("forewarn_outreach_store_up", ())] == 1
@@ -61,5 +68,5 @@ def test_healthz_says_when_the_database_is_gone(any_store, tmp_path):
     down = client.get("/healthz")
     assert down.status_code == 503
     assert down.json()["database"] == "down"
-    samples = _samples(client.get("/metrics").text)
+    samples = _samples(client.get("/metrics", headers=SCRAPER).text)
     assert samples[("forewarn_outreach_store_up", ())] == 0

@@ -1,8 +1,8 @@
 """Server-rendered pages (no front-end build): the three work lists and the task page.
 
 Everything shown is escaped by Jinja2's autoescape, including text that came from customers.
-Forms post with a CSRF token bound to the login cookie, and the cookie is HttpOnly and
-SameSite=Strict.
+Logging in opens a server-side session: the cookie holds its random id (HttpOnly,
+SameSite=Strict), not the token. Forms post with a CSRF token bound to that id.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep
+from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep, client_address
 from outreach.rules import KIND_OUTCOMES
-from outreach.store import InvalidTransition, Principal, StaleTask, TaskNotFound, aware
+from outreach.store import (
+    SESSION_TTL,
+    InvalidTransition,
+    Principal,
+    StaleTask,
+    TaskNotFound,
+    aware,
+)
 from outreach.timeline import customer_timeline
 from outreach.uplift import churn_times, uplift_report
 
@@ -33,7 +40,7 @@ PAGES = {
 
 
 def _user(request: Request, store: StoreDep) -> Principal | None:
-    return store.authenticate(request.cookies.get(COOKIE))
+    return store.session_principal(request.cookies.get(COOKIE))
 
 
 def _csrf(request: Request) -> str:
@@ -41,8 +48,16 @@ def _csrf(request: Request) -> str:
     return hmac.new(request.app.state.csrf_key, token.encode(), hashlib.sha256).hexdigest()
 
 
-def _render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:  # type: ignore[no-untyped-def]
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+def _render(  # type: ignore[no-untyped-def]
+    request: Request,
+    name: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context,
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=headers
+    )
 
 
 @router.get("/", response_model=None)
@@ -63,29 +78,49 @@ def login(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=200)],
 ) -> Response:
+    limits, address = request.app.state.login_limits, client_address(request)
+    if wait := limits.failures_per_address.retry_after(address):
+        return _too_many(request, wait, "Too many wrong tokens from your address.")
     user = store.authenticate(token.strip())
-    if user is None:
+    if user is not None and (wait := limits.logins_per_name.retry_after(user.name)):
+        return _too_many(request, wait, f"Too many logins as {user.name} this hour.")
+    session_id, user = store.open_session(token.strip()) if user else (None, None)
+    if session_id is None or user is None:
+        limits.failures_per_address.hit(address)
         return _render(
             request,
             "login.html",
             status.HTTP_401_UNAUTHORIZED,
             user=None,
-            error="That token is not valid.",
+            error="That token is not valid (or it expired or was revoked).",
         )
+    limits.logins_per_name.hit(user.name)
     response = RedirectResponse(HOME[user.role], status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        token.strip(),
+        session_id,
         httponly=True,
         samesite="strict",
         secure=settings.secure_cookies,
-        max_age=12 * 3600,
+        max_age=int(SESSION_TTL.total_seconds()),
     )
     return response
 
 
+def _too_many(request: Request, wait: int, why: str) -> HTMLResponse:
+    return _render(
+        request,
+        "login.html",
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(wait)},
+        user=None,
+        error=f"{why} Try again in {wait} seconds.",
+    )
+
+
 @router.get("/logout")
-def logout() -> RedirectResponse:
+def logout(request: Request, store: StoreDep) -> RedirectResponse:
+    store.close_session(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE)
     return response

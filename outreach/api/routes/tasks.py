@@ -103,11 +103,12 @@ def transition_task(
     task_id: str, body: TransitionIn, store: StoreDep, user: CurrentUser
 ) -> TaskPublic:
     task = _get(store, task_id, user)
+    # Any transition can carry an assignee (issue 13: a technician reassigned a visit through
+    # in_progress), so the rule is checked whatever the target state.
     if (
-        body.to == "assigned"
-        and task.kind == "visit"
+        task.kind == "visit"
         and user.role == "technician"
-        and (body.assignee not in (None, user.name))
+        and body.assignee not in (None, user.name)
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only dispatchers assign visits to others")
     try:
@@ -154,7 +155,6 @@ def daily_list_csv(kind: Kind, store: StoreDep, user: CurrentUser) -> Response:
     writer.writerow(CSV_COLUMNS)
     for t in store.daily_list(kind):
         row = public(t).model_dump()
-        # A leading =, +, - or @ makes spreadsheets run the cell as a formula: defuse it.
         writer.writerow([_safe_cell(row[c]) for c in CSV_COLUMNS])
     return Response(
         buffer.getvalue(),
@@ -163,8 +163,15 @@ def daily_list_csv(kind: Kind, store: StoreDep, user: CurrentUser) -> Response:
     )
 
 
+#: First characters that make a spreadsheet read a cell as a formula. TAB and CR count because
+#: Excel skips them before the formula sign, and Excel and LibreOffice take the full-width
+#: forms for the ASCII ones (OWASP "CSV Injection"; issue 13).
+FORMULA_STARTS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
 def _safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    """``value``, with a leading apostrophe if a spreadsheet would run it as a formula."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
         return "'" + value
     return value
 
