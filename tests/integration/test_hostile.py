@@ -119,6 +119,9 @@ def test_hostile_input_loses_nothing_and_stops_nothing(stack):
     huge = factories_ticket(world, text="x" * (BROKER_LIMIT - 2_000))
     assert len(huge) < BROKER_LIMIT
     bad.append(("tickets", b"huge", huge, "oversized"))
+    # ... and among readings, which the device agent takes in (the probe's 900 KB case).
+    huge_reading = _raw(base, firmware="x" * (BROKER_LIMIT - 2_000))
+    bad.append(("device-telemetry", canaries[1].device_id.encode(), huge_reading, "oversized"))
     # 4. Ends of the calendar and the future, on the canaries (which must still alert after).
     for i, when in enumerate(
         [
@@ -212,15 +215,18 @@ def test_hostile_input_loses_nothing_and_stops_nothing(stack):
     per_source = Counter((x.source_topic, x.source_partition, x.source_offset) for x in letters)
     assert len(letters) == len(bad), Counter(_reason_class(x.reason) for x in letters)
     assert max(per_source.values()) == 1
-    (big_letter,) = [x for x in letters if x.raw_size == len(huge)]
-    assert big_letter.raw_truncated and big_letter.raw_sha256 == hashlib.sha256(huge).hexdigest()
     stored = read_events(settings.lake_dir, "dead-letters").to_pylist()
-    whole = [r for r in stored if r["raw_sha256"] == big_letter.raw_sha256]
-    assert whole and base64.b64decode(whole[0]["raw"]) == huge
+    for message in (huge, huge_reading):
+        (big_letter,) = [x for x in letters if x.raw_size == len(message)]
+        assert big_letter.raw_truncated
+        assert big_letter.raw_sha256 == hashlib.sha256(message).hexdigest()
+        whole = [r for r in stored if r["raw_sha256"] == big_letter.raw_sha256]
+        assert whole and base64.b64decode(whole[0]["raw"]) == message
     reasons = Counter(_reason_class(x.reason) for x in letters)
     assert reasons["from the future"] >= 3 * len(canaries) + 50
     assert reasons["too old"] >= 2 * len(canaries)
     assert reasons["another owner"] == 1
+    assert reasons["exceeds"] == 2
 
     # Every canary raised: failure visits on the canaries, feedback for the big spender.
     alerts = [decode("alerts", r.value) for r in read_records(settings.kafka_bootstrap, "alerts")]
