@@ -160,7 +160,8 @@ def read_events(
     Returns an Arrow table (``.to_pandas()`` for a DataFrame) sorted by ``event_time``; an empty
     table with the contract's schema when nothing is there.
     """
-    contract = SCHEMAS[topic][1]
+    versions = SCHEMAS[topic]
+    contract = versions[max(versions)]  # the current version's columns
     schema = arrow_schema(contract)
     folder = Path(root) / f"topic={topic}"
     files = sorted(p for p in folder.glob("date=*/*.parquet") if not p.name.startswith("."))

@@ -234,7 +234,7 @@ def test_airflow_publishes_a_model_through_the_nightlys_producer(users):
         event_time=datetime(2026, 1, 5, tzinfo=UTC),
         model_name="churn",
         version="auth-test",
-        uri="file:///nowhere",
+        sha256="0" * 64,
     )
     airflow = users["airflow"]
     with mock.patch.dict(os.environ, _env(airflow)):
