@@ -127,3 +127,19 @@ def test_replay_command_writes_alerts_csv(history, tmp_path):
     lines = out.read_text().splitlines()
     assert lines[0].startswith("time,entity,customer_id,kind,fault_kind,severity")
     assert (len(lines) > 1 and "sigma" in out.read_text()) or "error" in out.read_text()
+
+
+def test_customer_rows_with_pandas_types_are_taken_in(tmp_path):
+    """pandas gives numpy scalars (a bool column, an int column with gaps read as floats);
+    the contracts are strict about types, so the replay converts them instead of skipping
+    every row."""
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "time,customer,event,category,status,csat,ces_agree,first_contact_resolution,amount\n"
+        "2026-01-05T10:00:00Z,C1,ticket,complaint,opened,1,False,True,\n"
+        "2026-01-05T11:00:00Z,C1,ticket,question,resolved,,True,False,\n"
+        "2026-01-05T12:00:00Z,C1,order,,placed,,,,59.9\n"
+    )
+    result = replay_customers(path, time_column="time", entity_column="customer")
+    assert not result.skipped, result.skipped
+    assert "negative_feedback" in {a.kind for a in result.alerts}
