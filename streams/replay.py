@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -74,8 +73,6 @@ def _read(path: Path, time_column: str, entity_column: str) -> pd.DataFrame:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, np.generic):  # pandas' numpy scalars: the contracts' types are strict
-        value = value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value

@@ -130,9 +130,8 @@ def test_replay_command_writes_alerts_csv(history, tmp_path):
 
 
 def test_customer_rows_with_pandas_types_are_taken_in(tmp_path):
-    """pandas gives numpy scalars (a bool column, an int column with gaps read as floats);
-    the contracts are strict about types, so the replay converts them instead of skipping
-    every row."""
+    """The contracts are strict about types (no 1 for true, no 3.0 for a count): a CSV's bool
+    columns and int columns with gaps (read as floats) must still replay, not be skipped."""
     path = tmp_path / "customers.csv"
     path.write_text(
         "time,customer,event,category,status,csat,ces_agree,first_contact_resolution,amount\n"
