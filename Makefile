@@ -26,7 +26,7 @@ help:
 	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
 
 prereqs:
-	@$(PYTHON) forewarn/prereqs.py
+	@$(PYTHON) console/prereqs.py
 
 $(UV): | prereqs
 	$(PYTHON) -m venv $(VENV)/tools
@@ -37,14 +37,14 @@ $(STREAMS)/.stamp: requirements/streams.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(STREAMS)
 	$(UV) pip sync --quiet --python $(STREAMS)/bin/python requirements/streams.lock
 	$(UV) pip install --quiet --python $(STREAMS)/bin/python --no-deps -e .
-	$(STREAMS)/bin/python -m forewarn.envcheck streams
+	$(STREAMS)/bin/python -m console.envcheck streams
 	touch $@
 
 $(AIRFLOW)/.stamp: requirements/airflow.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(AIRFLOW)
 	$(UV) pip sync --quiet --python $(AIRFLOW)/bin/python requirements/airflow.lock
 	$(UV) pip install --quiet --python $(AIRFLOW)/bin/python --no-deps -e .
-	$(AIRFLOW)/bin/python -m forewarn.envcheck airflow
+	$(AIRFLOW)/bin/python -m console.envcheck airflow
 	touch $@
 
 envs: $(STREAMS)/.stamp $(AIRFLOW)/.stamp

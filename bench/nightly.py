@@ -31,9 +31,9 @@ DAY = date(2026, 3, 5)  # the nightly's day: the last full day of the scenario
 
 
 def make_lake(root: Path, customers: int, seed: int = 1) -> int:
-    from forewarn.simulator import build_world
-    from forewarn.simulator.produce import write_lake
-    from forewarn.simulator.render import customer_events
+    from forewarn.publish import write_lake
+    from simulator import build_world
+    from simulator.render import customer_events
 
     world = build_world(n_customers=customers, days=DAYS, start=START, seed=seed)
     # Streamed to the lake in chunks, unsorted (readers sort): a million customers' events

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, Result, peak_rss_mb
+from console.kafka.local import LocalKafka, free_port_pair
+from console.stack import WorkerProcess, wait_balanced, wait_drained, worker_counters
 from forewarn.events import INPUT_TOPICS, decode
 from forewarn.kafka.admin import ensure_topics
-from forewarn.kafka.local import LocalKafka, free_port_pair
+from forewarn.publish import produce
 from forewarn.settings import Settings
-from forewarn.simulator import build_world, world_events
-from forewarn.simulator.produce import produce
-from forewarn.stack import WorkerProcess, wait_balanced, wait_drained, worker_counters
+from simulator import build_world, world_events
 from tests.utils.kafka import read_records  # reads a topic whole, as the tests do
 from tests.utils.pipeline import lake_rows
 

@@ -1,8 +1,10 @@
-"""Forewarn's shared core: settings, event contracts, the event lake, the simulator, the CLI.
+"""Forewarn's ground floor: what every other room needs and nothing else.
 
-This package imports nothing else of ours, so both Python environments (Faust workers and
-Airflow) can depend on it. Keep this module free of third-party imports: ``forewarn.prereqs``
-runs with the bare system Python before any environment exists.
+Event contracts (``events``), settings, the event lake, logging, the model registry, topic
+admin (``kafka.admin``) and a plain publisher (``publish``). It imports nothing else of ours
+(tests/forewarn/test_ground_floor.py), so both Python environments (Faust workers and
+Airflow) depend on it. The command line, demo and local stack live in ``console/``; the
+simulator in ``simulator/``.
 """
 
 __version__ = "0.1.0"

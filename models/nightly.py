@@ -42,7 +42,7 @@ def _publish(bootstrap: str | None, events: list[Any]) -> int:
     """Send events to Kafka when a broker is configured (the streams pick them up)."""
     if not bootstrap or not events:
         return 0
-    from forewarn.simulator.produce import produce
+    from forewarn.publish import produce
 
     return asyncio.run(produce(events, bootstrap, progress=False))
 

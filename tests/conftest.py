@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forewarn.kafka.local import free_port_pair
+from console.kafka.local import free_port_pair
 from forewarn.settings import Settings
 
 
@@ -30,8 +30,8 @@ def kafka_broker(tmp_path_factory):
     """A real single-node Kafka 4 broker for the whole test session."""
     import asyncio
 
+    from console.kafka.local import LocalKafka
     from forewarn.kafka.admin import ensure_topics
-    from forewarn.kafka.local import LocalKafka
 
     broker = LocalKafka(
         home=tmp_path_factory.mktemp("kafka"), cache_dir=Settings().cache_dir, port=free_port_pair()

@@ -11,7 +11,7 @@ MODULES = [
     "forewarn.events",
     "forewarn.registry",
     "forewarn.settings",
-    "forewarn.simulator",
+    "simulator",
     "streams.device_faults.detector",
     "streams.customer_risk.detector",
     "models.clv",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import version
 
-from forewarn.envcheck import check
+from console.envcheck import check
 from forewarn.lake import LakeWriter, read_events
 from outreach.store import TaskStore
 from tests.utils import factories

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from forewarn.lake import LakeWriter
-from forewarn.simulator import build_world
-from forewarn.simulator.render import customer_events
+from simulator import build_world
+from simulator.render import customer_events
 from tests.conftest import free_port_pair
 
 ROOT = Path(__file__).parents[2]

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from forewarn.cli import main
+from console.cli import main
 from forewarn.events import SCHEMAS
 from forewarn.lake import arrow_schema, read_events, write_parquet_atomic
 from outreach.store import TaskStore

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from forewarn.cli import main as forewarn_cli
+from console.cli import main as forewarn_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = (
@@ -31,7 +31,17 @@ SECRETS = (
     "KAFKA_AIRFLOW_PASSWORD",
     "KAFKA_PRODUCER_PASSWORD",
 )
-CODE_DIRS = ("forewarn", "streams", "outreach", "models", "expectations", "dags", "plugins")
+CODE_DIRS = (
+    "forewarn",
+    "console",
+    "simulator",
+    "streams",
+    "outreach",
+    "models",
+    "expectations",
+    "dags",
+    "plugins",
+)
 
 
 def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from console.kafka.local import LocalKafka
+from console.stack import WorkerProcess
 from forewarn.kafka.admin import ensure_topics
-from forewarn.kafka.local import LocalKafka
 from forewarn.settings import Settings
-from forewarn.stack import WorkerProcess
 from tests.conftest import free_port_pair
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
 from forewarn.kafka.admin import committed_offsets, group_lag
-from forewarn.simulator import world_events
-from forewarn.simulator.produce import produce
-from forewarn.stack import DRAIN_TOPICS, wait_drained
+from forewarn.publish import produce
 from outreach.models import TaskHistory
 from outreach.store import TaskStore, aware
+from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
 from tests.utils.pipeline import lake_rows, missing_from_lake, scenario, send_raw

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from console.stack import wait_drained
 from forewarn.events import (
     INPUT_TOPICS,
     Alert,
@@ -34,9 +35,8 @@ from forewarn.events import (
     encode,
 )
 from forewarn.lake import read_events
-from forewarn.simulator import world_events
-from forewarn.stack import wait_drained
 from outreach.store import TaskStore
+from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records
 from tests.utils.pipeline import scenario
@@ -301,6 +301,6 @@ def _reason_class(reason: str) -> str:
 
 
 async def _produce(events, settings) -> None:
-    from forewarn.simulator.produce import produce
+    from forewarn.publish import produce
 
     await produce(events, settings.kafka_bootstrap, progress=False)

@@ -24,12 +24,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from console.kafka.local import LocalKafka, fetch_jars, free_port_pair
+from console.stack import WorkerProcess
 from forewarn.events import ModelUpdated
 from forewarn.kafka.admin import ensure_topics, group_lag
-from forewarn.kafka.local import LocalKafka, fetch_jars, free_port_pair
+from forewarn.publish import produce
 from forewarn.settings import Settings
-from forewarn.simulator.produce import produce
-from forewarn.stack import WorkerProcess
 from tests.utils.factories import order, telemetry, ticket
 
 pytestmark = pytest.mark.kafka
@@ -227,7 +227,7 @@ def test_the_worker_consumes_in_its_group(users):
 
 
 def test_airflow_publishes_a_model_through_the_nightlys_producer(users):
-    """models.nightly publishes with forewarn.simulator.produce, which reads the user from the
+    """models.nightly publishes with forewarn.publish, which reads the user from the
     environment, as the Airflow services get it from compose."""
     update = ModelUpdated(
         event_id="churn-auth-test",

@@ -14,11 +14,11 @@ from datetime import timedelta
 
 import pytest
 
+from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, encode
 from forewarn.kafka.admin import group_lag
-from forewarn.simulator import world_events
-from forewarn.stack import DRAIN_TOPICS, wait_drained
 from outreach.store import TaskStore, aware
+from simulator import world_events
 from tests.utils import factories
 from tests.utils.kafka import read_topic
 from tests.utils.pipeline import (

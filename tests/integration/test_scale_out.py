@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from forewarn.simulator import world_events
-from forewarn.stack import wait_balanced, wait_drained, worker_counters
+from console.stack import wait_balanced, wait_drained, worker_counters
+from simulator import world_events
 from tests.utils.pipeline import produce_events, scenario, visit_tasks
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

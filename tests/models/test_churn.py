@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forewarn.simulator import build_world
-from forewarn.simulator.render import customer_events
 from models.churn import ModelRegistry, metrics, train_and_evaluate
 from models.features import build_features, weekly_cutoffs
+from simulator import build_world
+from simulator.render import customer_events
 from streams.customer_risk.detector import FEATURES
 from streams.customer_risk.model import ModelHolder
 from tests.utils import factories

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from forewarn.cli import main
+from console.cli import main
 from models.clv import BetaGeoNBD, GammaGamma, customer_value, read_cdnow, summarize
 from tests.conftest import shared_dir
 

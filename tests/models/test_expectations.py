@@ -9,7 +9,7 @@ import pytest
 
 from expectations.runner import DataQualityError, load_suite, validate
 from forewarn.lake import LakeWriter, read_events
-from forewarn.simulator import build_world, world_events
+from simulator import build_world, world_events
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from forewarn.lake import LakeWriter
-from forewarn.simulator import build_world
-from forewarn.simulator.render import customer_events
 from models.features import build_features, cutoffs_until, features_from_lake, read_customer_events
+from simulator import build_world
+from simulator.render import customer_events
 from tests.utils import factories
 
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -11,9 +11,9 @@ import pytest
 
 from forewarn.events import decode
 from forewarn.lake import LakeWriter
-from forewarn.simulator import build_world
-from forewarn.simulator.render import customer_events
 from models import nightly
+from simulator import build_world
+from simulator.render import customer_events
 from tests.utils.kafka import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
-from forewarn.cli import main
+from console.cli import main
 from outreach.api.deps import COOKIE
 from outreach.api.main import create_app
 from outreach.api.ratelimit import FAILURES_PER_ADDRESS, LOGINS_PER_NAME, SlidingWindow

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from click.testing import CliRunner
 
-from forewarn.cli import main
+from console.cli import main
 from outreach.rules import OutreachRules, in_holdout
 from outreach.store import TaskStore
 from outreach.uplift import uplift_report

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from forewarn.simulator import build_world, world_events
+from simulator import build_world, world_events
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState, MetricBaseline
 from tests.utils import factories
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from console.report import score_churn, score_devices
 from forewarn.events import CustomerSignal
-from forewarn.report import score_churn, score_devices
-from forewarn.simulator import build_world, world_events
+from simulator import build_world, world_events
 from streams.baselines import StaticThreshold, naive_churn_flags
 from streams.customer_risk.detector import CustomerRiskDetector, CustomerState
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from forewarn.cli import main
-from forewarn.simulator import build_world, world_events
-from forewarn.simulator.export import write_csv
+from console.cli import main
+from simulator import build_world, world_events
+from simulator.export import write_csv
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 from streams.replay import replay_customers, replay_devices
 

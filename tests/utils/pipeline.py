@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
+from console.stack import WorkerProcess
 from forewarn.lake import read_events
-from forewarn.simulator import build_world
-from forewarn.simulator.produce import produce
-from forewarn.stack import WorkerProcess
+from forewarn.publish import produce
 from outreach.store import TaskStore
+from simulator import build_world
 from tests.utils.kafka import read_records
 
 START = datetime(2026, 1, 5, tzinfo=UTC)

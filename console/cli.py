@@ -48,7 +48,7 @@ def kafka() -> None:
 
 
 def _broker(settings: Settings):  # type: ignore[no-untyped-def]
-    from forewarn.kafka.local import LocalKafka
+    from console.kafka.local import LocalKafka
 
     return LocalKafka(
         home=settings.home / "kafka", cache_dir=settings.cache_dir, port=settings.kafka_port
@@ -64,7 +64,7 @@ def _fail(exc: Exception) -> None:
 @click.pass_obj
 def kafka_fetch(settings: Settings) -> None:
     """Download the broker jars into the cache (once)."""
-    from forewarn.kafka.local import KafkaError, fetch_jars
+    from console.kafka.local import KafkaError, fetch_jars
 
     try:
         click.echo(f"kafka jars: {fetch_jars(settings.cache_dir)}")
@@ -76,8 +76,8 @@ def kafka_fetch(settings: Settings) -> None:
 @click.pass_obj
 def kafka_start(settings: Settings) -> None:
     """Start the broker (idempotent) and create Forewarn's topics."""
+    from console.kafka.local import KafkaError
     from forewarn.kafka.admin import ensure_topics
-    from forewarn.kafka.local import KafkaError
 
     broker = _broker(settings)
     try:
@@ -169,8 +169,8 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Simulate customers, devices, orders and tickets with injected faults and churn."""
-    from forewarn.simulator import build_world, world_events, write_truth
-    from forewarn.simulator.produce import produce, write_lake
+    from forewarn.publish import produce, write_lake
+    from simulator import build_world, world_events, write_truth
 
     params = {
         "customers": customers,
@@ -208,7 +208,7 @@ def simulate(
         )
         click.echo(f"produced {n} events to {settings.kafka_bootstrap}")
     elif target == "csv":
-        from forewarn.simulator.export import write_csv
+        from simulator.export import write_csv
 
         counts = write_csv(world_events(world), out.parent)
         click.echo(
@@ -466,7 +466,7 @@ def outreach_escalate(settings: Settings) -> None:
 @click.pass_obj
 def worker(settings: Settings, faust_args: tuple[str, ...]) -> None:
     """Run a Faust worker (extra arguments go to ``faust worker``)."""
-    from forewarn.stack import worker_env
+    from console.stack import worker_env
 
     args = [sys.executable, "-m", "streams", "worker", "-l", "info", *faust_args]
     os.execvpe(args[0], args, worker_env(settings))
@@ -497,7 +497,7 @@ def demo(
     fresh: bool,
 ) -> None:
     """Kafka + simulator + Faust worker + outreach service, then a report of what was caught."""
-    from forewarn.demo import run_demo
+    from console.demo import run_demo
 
     try:
         run_demo(

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from forewarn.kafka.local import KafkaError, LocalKafka, probe
+from console.kafka.local import KafkaError, LocalKafka, probe
 from forewarn.settings import Settings
 from tests.conftest import free_port_pair
 
@@ -70,7 +70,7 @@ def test_storage_that_cannot_be_formatted_says_why(tmp_path):
 
 
 def test_cluster_ids_never_look_like_options(monkeypatch):
-    from forewarn.kafka import local
+    from console.kafka import local
 
     dashed = iter([b"\xfb" + bytes(15), bytes(16)])  # the first encodes to "-wAA..."
     monkeypatch.setattr(local.uuid, "uuid4", lambda: type("U", (), {"bytes": next(dashed)}))

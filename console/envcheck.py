@@ -1,6 +1,6 @@
 """Fail environment set-up loudly when the resolver picked something we did not test.
 
-``python -m forewarn.envcheck streams|airflow`` is run by ``make`` right after an environment is
+``python -m console.envcheck streams|airflow`` is run by ``make`` right after an environment is
 synced. A single resolver run for Faust and Airflow together silently falls back to a 2023
 faust-streaming; this check turns such a fall-back into an error instead of a confusing bug.
 """

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from forewarn.events import decode, encode
-from forewarn.simulator import build_world, read_faults, world_events, write_truth
+from simulator import build_world, read_faults, world_events, write_truth
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 

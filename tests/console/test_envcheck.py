@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from forewarn.envcheck import _major_minor, check
+from console.envcheck import _major_minor, check
 
 
 def test_streams_environment_is_as_locked():
@@ -13,6 +13,6 @@ def test_streams_environment_is_as_locked():
 
 
 def test_a_fallback_to_old_faust_would_be_reported(monkeypatch):
-    monkeypatch.setattr("forewarn.envcheck.version", lambda dist: "0.10.4")
+    monkeypatch.setattr("console.envcheck.version", lambda dist: "0.10.4")
     (problem, *_) = check("streams")
     assert "faust-streaming 0.10.4" in problem and "expected >= 0.15" in problem

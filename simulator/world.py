@@ -2,7 +2,7 @@
 
 Everything random is drawn here, up front, from one seed: which devices degrade and how, which
 customers' experience worsens, when benign surprises happen. The plan *is* the ground truth;
-:mod:`forewarn.simulator.events` only renders it into events. Each entity gets its own RNG
+:mod:`simulator.events` only renders it into events. Each entity gets its own RNG
 spawned from the seed, so adding a customer does not change what happens to the others.
 """
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from forewarn.simulator.world import Benign, Churn, Fault, World
+from simulator.world import Benign, Churn, Fault, World
 
 
 def _cell(value: Any) -> Any:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[2] / "forewarn" / "prereqs.py"
+SCRIPT = Path(__file__).parents[2] / "console" / "prereqs.py"
 
 
 def test_all_present_here():

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from console.kafka.local import LocalKafka
+from console.report import plot_lead_times, quality_report
+from console.stack import OutreachProcess, WorkerProcess, wait_drained, worker_counters
 from forewarn.kafka.admin import ensure_topics
-from forewarn.kafka.local import LocalKafka
 from forewarn.progress import progress_bar
-from forewarn.report import plot_lead_times, quality_report
+from forewarn.publish import produce
 from forewarn.settings import Settings
-from forewarn.simulator import build_world, world_events, write_truth
-from forewarn.simulator.produce import produce
-from forewarn.stack import OutreachProcess, WorkerProcess, wait_drained, worker_counters
+from simulator import build_world, world_events, write_truth
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from forewarn.cli import main
+from console.cli import main
 from forewarn.lake import read_events
 
 
@@ -80,7 +80,7 @@ def test_files_under_home_are_private(tmp_path):
     import sys
 
     home = tmp_path / "home"
-    command = [sys.executable, "-m", "forewarn.cli", "--home", str(home)]
+    command = [sys.executable, "-m", "console.cli", "--home", str(home)]
     args = ["simulate", "--customers", "3", "--days", "2", "--to", "lake"]
     done = subprocess.run(
         ["sh", "-c", 'umask 022 && exec "$@"', "sh", *command, *args],

@@ -1,4 +1,4 @@
-"""Render a planned :class:`~forewarn.simulator.world.World` into events, in event-time order.
+"""Render a planned :class:`~simulator.world.World` into events, in event-time order.
 
 Each device and customer is rendered by its own generator from its own RNG, and
 :func:`world_events` merges them lazily (``heapq.merge``), so memory stays flat however long
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from forewarn.events import Channel, DeviceTelemetry, Event, Order, Ticket
-from forewarn.simulator.world import (
+from simulator.world import (
     DEVICE_TYPES,
     ORDER_CHANNELS,
     PRECURSOR_CODES,

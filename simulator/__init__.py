@@ -7,9 +7,9 @@
 True
 """
 
-from forewarn.simulator.render import world_events
-from forewarn.simulator.truth import read_churns, read_faults, write_truth
-from forewarn.simulator.world import Benign, Churn, Fault, World, build_world
+from simulator.render import world_events
+from simulator.truth import read_churns, read_faults, write_truth
+from simulator.world import Benign, Churn, Fault, World, build_world
 
 __all__ = [
     "Benign",

@@ -1,4 +1,5 @@
-"""Send simulated events to Kafka in event-time order, or write them straight to the lake."""
+"""Publish events: to Kafka with one plain producer (the simulator, the nightly's model and
+lifetime-value announcements), or straight into the lake (a backfill, no broker involved)."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from console.kafka.local import free_port
 from forewarn.events import INPUT_TOPICS
 from forewarn.kafka.admin import group_lag
-from forewarn.kafka.local import free_port
 from forewarn.settings import Settings
 
 DRAIN_TOPICS = [*INPUT_TOPICS, "alerts"]
@@ -213,7 +213,7 @@ class OutreachProcess(ChildProcess):
         if insecure_cookies:
             env["FOREWARN_INSECURE_COOKIES"] = "1"  # plain http on localhost only
         super().__init__(
-            [sys.executable, "-m", "forewarn.cli", "outreach", "serve", "--port", str(port)],
+            [sys.executable, "-m", "console.cli", "outreach", "serve", "--port", str(port)],
             env,
             log_path,
         )

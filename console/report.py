@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from forewarn.simulator.truth import read_churns, read_faults
-from forewarn.simulator.world import Churn, Fault
+from simulator.truth import read_churns, read_faults
+from simulator.world import Churn, Fault
 
 CHURN_MIN_LEAD = timedelta(days=7)
 
