@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from forewarn.events import PARTITIONS
 from forewarn.settings import Settings, keep_files_private
 
 
@@ -107,7 +108,7 @@ def kafka_status(settings: Settings) -> None:
 
 
 @main.command()
-@click.option("--partitions", default=4, show_default=True)
+@click.option("--partitions", default=PARTITIONS, show_default=True)
 @click.option("--replication", default=1, show_default=True)
 @click.pass_obj
 def topics(settings: Settings, partitions: int, replication: int) -> None:

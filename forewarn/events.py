@@ -332,6 +332,26 @@ class CustomerValue(Event):
     value_tier: Literal["platinum", "gold", "silver", "bronze"]
 
 
+#: Partitions of every topic but model-updates (which has one, read whole by every worker).
+#: Faust tables are co-partitioned with their source topics, so this is one number for all.
+PARTITIONS = 4
+
+
+def visit_key(device_id: str) -> str:
+    """Dedup key of a device-fault alert: one open visit per device, whatever the signal."""
+    return f"visit:{device_id}"
+
+
+def retention_key(customer_id: str) -> str:
+    """Dedup key of a churn-risk alert: one open retention call per customer."""
+    return f"retention:{customer_id}"
+
+
+def feedback_key(ticket_id: str) -> str:
+    """Dedup key of a negative-feedback alert: one reply per ticket."""
+    return f"feedback:{ticket_id}"
+
+
 #: Source topics the worker consumes; each maps schema_version -> contract.
 INPUT_TOPICS: tuple[str, ...] = ("device-telemetry", "orders", "tickets")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from forewarn.events import Alert, CustomerValue, ModelUpdated
+from forewarn.events import Alert, CustomerValue, ModelUpdated, retention_key
 from forewarn.lake import read_events, write_parquet_atomic
 from models.features import CHUNK_CUSTOMERS
 
@@ -285,7 +285,7 @@ def build_at_risk_list(
                 event_id=f"nightly-{day}-{r['customer_id']}",
                 event_time=day_end(day),
                 alert_id=f"nightly-{day}-{r['customer_id']}",
-                dedup_key=f"retention:{r['customer_id']}",
+                dedup_key=retention_key(r["customer_id"]),
                 kind="churn_risk",
                 customer_id=r["customer_id"],
                 severity=TIER_SEVERITY[r["value_tier"]],

@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import faust
 
+from forewarn.events import (
+    PARTITIONS,
+    Alert,
+    CustomerSignal,
+    CustomerValue,
+    DeadLetter,
+    DeviceTelemetry,
+    Order,
+    OutreachTask,
+    Ticket,
+)
 from forewarn.logs import logging_config
 from forewarn.settings import Settings
 
@@ -29,7 +40,7 @@ app = faust.App(
     store="memory://",
     key_serializer="raw",
     value_serializer="raw",
-    topic_partitions=4,
+    topic_partitions=PARTITIONS,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
     # /metrics and /healthz (streams/metrics.py) on Faust's web server; port 0 turns it off.
@@ -58,23 +69,24 @@ app = faust.App(
     origin="streams",
 )
 
-telemetry_topic = app.topic("device-telemetry", internal=False)
-orders_topic = app.topic("orders", internal=False)
-tickets_topic = app.topic("tickets", internal=False)
-source_topics = app.topic("device-telemetry", "orders", "tickets", internal=False)
+# Topic names come from the contracts (forewarn/events.py), the one place they are defined.
+TELEMETRY, ORDERS, TICKETS, ALERTS = (c.topic for c in (DeviceTelemetry, Order, Ticket, Alert))
+telemetry_topic = app.topic(TELEMETRY, internal=False)
+orders_topic = app.topic(ORDERS, internal=False)
+tickets_topic = app.topic(TICKETS, internal=False)
 # The lake also keeps the alerts, so nightly features see device faults as the stream did.
-archived_topics = app.topic("device-telemetry", "orders", "tickets", "alerts", internal=False)
+archived_topics = app.topic(TELEMETRY, ORDERS, TICKETS, ALERTS, internal=False)
 # The intake agent archives these; readings are archived by the device agent, which decodes
 # them anyway: one Faust stream and one decode per reading (docs/benchmarks.md).
-intake_topics = app.topic("orders", "tickets", "alerts", internal=False)
-alerts_topic = app.topic("alerts", internal=False)
+intake_topics = app.topic(ORDERS, TICKETS, ALERTS, internal=False)
+alerts_topic = app.topic(ALERTS, internal=False)
 # Everything keyed by customer_id, co-partitioned, for the customer-state agent.
 customer_topics = app.topic(
-    "orders", "tickets", "customer-values", "customer-signals", internal=False
+    ORDERS, TICKETS, CustomerValue.topic, CustomerSignal.topic, internal=False
 )
-customer_signals_topic = app.topic("customer-signals", internal=False)
-outreach_tasks_topic = app.topic("outreach-tasks", internal=False)
-dead_letters_topic = app.topic("dead-letters", internal=False)
+customer_signals_topic = app.topic(CustomerSignal.topic, internal=False)
+outreach_tasks_topic = app.topic(OutreachTask.topic, internal=False)
+dead_letters_topic = app.topic(DeadLetter.topic, internal=False)
 
 
 async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:

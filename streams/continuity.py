@@ -18,11 +18,10 @@ and scored, whatever the cause of the hole; each hole is logged and counted (``<
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from forewarn.kafka.admin import committed_offsets
 from forewarn.settings import Settings
+from streams.retry import with_retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -163,28 +163,20 @@ def continuity_of(app: faust.App, bootstrap: str, group_id: str) -> OffsetContin
     return continuity
 
 
-async def with_retry(call: Callable[[], Awaitable[T]], what: str) -> T:
-    """``call()``, again and again while the broker is away: the batch waits, unacknowledged
-    (an exception would end the agent's ``take_events`` block, which acks the batch)."""
-    delay = 0.5
-    while True:
-        try:
-            return await call()
-        except Exception as exc:  # any broker trouble: wait and try again
-            log.error("%s failed (%r); retrying in %.1f s", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)
-
-
 async def fill_holes(
     continuity: OffsetContinuity, records: list[Record], counters: Counter[str], agent: str
 ) -> list[Record]:
     """``records`` of a batch, plus those of any hole before them read back from Kafka, in
     (topic, partition, offset) order when there were holes (each partition stays in order)."""
     offsets = [(t, p, o) for t, p, o, _ in records]
-    holes = await with_retry(lambda: continuity.holes(offsets), "checking offsets")
+    # Broker trouble of any kind: the batch waits, unacknowledged (streams/retry.py).
+    holes = await with_retry(
+        lambda: continuity.holes(offsets), "checking offsets", (Exception,), log
+    )
     for hole in holes:
-        found = await with_retry(lambda h=hole: continuity.read(h), f"reading back {hole}")
+        found = await with_retry(
+            lambda h=hole: continuity.read(h), f"reading back {hole}", (Exception,), log
+        )
         log.warning("%s read back %d events of %s, skipped by the stream", agent, len(found), hole)
         counters[f"{agent}.holes"] += 1
         counters[f"{agent}.read_back"] += len(found)

@@ -14,7 +14,6 @@ refused and why without attaching to it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -31,7 +30,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from forewarn.events import DEAD_LETTER_RAW_MAX, DeadLetter, Event, encode
 from forewarn.lake import LakeWriter
 from streams.app import app, dead_letters_topic, deliver, settings
-from streams.continuity import with_retry
+from streams.retry import with_retry
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +75,11 @@ async def archive(events: Sequence[Event]) -> None:
     The write runs on the event loop, not in a thread: in a thread it waited for the GIL behind
     Faust's message handling, 110 us per reading against 23 us here (20 ms of parquet per
     batch of 4,000 blocks the loop less than that convoy did; docs/benchmarks.md)."""
-    delay = 0.5
-    while True:
-        try:
-            lake.write(events)
-            return
-        except Exception as exc:
-            log.error(
-                "lake write of %d events failed (%r); retrying in %.1f s", len(events), exc, delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)
+
+    async def write() -> None:
+        lake.write(events)
+
+    await with_retry(write, f"lake write of {len(events)} events", (Exception,), log)
 
 
 async def reject(letters: Sequence[DeadLetter], kind: str) -> None:
@@ -103,7 +96,9 @@ async def reject(letters: Sequence[DeadLetter], kind: str) -> None:
             letter.source_offset,
             letter.reason,
         )
-        await with_retry(lambda x=letter: _send(x), f"sending dead letter {letter.event_id}")
+        await with_retry(
+            lambda x=letter: _send(x), f"sending dead letter {letter.event_id}", (Exception,), log
+        )
         counters[f"dead_letters.{kind}"] += 1
 
 

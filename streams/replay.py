@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from forewarn.events import Alert, DeviceTelemetry, Event, Order, Ticket
+from forewarn.events import Alert, DeviceTelemetry, Event, Order, Ticket, visit_key
 from streams.customer_risk.detector import (
     CustomerRiskDetector,
     CustomerState,
@@ -215,7 +215,7 @@ def _customer_events(
                     Alert(
                         event_id=f"fault-{i}",
                         alert_id=f"fault-{i}",
-                        dedup_key=f"visit:{fields.get('device_id', customer)}",
+                        dedup_key=visit_key(str(fields.get("device_id", customer))),
                         kind="device_fault",
                         severity="high",
                         confidence=1.0,

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from forewarn.events import INPUT_TOPICS
+from forewarn.events import INPUT_TOPICS, PARTITIONS
 from forewarn.settings import Settings
 
 #: Every topic Forewarn uses, with its cleanup policy. customer-values is a table: compacted.
@@ -23,7 +23,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
-async def ensure_topics(bootstrap: str, partitions: int = 4, replication: int = 1) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, partitions: int = PARTITIONS, replication: int = 1
+) -> list[str]:
     """Create missing Forewarn topics; return the names created (existing ones are left as is).
 
     Partition counts matter: Faust tables are co-partitioned with their source topics, so

@@ -7,7 +7,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from forewarn.events import InvalidEvent, ModelUpdated, decode, encode
+from forewarn.events import PARTITIONS, InvalidEvent, ModelUpdated, decode, encode
 from streams.app import (
     alerts_topic,
     app,
@@ -32,7 +32,7 @@ feedback_detector = NegativeFeedbackDetector()
 # Models are loaded from the registry folder only, never from a path in a message (issue 13).
 churn_model = ModelHolder(settings.models_dir / "churn")
 # Keyed by customer_id like orders, tickets, customer-values and customer-signals.
-customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=4)
+customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=PARTITIONS)
 
 
 # Orders and tickets the stream skipped are read back before the customer's state moves on

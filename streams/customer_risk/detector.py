@@ -35,7 +35,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from forewarn.events import Alert, CustomerValue, Event, Order, Ticket
+from forewarn.events import (
+    Alert,
+    CustomerValue,
+    Event,
+    Order,
+    Ticket,
+    feedback_key,
+    retention_key,
+)
 
 DAY = 86400.0
 WINDOW_S = 30 * DAY
@@ -298,7 +306,7 @@ class CustomerRiskDetector:
             event_id=f"risk-{event.event_id}",
             event_time=event.event_time,
             alert_id=f"risk-{event.event_id}",
-            dedup_key=f"retention:{customer_id}",
+            dedup_key=retention_key(customer_id),
             kind="churn_risk",
             customer_id=customer_id,
             severity=TIER_SEVERITY[tier],
@@ -351,7 +359,7 @@ class NegativeFeedbackDetector:
             event_id=f"feedback-{event.event_id}",
             event_time=event.event_time,
             alert_id=f"feedback-{event.event_id}",
-            dedup_key=f"feedback:{event.ticket_id}",
+            dedup_key=feedback_key(event.ticket_id),
             kind="negative_feedback",
             customer_id=event.customer_id,
             device_id=event.device_id,

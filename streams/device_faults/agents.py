@@ -7,7 +7,14 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from forewarn.events import Alert, CustomerSignal, DeadLetter, DeviceTelemetry, encode
+from forewarn.events import (
+    PARTITIONS,
+    Alert,
+    CustomerSignal,
+    DeadLetter,
+    DeviceTelemetry,
+    encode,
+)
 from streams.app import (
     alerts_topic,
     app,
@@ -41,7 +48,7 @@ continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 # from the key (the same partitioner as the source topic's producers), not from the event
 # being processed, so a batch can write the states of devices from several partitions.
 device_to_fault_state = app.Table(
-    "device-to-fault-state", default=dict, partitions=4, use_partitioner=True
+    "device-to-fault-state", default=dict, partitions=PARTITIONS, use_partitioner=True
 )
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from forewarn.events import Alert, DeviceTelemetry
+from forewarn.events import Alert, DeviceTelemetry, visit_key
 
 HOURS = 24
 # Error codes starting with these letters precede faults; W (warnings) and M (maintenance)
@@ -447,7 +447,7 @@ class DeviceFaultDetector:
             event_id=f"alert-{source_id}",
             event_time=at,
             alert_id=f"alert-{source_id}",
-            dedup_key=f"visit:{state.device_id}",
+            dedup_key=visit_key(state.device_id),
             kind="device_fault",
             customer_id=state.customer_id,
             device_id=state.device_id,

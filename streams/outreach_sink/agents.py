@@ -19,10 +19,9 @@ from outreach.store import TaskStore
 from streams.app import alerts_topic, app, outreach_tasks_topic, settings
 from streams.dead_letters import counters, dead_letter, reject
 from streams.metrics import observe_task_stored
+from streams.retry import with_retry
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 30.0
 
 
 @functools.cache
@@ -32,19 +31,14 @@ def task_store() -> TaskStore:
 
 
 async def store_with_retry(alert: Alert):  # type: ignore[no-untyped-def]
-    delay = 0.5
-    while True:
-        try:
-            return await asyncio.to_thread(task_store().upsert_alert, alert)
-        except OperationalError as exc:
-            log.error(
-                "outreach store unavailable (%s); retrying alert %s in %.1f s",
-                exc.orig,
-                alert.alert_id,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(MAX_BACKOFF_S, delay * 2)
+    """Upsert ``alert``'s task, waiting out a database outage (only that is retried: any other
+    refusal is the alert's own, see the agent)."""
+    return await with_retry(
+        lambda: asyncio.to_thread(task_store().upsert_alert, alert),
+        f"outreach store unavailable: storing alert {alert.alert_id}",
+        (OperationalError,),
+        log,
+    )
 
 
 @app.agent(alerts_topic)
