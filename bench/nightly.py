@@ -119,7 +119,7 @@ def churn_vs_default(features_path: str) -> Result:
     from sklearn.metrics import roc_auc_score
 
     from models.churn import LABEL, make_estimator, split
-    from streams.customer_risk.detector import FEATURES
+    from models.customer_state import FEATURES
 
     train, holdout = split(pd.read_parquet(features_path))
     x, y = train[list(FEATURES)].to_numpy(float), train[LABEL].to_numpy(int)

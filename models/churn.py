@@ -28,8 +28,8 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 from forewarn.registry import MODEL_FILE, Registry
+from models.customer_state import FEATURES
 from models.features import LABEL
-from streams.customer_risk.detector import FEATURES
 from streams.customer_risk.model import load_champion, load_model
 
 log = logging.getLogger(__name__)

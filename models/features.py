@@ -1,6 +1,6 @@
 """Point-in-time churn features and labels from the event lake.
 
-The features are the stream's own (:data:`streams.customer_risk.detector.FEATURES`, computed by
+The features are the stream's own (:data:`models.customer_state.FEATURES`, computed by
 the same :class:`CustomerState`), so a model trained here scores the stream's features without
 skew. For each cut-off, a customer's features use only events before the cut-off; the label is
 whether they cancel within ``horizon_days`` after it. Customers who cancelled before a cut-off
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
-from streams.customer_risk.detector import FEATURES, CustomerState
+from models.customer_state import FEATURES, CustomerState
 
 LABEL = "churned"
 CUSTOMER_TOPICS = ("orders", "tickets", "alerts")

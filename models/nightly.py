@@ -253,13 +253,8 @@ def build_at_risk_list(
     capacity, upsert them as retention tasks (one per customer, shared with the streams) and
     export the list as CSV."""
     from models.churn import ModelRegistry
+    from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
     from outreach.store import TaskStore
-    from streams.customer_risk.detector import (
-        FEATURES,
-        TIER_SEVERITY,
-        heuristic_risk,
-        top_reasons,
-    )
 
     table = pd.read_parquet(features_path)
     today = table[table["cutoff"] == table["cutoff"].max()].copy()

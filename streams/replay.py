@@ -21,11 +21,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from forewarn.events import Alert, DeviceTelemetry, Event, Order, Ticket, visit_key
-from streams.customer_risk.detector import (
-    CustomerRiskDetector,
-    CustomerState,
-    NegativeFeedbackDetector,
-)
+from models.customer_state import CustomerState
+from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 SILENCE_SCAN = timedelta(hours=1)

@@ -14,6 +14,7 @@ MODULES = [
     "simulator",
     "streams.device_faults.detector",
     "streams.customer_risk.detector",
+    "models.customer_state",
     "models.clv",
     "outreach.api.ratelimit",
 ]

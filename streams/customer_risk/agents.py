@@ -8,6 +8,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forewarn.events import PARTITIONS, InvalidEvent, ModelUpdated, decode, encode
+from models.customer_state import CustomerState
 from streams.app import (
     alerts_topic,
     app,
@@ -17,11 +18,7 @@ from streams.app import (
     settings,
 )
 from streams.continuity import continuity_of, fill_holes, records_of
-from streams.customer_risk.detector import (
-    CustomerRiskDetector,
-    CustomerState,
-    NegativeFeedbackDetector,
-)
+from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.customer_risk.model import ModelHolder
 from streams.dead_letters import counters, dead_letter, reject, status
 

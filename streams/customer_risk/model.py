@@ -29,7 +29,7 @@ import numpy as np
 
 from forewarn.events import ModelUpdated
 from forewarn.registry import Registry, RegistryError
-from streams.customer_risk.detector import FEATURES
+from models.customer_state import FEATURES
 
 log = logging.getLogger(__name__)
 

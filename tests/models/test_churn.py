@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from models.churn import ModelRegistry, metrics, train_and_evaluate
+from models.customer_state import FEATURES
 from models.features import build_features, weekly_cutoffs
 from simulator import build_world
 from simulator.render import customer_events
-from streams.customer_risk.detector import FEATURES
 from streams.customer_risk.model import ModelHolder
 from tests.utils import factories
 

@@ -8,11 +8,8 @@ import json
 from datetime import timedelta
 
 from forewarn.events import SCORE_MAX, CustomerValue
-from streams.customer_risk.detector import (
-    CustomerRiskDetector,
-    CustomerState,
-    NegativeFeedbackDetector,
-)
+from models.customer_state import CustomerState
+from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.device_faults.detector import (
     CODE_TIMES_MAX,
     CODES_MAX,

@@ -12,12 +12,8 @@ import pytest
 
 from forewarn.events import CustomerValue, InvalidEvent, ModelUpdated, decode, encode
 from forewarn.registry import MANIFEST, MODEL_FILE, VERSION_PATTERN, Registry
-from streams.customer_risk.detector import (
-    FEATURES,
-    CustomerRiskDetector,
-    CustomerState,
-    NegativeFeedbackDetector,
-)
+from models.customer_state import FEATURES, CustomerState
+from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.customer_risk.model import ModelHolder, ModelRejected, load_model
 from tests.utils import factories
 from tests.utils.factories import T0

@@ -15,9 +15,10 @@ import pytest
 
 from console.report import score_churn, score_devices
 from forewarn.events import CustomerSignal
+from models.customer_state import CustomerState
 from simulator import build_world, world_events
 from streams.baselines import StaticThreshold, naive_churn_flags
-from streams.customer_risk.detector import CustomerRiskDetector, CustomerState
+from streams.customer_risk.detector import CustomerRiskDetector
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from forewarn.registry import Registry
-from streams.customer_risk.detector import FEATURES
+from models.customer_state import FEATURES
 
 
 def fitted_estimator(seed: int = 0, features: Sequence[str] = FEATURES) -> Any:
