@@ -10,11 +10,12 @@ outputs and upserts the same tasks. The logic lives in ``models/nightly.py``.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, dag, task
+
+from forewarn.settings import Settings
 
 CHURN_MODEL = Asset("forewarn://models/churn")
 CUSTOMER_VALUES = Asset("forewarn://customer-values")
@@ -28,60 +29,62 @@ AT_RISK_LIST = Asset("forewarn://lists/at-risk")
     max_active_runs=1,
     tags=["forewarn", "nightly"],
     default_args={
-        "retries": int(os.environ.get("FOREWARN_NIGHTLY_RETRIES", "2")),
+        "retries": Settings().nightly_retries,
         "retry_delay": timedelta(minutes=5),
     },
     doc_md=__doc__,
 )
 def forewarn_nightly():
+    # Each task takes its run's dates from the context Airflow passes it (**context) and
+    # hands the day to models/nightly.py, which never reads Airflow or the clock itself.
     @task
-    def check_raw_events() -> dict:
-        from models.nightly import check_raw_events, context
+    def check_raw_events(**context) -> dict:  # type: ignore[no-untyped-def]
+        from models.nightly import check_raw_events
 
-        ctx = context()
+        ctx = _nightly(context)
         return check_raw_events(ctx.lake, ctx.day, ctx.gx_dir)
 
     @task
-    def build_features() -> str:
-        from models.nightly import build_feature_table, context
+    def build_features(**context) -> str:  # type: ignore[no-untyped-def]
+        from models.nightly import build_feature_table
 
-        ctx = context()
+        ctx = _nightly(context)
         return build_feature_table(ctx.lake, ctx.out, ctx.day, chunk_customers=ctx.chunk_customers)
 
     @task
-    def check_features(features_path: str) -> dict:
-        from models.nightly import check_features, context
+    def check_features(features_path: str, **context) -> dict:  # type: ignore[no-untyped-def]
+        from models.nightly import check_features
 
-        return check_features(features_path, context().gx_dir)
+        return check_features(features_path, _nightly(context).gx_dir)
 
     @task(outlets=[CHURN_MODEL])
-    def train_churn(features_path: str) -> dict:
-        from models.nightly import context, train_churn_model
+    def train_churn(features_path: str, **context) -> dict:  # type: ignore[no-untyped-def]
+        from models.nightly import train_churn_model
 
-        ctx = context()
+        ctx = _nightly(context)
         return train_churn_model(features_path, ctx.registry, ctx.day, ctx.bootstrap)
 
     @task(outlets=[CUSTOMER_VALUES])
-    def lifetime_value() -> str:
-        from models.nightly import context, fit_lifetime_value
+    def lifetime_value(**context) -> str:  # type: ignore[no-untyped-def]
+        from models.nightly import fit_lifetime_value
 
-        ctx = context()
+        ctx = _nightly(context)
         return fit_lifetime_value(ctx.lake, ctx.out, ctx.day, ctx.bootstrap)
 
     @task(outlets=[AT_RISK_LIST])
-    def at_risk_list(features_path: str, values_path: str) -> str:
-        from models.nightly import build_at_risk_list, context
+    def at_risk_list(features_path: str, values_path: str, **context) -> str:  # type: ignore[no-untyped-def]
+        from models.nightly import build_at_risk_list
 
-        ctx = context()
+        ctx = _nightly(context)
         return build_at_risk_list(
             features_path, values_path, ctx.registry, ctx.database_url, ctx.day, ctx.capacity
         )
 
     @task
-    def service_kpis() -> str:
-        from models.nightly import compute_kpis, context
+    def service_kpis(**context) -> str:  # type: ignore[no-untyped-def]
+        from models.nightly import compute_kpis
 
-        ctx = context()
+        ctx = _nightly(context)
         return compute_kpis(ctx.lake, ctx.out, ctx.day)
 
     raw = check_raw_events()
@@ -93,6 +96,18 @@ def forewarn_nightly():
     kpis = service_kpis()
     raw >> [features, values, kpis]
     checked >> model >> listed
+
+
+def _nightly(context):  # type: ignore[no-untyped-def]
+    """Paths and settings of the run, and its day from the run's data interval."""
+    from models.nightly import NightlyContext, run_day
+
+    day = run_day(
+        context.get("data_interval_start"),
+        context.get("data_interval_end"),
+        context.get("logical_date"),
+    )
+    return NightlyContext(day)
 
 
 forewarn_nightly()

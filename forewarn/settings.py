@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_HOME = Path("var")
+#: Retention calls a day: the nightly's at-risk list is cut there (FOREWARN_RETENTION_CAPACITY).
+RETENTION_CAPACITY = 25
+#: Customers per chunk of the nightly's feature build (FOREWARN_FEATURE_CHUNK_CUSTOMERS): ~1.3
+#: GiB per worker process at the simulator's ~17 events per customer.
+FEATURE_CHUNK_CUSTOMERS = 25_000
 
 
 def _env(name: str, default: str) -> str:
@@ -83,6 +88,16 @@ class Settings:
     # repr=False: Settings are logged and printed; the password must not be.
     kafka_password: str = field(default_factory=lambda: _secret("KAFKA_PASSWORD"), repr=False)
     kafka_ssl_cafile: str = field(default_factory=lambda: _env("KAFKA_SSL_CAFILE", ""))
+    #: The nightly: Kafka to announce models and customer values to (empty: files only), the
+    #: at-risk list's length, the feature build's chunk size, each task's retries.
+    publish_bootstrap: str = field(default_factory=lambda: _env("PUBLISH_BOOTSTRAP", ""))
+    retention_capacity: int = field(
+        default_factory=lambda: int(_env("RETENTION_CAPACITY", str(RETENTION_CAPACITY)))
+    )
+    feature_chunk_customers: int = field(
+        default_factory=lambda: int(_env("FEATURE_CHUNK_CUSTOMERS", str(FEATURE_CHUNK_CUSTOMERS)))
+    )
+    nightly_retries: int = field(default_factory=lambda: int(_env("NIGHTLY_RETRIES", "2")))
 
     def __post_init__(self) -> None:
         # Derived defaults follow ``home`` so one variable moves the whole local stack.

@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
+from forewarn.settings import FEATURE_CHUNK_CUSTOMERS
 from models.customer_state import FEATURES, CustomerState
 
 LABEL = "churned"
 CUSTOMER_TOPICS = ("orders", "tickets", "alerts")
-#: Customers replayed per chunk: ~1.3 GiB per worker at the simulator's ~17 events per customer.
-CHUNK_CUSTOMERS = 25_000
+#: Customers replayed per chunk (FOREWARN_FEATURE_CHUNK_CUSTOMERS, forewarn.settings).
+CHUNK_CUSTOMERS = FEATURE_CHUNK_CUSTOMERS
 
 log = logging.getLogger(__name__)
 

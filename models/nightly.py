@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pyarrow as pa
 
 from forewarn.events import Alert, CustomerValue, ModelUpdated, retention_key
 from forewarn.lake import read_events, write_parquet_atomic
+from forewarn.settings import RETENTION_CAPACITY
 from models.features import CHUNK_CUSTOMERS
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def build_at_risk_list(
     registry_root: Path,
     database_url: str,
     day: date,
-    capacity: int = 25,
+    capacity: int = RETENTION_CAPACITY,
     lists_dir: Path | None = None,
 ) -> str:
     """Rank today's customers by value at risk (P(churn) x 365-day CLV), keep the team's
@@ -345,8 +345,8 @@ def compute_kpis(lake: Path, out: Path, day: date) -> str:
 
 
 class NightlyContext:
-    """Where the nightly reads and writes, and which day it works on (from Airflow's context:
-    the data interval start; a manual run without one works on yesterday)."""
+    """Where the nightly reads and writes, and which day it works on (``day``, given by the
+    DAG from Airflow's data interval: :func:`run_day`)."""
 
     def __init__(self, day: date, settings: Any = None) -> None:
         from forewarn.settings import Settings
@@ -358,26 +358,32 @@ class NightlyContext:
         self.gx_dir = s.home / "nightly" / "gx"
         self.registry = s.models_dir / "churn"
         self.database_url = s.database_url
-        self.bootstrap = os.environ.get("FOREWARN_PUBLISH_BOOTSTRAP") or None
-        self.capacity = int(os.environ.get("FOREWARN_RETENTION_CAPACITY", "25"))
+        self.bootstrap = s.publish_bootstrap or None
+        self.capacity = s.retention_capacity
         # build_features' peak memory grows with its chunks (docs/operations.md).
-        self.chunk_customers = int(
-            os.environ.get("FOREWARN_FEATURE_CHUNK_CUSTOMERS", str(CHUNK_CUSTOMERS))
-        )
+        self.chunk_customers = s.feature_chunk_customers
 
 
-def context() -> NightlyContext:
-    from airflow.sdk import get_current_context
+def run_day(
+    data_interval_start: datetime | None,
+    data_interval_end: datetime | None,
+    logical_date: datetime | None = None,
+) -> date:
+    """The day a run works on, from the run's own dates (never the clock: a rerun of a day
+    must work on that day). With a data interval that spans a day, that day; with Airflow 3's
+    default cron timetable (interval start == end == the run's logical date, midnight), the
+    day that just ended before it.
 
-    return NightlyContext(run_day(get_current_context()))
-
-
-def run_day(ctx: Any) -> date:
-    """The day a run works on. With a data interval that spans a day, that day; with Airflow
-    3's default cron timetable (interval start == end == the run's logical date, midnight),
-    the day that just ended before it."""
-    start, end = ctx.get("data_interval_start"), ctx.get("data_interval_end")
+    >>> from datetime import datetime, UTC
+    >>> run_day(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    datetime.date(2026, 3, 1)
+    >>> run_day(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    datetime.date(2026, 2, 28)
+    """
+    start, end = data_interval_start, data_interval_end
     if start is not None and end is not None and end > start:
         return start.date()
-    anchor = start or ctx.get("logical_date") or datetime.now(UTC)
+    anchor = start or logical_date
+    if anchor is None:
+        raise ValueError("a nightly run needs its data interval or logical date from Airflow")
     return (anchor - timedelta(days=1)).date()
