@@ -12,11 +12,12 @@ export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: soak audit airflow help demo test test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: soak audit airflow help demo test test-fast test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
 	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
+	@echo "make test-fast - the unit tier only (no broker, database, browser or Airflow)"
 	@echo "make lint   - ruff"
 	@echo "make audit  - pip-audit of both locked environments"
 	@echo "make soak   - the fault tests with 50 worker kills"
@@ -121,13 +122,23 @@ outreach: envs
 soak: prereqs system-deps envs kafka-jars
 	FOREWARN_SOAK_KILLS=50 $(STREAMS)/bin/python -m pytest tests/integration/test_faults.py -s $(PYTEST_ARGS)
 
+# Which tests run in which environment: the Airflow environment's folders, and the rest.
+AIRFLOW_TESTS := tests/airflow_env tests/models tests/dags tests/deploy tests/expectations \
+	tests/plugins
+STREAMS_TESTS := tests $(foreach t,$(AIRFLOW_TESTS),--ignore=$(t))
+
 test-streams: $(STREAMS)/.stamp
-	$(STREAMS)/bin/python -m pytest tests --ignore=tests/airflow_env --ignore=tests/models \
-		--ignore=tests/dags --ignore=tests/deploy $(PYTEST_ARGS)
+	$(STREAMS)/bin/python -m pytest $(STREAMS_TESTS) $(PYTEST_ARGS)
 
 test-airflow: $(AIRFLOW)/.stamp
-	$(AIRFLOW)/bin/python -m pytest tests/airflow_env tests/models tests/dags tests/deploy \
+	$(AIRFLOW)/bin/python -m pytest $(AIRFLOW_TESTS) \
 		tests/forewarn/test_events.py tests/forewarn/test_lake.py $(PYTEST_ARGS)
+
+# The unit tier: no broker, database server, browser or Airflow; under two minutes.
+UNIT := -m "not kafka and not postgres and not browser and not slow"
+test-fast: envs
+	$(STREAMS)/bin/python -m pytest $(STREAMS_TESTS) $(UNIT) -q $(PYTEST_ARGS)
+	$(AIRFLOW)/bin/python -m pytest $(AIRFLOW_TESTS) $(UNIT) -q $(PYTEST_ARGS)
 
 lint: $(STREAMS)/.stamp
 	$(STREAMS)/bin/ruff check .

@@ -11,6 +11,29 @@ import pytest
 from console.kafka.local import free_port_pair
 from forewarn.settings import Settings
 
+#: Fixtures that start a real service, and the marker a test using one gets: ``make test-fast``
+#: (the unit tier) runs what needs none of them (``-m "not kafka and not postgres and not
+#: browser and not slow"``).
+SERVICE_FIXTURES = {
+    "kafka_broker": "kafka",
+    "stack_settings": "kafka",
+    "broker": "kafka",
+    "stack": "kafka",
+    "postgres_url": "postgres",
+    "browser": "browser",
+}
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVICE_FIXTURES.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("any_store") == "postgresql":
+            item.add_marker("postgres")
+
 
 def shared_dir() -> Path:
     """The reference data beside the repository (``../shared``), or ``FOREWARN_SHARED_DIR``."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forewarn import prereqs
+from console import prereqs
 
 HERE = Path(__file__).parent
 POM = HERE / "pom.xml"
