@@ -134,7 +134,14 @@ def scan_for_silence(
 
 
 async def publish(alert: Alert) -> None:
-    log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.fault_kind)
+    log.info(
+        "alert %s %s %s %s at %s",
+        alert.alert_id,
+        alert.dedup_key,
+        alert.severity,
+        alert.fault_kind,
+        alert.event_time.isoformat(),
+    )
     counters[f"alerts.{alert.kind}"] += 1
     await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
     # The customer's risk takes faults on their devices into account.
