@@ -84,3 +84,20 @@ async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:
     never left (found by tests/integration/test_faults.py)."""
     pending = await topic.send(key=key, value=value)
     await pending
+
+
+async def partitions_known(table: faust.types.TableT) -> None:
+    """Wait until the producer knows the partitions of ``table``'s changelog topic.
+
+    A table with ``use_partitioner=True`` asks the producer's partitioner for each write's
+    partition, synchronously, from the producer's cached metadata; a changelog topic created
+    at startup can be missing from it (Kafka's metadata lags the topic's creation), and the
+    write then raises ``TypeError: 'NoneType' object is not iterable`` in aiokafka's
+    ``_partition``. That crashed the device agent five times in one CI run, each crash
+    acknowledging a batch that was never scored (a third of the readings: issue 14, the
+    scale-out test's alert counts). aiokafka's ``partitions_for`` fetches the topic's metadata
+    and keeps it in the producer's metadata from then on; a no-op once known.
+    """
+    # Faust's producer has no public way to reach aiokafka's metadata wait.
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    await producer.partitions_for(table.changelog_topic.get_topic_name())

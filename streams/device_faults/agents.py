@@ -13,10 +13,11 @@ from streams.app import (
     app,
     customer_signals_topic,
     deliver,
+    partitions_known,
     settings,
     telemetry_topic,
 )
-from streams.continuity import continuity_of, fill_holes, records_of
+from streams.continuity import continuity_of, fill_holes, records_of, with_retry
 from streams.dead_letters import counters, dead_letter, reject
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 from streams.intake.agents import take_in
@@ -98,6 +99,8 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
         await reject(letters, "refused")
         for alert in alerts:
             await publish(alert)  # delivered before the states that remember them
+        # A write that raises would end the agent and acknowledge the batch unscored.
+        await with_retry(lambda: partitions_known(device_to_fault_state), "changelog metadata")
         for device_id, state in states.items():
             device_to_fault_state[device_id] = state.to_dict()
 
