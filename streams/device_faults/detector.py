@@ -147,6 +147,10 @@ class DeviceState:
     counters: dict[str, int] = field(default_factory=dict)  # frozen, unit_change, late, missing
     partition: int | None = None  # set by the Faust agent: which partition owns this device
     last_offset: int = -1  # set by the Faust agent: the last source offset applied
+    # Set by the detection step (streams/device_faults/step.py): the latest event time of the
+    # device's readings, each capped at the worker's clock when scored; the partition's
+    # silence clock is the highest of its devices', so a restarted worker rebuilds it.
+    clock_mark: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-written rather than dataclasses.asdict: this runs once per reading, and asdict's
@@ -181,6 +185,7 @@ class DeviceState:
             "counters": dict(self.counters),
             "partition": self.partition,
             "last_offset": self.last_offset,
+            "clock_mark": self.clock_mark,
         }
 
     @classmethod
