@@ -18,6 +18,9 @@ settings = Settings()
 #: Raising it with larger fetches gave 10% more throughput and coincided with one event lost
 #: under repeated kill -9 in CI (docs/reliability.md). Agents keep their batches below it.
 STREAM_BUFFER = 4096
+#: Header naming the consumer group (deployment) that sent a message: groups sharing a broker
+#: share its topics, and which group raised an alert must still be told (issue 14).
+SENT_BY = "forewarn-group"
 
 app = faust.App(
     settings.group_id,
@@ -81,8 +84,9 @@ async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:
     """Send and wait until the broker has it. Detectors deliver an alert *before* writing the
     state that remembers raising it: a worker killed in between then raises it again after
     the restart (the outreach store ignores the repeat), instead of remembering an alert that
-    never left (found by tests/integration/test_faults.py)."""
-    pending = await topic.send(key=key, value=value)
+    never left (found by tests/integration/test_faults.py). Each message says which group
+    sent it (``SENT_BY``)."""
+    pending = await topic.send(key=key, value=value, headers={SENT_BY: settings.group_id.encode()})
     await pending
 
 
