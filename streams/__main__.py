@@ -13,7 +13,10 @@ if __name__ == "__main__":
     from forewarn.kafka.admin import ensure_changelogs
     from streams.app import app, settings
 
-    changelogs = {t.changelog_topic.get_topic_name(): t.partitions for t in app.tables.values()}
+    changelogs = {
+        t.changelog_topic.get_topic_name(): t.partitions or app.conf.topic_partitions
+        for t in app.tables.values()
+    }
     # In a thread: asyncio.run would leave the main thread without the loop Faust runs on.
     with ThreadPoolExecutor(1) as pool:
         if "worker" in sys.argv[1:]:

@@ -69,7 +69,12 @@ async def ensure_changelogs(
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(name, partitions[name], replication, {"cleanup.policy": "compact"})
+                    NewTopic(
+                        name,
+                        partitions[name],
+                        replication,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
                     for name in missing
                 ]
             )
