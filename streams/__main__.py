@@ -1,9 +1,25 @@
 """``python -m streams worker``: start a Faust worker of the Forewarn app."""
 
+import asyncio
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 from forewarn.settings import keep_files_private
 
 if __name__ == "__main__":
     keep_files_private()  # before the app creates its data folder
-    from streams.app import app
+    import streams.customer_risk.agents
+    import streams.device_faults.agents  # noqa: F401  (their tables, before the worker starts)
+    from forewarn.kafka.admin import ensure_changelogs
+    from streams.app import app, settings
 
+    changelogs = {
+        t.changelog_topic.get_topic_name(): t.partitions or app.conf.topic_partitions
+        for t in app.tables.values()
+    }
+    # In a thread: asyncio.run would leave the main thread without the loop Faust runs on.
+    with ThreadPoolExecutor(1) as pool:
+        if "worker" in sys.argv[1:]:
+            coroutine = ensure_changelogs(settings.kafka_bootstrap, changelogs)
+            pool.submit(asyncio.run, coroutine).result()
     app.main()

@@ -29,6 +29,9 @@ settings = Settings()
 #: Raising it with larger fetches gave 10% more throughput and coincided with one event lost
 #: under repeated kill -9 in CI (docs/reliability.md). Agents keep their batches below it.
 STREAM_BUFFER = 4096
+#: Header naming the consumer group (deployment) that sent a message: groups sharing a broker
+#: share its topics, and which group raised an alert must still be told (issue 14).
+SENT_BY = "forewarn-group"
 
 app = faust.App(
     settings.group_id,
@@ -93,6 +96,24 @@ async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:
     """Send and wait until the broker has it. Detectors deliver an alert *before* writing the
     state that remembers raising it: a worker killed in between then raises it again after
     the restart (the outreach store ignores the repeat), instead of remembering an alert that
-    never left (found by tests/integration/test_faults.py)."""
-    pending = await topic.send(key=key, value=value)
+    never left (found by tests/integration/test_faults.py). Each message says which group
+    sent it (``SENT_BY``)."""
+    pending = await topic.send(key=key, value=value, headers={SENT_BY: settings.group_id.encode()})
     await pending
+
+
+async def partitions_known(table: faust.types.TableT) -> None:
+    """Wait until the producer knows the partitions of ``table``'s changelog topic.
+
+    A table with ``use_partitioner=True`` asks the producer's partitioner for each write's
+    partition, synchronously, from the producer's cached metadata; a changelog topic created
+    at startup can be missing from it (Kafka's metadata lags the topic's creation), and the
+    write then raises ``TypeError: 'NoneType' object is not iterable`` in aiokafka's
+    ``_partition``. That crashed the device agent five times in one CI run, each crash
+    acknowledging a batch that was never scored (a third of the readings: issue 14, the
+    scale-out test's alert counts). aiokafka's ``partitions_for`` fetches the topic's metadata
+    and keeps it in the producer's metadata from then on; a no-op once known.
+    """
+    # Faust's producer has no public way to reach aiokafka's metadata wait.
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    await producer.partitions_for(table.changelog_topic.get_topic_name())

@@ -13,7 +13,6 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,11 @@ from pydantic import ValidationError
 from forewarn.events import Alert, DeviceTelemetry, Event, Order, Ticket, visit_key
 from models.customer_state import CustomerState
 from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
-from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+from streams.device_faults.detector import DeviceFaultDetector
+from streams.device_faults.step import DeviceFaultStep
 
-SILENCE_SCAN = timedelta(hours=1)
+#: How ``replay_devices`` counts the readings the detection step refused.
+REFUSALS = {"late": "late", "owner": "names another owner", "error": "detector failed"}
 ALERT_COLUMNS = (
     "time",
     "entity",
@@ -114,8 +115,7 @@ def replay_devices(
     if missing:
         raise ValueError(f"--value-columns {missing} are not in {path}")
     result = ReplayResult(rows=len(frame))
-    states: dict[str, DeviceState] = {}
-    next_scan: datetime | None = None
+    readings: list[tuple[int, int, DeviceTelemetry]] = []
     for i, row in enumerate(frame.to_dict("records")):
         if _cell(row[entity_column]) is None or pd.isna(row[time_column]):
             result.skipped["missing entity or time"] += 1
@@ -139,18 +139,14 @@ def replay_devices(
         except ValidationError as exc:
             result.skipped[f"invalid: {exc.errors()[0]['loc'][0]}"] += 1
             continue
-        state = states.setdefault(entity, DeviceState())
-        if detector.lateness_hours(state, reading) > detector.lateness_hours_max:
-            result.skipped["late"] += 1
-            continue
-        if detector.owner_conflict(state, reading) is not None:
-            result.skipped["names another owner"] += 1
-            continue
-        if (alert := detector.update(state, reading)) is not None:
-            result.alerts.append(alert)
-        if next_scan is None or t >= next_scan:
-            next_scan = t + SILENCE_SCAN
-            result.alerts += [a for s in states.values() if (a := detector.check_silence(s, t))]
+        readings.append((0, i, reading))
+    # The worker's own step, as one partition: silence is checked as of each whole event-time
+    # hour the readings reach, as a worker does per partition (docs/detection.md).
+    outcome = DeviceFaultStep({}, detector=detector).run(readings)
+    result.alerts = outcome.alerts
+    for refusal in outcome.refused:
+        result.skipped[REFUSALS[refusal.kind]] += 1
+    states = outcome.states
     result.entities = len(states)
     return result
 

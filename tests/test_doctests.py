@@ -13,6 +13,7 @@ MODULES = [
     "forewarn.settings",
     "simulator",
     "streams.device_faults.detector",
+    "streams.device_faults.step",
     "streams.customer_risk.detector",
     "models.customer_state",
     "models.clv",

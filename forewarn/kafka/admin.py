@@ -53,6 +53,43 @@ async def ensure_topics(
         await admin.close()
 
 
+async def ensure_changelogs(
+    bootstrap: str, partitions: dict[str, int], replication: int = 1, timeout: float = 60.0
+) -> list[str]:
+    """Create missing table changelog topics (compacted; ``partitions`` by name) and wait
+    until the broker's metadata lists them; return the names created.
+
+    Faust creates them itself at startup, moments before its consumer subscribes, and Kafka's
+    metadata can lag the creation: the assignor then ignored the changelog ("Ignoring missing
+    topic"), the table's partitioner and partition check found no partitions, and the agents
+    crashed (issue 14). Created before the worker starts, they are there from its first request.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **Settings().kafka_client_options())
+    await admin.start()
+    try:
+        missing = [name for name in partitions if name not in set(await admin.list_topics())]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        partitions[name],
+                        replication,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                    for name in missing
+                ]
+            )
+        deadline = asyncio.get_running_loop().time() + timeout
+        while set(partitions) - set(await admin.list_topics()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"changelog topics {missing} not listed after {timeout:g} s")
+            await asyncio.sleep(0.2)
+        return missing
+    finally:
+        await admin.close()
+
+
 async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> dict[str, int]:
     """Messages not yet committed by ``group_id``, per topic (a never-committed partition
     counts from its beginning offset)."""

@@ -147,6 +147,10 @@ class DeviceState:
     counters: dict[str, int] = field(default_factory=dict)  # frozen, unit_change, late, missing
     partition: int | None = None  # set by the Faust agent: which partition owns this device
     last_offset: int = -1  # set by the Faust agent: the last source offset applied
+    # Set by the detection step (streams/device_faults/step.py): the latest event time of the
+    # device's readings, each capped at the worker's clock when scored; the partition's
+    # silence clock is the highest of its devices', so a restarted worker rebuilds it.
+    clock_mark: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-written rather than dataclasses.asdict: this runs once per reading, and asdict's
@@ -181,16 +185,25 @@ class DeviceState:
             "counters": dict(self.counters),
             "partition": self.partition,
             "last_offset": self.last_offset,
+            "clock_mark": self.clock_mark,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DeviceState:
         if not data:
             return cls()
+        # Copies of the document's lists and dicts, never the document's own: learn_one
+        # changes a profile in place, and a Faust table hands out the very object it stores,
+        # so a state that shared it changed the table behind the changelog's back (a batch
+        # that was never written, or crashed, stayed half applied in the worker's memory and
+        # was applied again on its replay: tests/streams/test_determinism.py, issue 14).
         metrics = {
             name: MetricState(
-                baseline=MetricBaseline(**m["baseline"]),
-                **{k: v for k, v in m.items() if k != "baseline"},
+                baseline=MetricBaseline(
+                    **{**m["baseline"], "profile": list(m["baseline"]["profile"])}
+                ),
+                **{k: v for k, v in m.items() if k not in ("baseline", "recent_spikes")},
+                recent_spikes=list(m.get("recent_spikes", [])),
             )
             for name, m in data["metrics"].items()
         }
@@ -200,8 +213,13 @@ class DeviceState:
                 codes.setdefault(str(c), []).append(float(t))
         else:
             codes = {str(c): [float(t) for t in ts] for c, ts in data.get("codes", {}).items()}
-        rest = {k: v for k, v in data.items() if k not in ("metrics", "recent_codes", "codes")}
-        return cls(metrics=metrics, codes=codes, **rest)
+        rest = {
+            k: v
+            for k, v in data.items()
+            if k not in ("metrics", "recent_codes", "codes", "counters")
+        }
+        counters = dict(data.get("counters", {}))
+        return cls(metrics=metrics, codes=codes, counters=counters, **rest)
 
     def fault_codes(self) -> list[str]:
         """The fault codes within the window, oldest first (one entry per time raised)."""

@@ -253,3 +253,17 @@ def test_unit_change_is_converted_not_alerted():
     assert state.counters["unit_change"] == 1
     baseline = state.metrics["outlet_temp_c"].baseline
     assert abs(baseline.level - (45 * 1.8 + 32)) < 2
+
+
+def test_state_read_from_a_document_shares_nothing_with_it():
+    """A Faust table hands out the object it stores: learning must not change it in place."""
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(40):
+        detector.update(state, factories.telemetry(i, metrics={"vibration_mm_s": 2.0 + i % 3}))
+    document = state.to_dict()
+    before = json.dumps(document, sort_keys=True)
+    again = DeviceState.from_dict(document)
+    for i in range(40, 80):  # a profile changes in place; a missing value is counted
+        value = None if i % 10 == 0 else 2.0 + i % 3
+        detector.update(again, factories.telemetry(i, metrics={"vibration_mm_s": value}))
+    assert json.dumps(document, sort_keys=True) == before

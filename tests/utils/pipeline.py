@@ -114,3 +114,43 @@ def wait_for_status(settings, key: str, value, timeout: float = 60) -> bool:
             return True
         time.sleep(1)
     return False
+
+
+def offline_device_alerts(events, partitions: int = 4) -> list:
+    """The device alerts of ``events`` from the worker's detection step run offline: each
+    reading decoded from its wire form, in its Kafka partition (the producers' partitioner
+    on its key), one pass in the order produced."""
+    from aiokafka.partitioner import murmur2
+
+    from forewarn.events import decode, encode
+    from streams.device_faults.step import DeviceFaultStep
+
+    offsets: Counter = Counter()
+    batch = []
+    for event in events:
+        if event.topic != "device-telemetry":
+            continue
+        partition = (murmur2(event.key.encode()) & 0x7FFFFFFF) % partitions
+        batch.append((partition, offsets[partition], decode(event.topic, encode(event))))
+        offsets[partition] += 1
+    return DeviceFaultStep({}).run(batch).alerts
+
+
+def published_device_alerts(settings, group_id: str) -> list:
+    """The device alerts on the alerts topic that ``group_id``'s workers sent (the header
+    streams.app.SENT_BY tells groups sharing a broker apart), repeats included."""
+    from forewarn.events import Alert, decode
+    from tests.utils.kafka import read_records
+
+    sent_by = ("forewarn-group", group_id.encode())
+    alerts = [
+        decode("alerts", r.value)
+        for r in read_records(settings.kafka_bootstrap, "alerts")
+        if sent_by in (r.headers or ())
+    ]
+    return [a for a in alerts if isinstance(a, Alert) and a.kind == "device_fault"]
+
+
+def alert_keys(alerts) -> set[tuple[str, str, str | None, str]]:
+    """What makes two alerts the same: id, event time, fault and severity."""
+    return {(a.alert_id, a.event_time.isoformat(), a.fault_kind, a.severity) for a in alerts}

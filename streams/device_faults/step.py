@@ -1,0 +1,197 @@
+"""The device agent's detection step, Kafka-free: what a worker does with the readings of a
+batch, and what the replay and the tests do with the same readings.
+
+Same events, same alerts (issue 14): the alerts depend only on each partition's readings in
+offset order, never on how they were batched, how partitions were interleaved, how many
+workers shared them or where a worker restarted. What makes it so:
+
+* A device's state is read from the store once per batch and written back by the caller after
+  the batch; within a batch the step keeps it in ``states``. Readings at or below the offset a
+  state last applied are replays (``replayed``), not new readings.
+* Silence needs a clock. A partition's clock is the highest event time of its scored readings,
+  each capped at the worker's clock when it was scored (a device whose clock runs hours ahead
+  cannot make its neighbours look silent; histories are far behind the clock and unaffected).
+  Every device state keeps its own share of that clock (``clock_mark``), so the partition's
+  clock is rebuilt exactly from the store after a restart or a rebalance: it was kept in the
+  worker's memory before, and a restarted worker started a new schedule.
+* Silence is checked when a partition's clock reaches a whole event-time hour, as of that hour
+  (the scan instants were one hour after whatever reading a worker happened to start on).
+  The devices checked are all of the partition's, those of the batch included (a device first
+  written in the same batch was skipped before).
+
+Examples
+--------
+>>> from datetime import datetime, timedelta, UTC
+>>> from forewarn.events import DeviceTelemetry
+>>> t0 = datetime(2026, 1, 5, tzinfo=UTC)
+>>> def reading(device, hour):
+...     return DeviceTelemetry(event_id=f"{device}-{hour}", event_time=t0 + timedelta(hours=hour),
+...                            device_id=device, customer_id="C1", device_type="heat_pump",
+...                            metrics={"vibration_mm_s": 2.0 + 0.01 * (hour % 5)})
+>>> store = {}
+>>> step = DeviceFaultStep(store)
+>>> readings = [(0, 2 * h + i, reading(d, h)) for h in range(12) for i, d in enumerate("AB")
+...             if d == "A" or h < 6]
+>>> outcome = step.run(readings)
+>>> store.update({k: s.to_dict() for k, s in outcome.states.items()})
+>>> [(a.device_id, a.fault_kind, a.event_time.isoformat()) for a in outcome.alerts]
+[('B', 'silence', '2026-01-05T09:00:00+00:00')]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from forewarn.events import Alert, DeviceTelemetry
+from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+
+#: Event-time seconds between two silence checks of a partition; checks fall on multiples.
+SILENCE_SCAN_S = 3600
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A reading the step did not score: ``kind`` is ``late``, ``owner`` or ``error``."""
+
+    partition: int
+    offset: int
+    kind: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """What one batch gave: alerts in the order raised, refusals, counters, and the states
+    to write back (every state read or changed)."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    states: dict[str, DeviceState] = field(default_factory=dict)
+
+
+class DeviceFaultStep:
+    """Scores readings ``(partition, offset, reading)`` against states kept in ``store``.
+
+    Parameters
+    ----------
+    store : Mapping[str, dict]
+        Device states by device id as ``DeviceState.to_dict()`` documents: the agent's table,
+        or a plain dict. Read only; the caller writes ``Outcome.states`` back after each batch.
+    detector : DeviceFaultDetector, optional
+    clock : callable, optional
+        Epoch seconds now; no partition's silence clock passes it (``math.inf`` for none).
+    """
+
+    def __init__(
+        self,
+        store: Mapping[str, dict[str, Any]],
+        *,
+        detector: DeviceFaultDetector | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.detector = detector or DeviceFaultDetector()
+        self.clock = clock
+        self._clocks: dict[int, float | None] = {}  # derived from the store, see forget()
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Partitions revoked (all if None): their clocks are rebuilt from the store."""
+        for partition in list(self._clocks) if partitions is None else partitions:
+            self._clocks.pop(partition, None)
+
+    def run(self, readings: Iterable[tuple[int, int, DeviceTelemetry]]) -> Outcome:
+        """Score one batch; each partition's readings must come in offset order."""
+        out = Outcome()
+        for partition, offset, reading in readings:
+            state = self._state(reading.device_id, out.states)
+            if state.partition == partition and offset <= state.last_offset:
+                # Replayed after a crash: the store already holds its effect. Not late.
+                out.counts["replayed"] += 1
+                continue
+            late = self.detector.lateness_hours(state, reading)
+            state.partition, state.last_offset = partition, offset
+            if late > self.detector.lateness_hours_max:
+                reason = (
+                    f"late by {late:.1f} h, beyond the {self.detector.lateness_hours_max:g} h "
+                    f"bound of device-fault detection (archived, not scored)"
+                )
+                out.refused.append(Refusal(partition, offset, "late", reason))
+                continue
+            if (conflict := self.detector.owner_conflict(state, reading)) is not None:
+                out.refused.append(Refusal(partition, offset, "owner", conflict))
+                continue
+            try:
+                alert = self.detector.update(state, reading)
+            except Exception as exc:  # one reading must not stop detection for the others
+                log.exception("device detector failed on partition %d@%d", partition, offset)
+                reason = f"the device detector failed on this reading (archived): {exc!r}"
+                out.refused.append(Refusal(partition, offset, "error", reason))
+                continue
+            if alert is not None:
+                out.alerts.append(alert)
+            out.counts["processed"] += 1
+            before = self._partition_clock(partition, out.states)
+            mark = min(reading.event_time.timestamp(), self.clock())
+            state.clock_mark = max(mark, state.clock_mark or mark)
+            after = max(mark, before if before is not None else mark)
+            self._clocks[partition] = after
+            if before is not None and after // SILENCE_SCAN_S > before // SILENCE_SCAN_S:
+                at = after // SILENCE_SCAN_S * SILENCE_SCAN_S
+                out.alerts += self._scan(partition, at, out.states)
+        return out
+
+    def _state(self, device_id: str, states: dict[str, DeviceState]) -> DeviceState:
+        state = states.get(device_id)
+        if state is None:
+            state = states[device_id] = DeviceState.from_dict(self.store.get(device_id))
+        return state
+
+    def _partition_clock(self, partition: int, states: dict[str, DeviceState]) -> float | None:
+        """The partition's silence clock: the highest ``clock_mark`` of its devices."""
+        if partition not in self._clocks:
+            marks = [m for s in self._devices(partition, states) if (m := _mark(s, self.clock))]
+            self._clocks[partition] = max(marks, default=None)
+        return self._clocks[partition]
+
+    def _devices(self, partition: int, states: dict[str, DeviceState]) -> Iterable[DeviceState]:
+        """The partition's devices: the batch's states, then the store's others (loaded)."""
+        for state in list(states.values()):
+            if state.partition == partition:
+                yield state
+        for device_id, data in list(self.store.items()):
+            if device_id not in states and data.get("partition") == partition:
+                yield DeviceState.from_dict(data)
+
+    def _scan(self, partition: int, at: float, states: dict[str, DeviceState]) -> list[Alert]:
+        """Check the partition's devices for silence as of event time ``at``."""
+        now = datetime.fromtimestamp(at, UTC)
+        alerts = []
+        for state in self._devices(partition, states):
+            alerted = state.silence_alerted
+            alert = self.detector.check_silence(state, now)
+            if state.silence_alerted != alerted:
+                # Changed even when the episode's hysteresis kept the alert back: a state
+                # loaded from the store is written back, as one of the batch's would be.
+                states[state.device_id] = state
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+
+def _mark(state: DeviceState, clock: Callable[[], float]) -> float | None:
+    """A state's share of its partition's clock; states written before ``clock_mark`` existed
+    give their latest event time, capped at the clock now."""
+    if state.clock_mark is not None:
+        return state.clock_mark
+    if state.last_seen is None:
+        return None
+    return min(state.last_seen, clock())
