@@ -15,6 +15,7 @@ from streams.app import (
     archived_topics,
     customer_topics,
     deliver,
+    fail_stop,
     settings,
 )
 from streams.continuity import continuity_of, fill_holes, records_of
@@ -40,8 +41,9 @@ continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 @app.agent(customer_topics)
 async def track_customers(stream):  # type: ignore[no-untyped-def]
     async for event in stream.events():
-        for record in await fill_holes(continuity, records_of([event]), counters, "customers"):
-            await track_customer(*record)
+        with fail_stop("updating a customer"):
+            for record in await fill_holes(continuity, records_of([event]), counters, "customers"):
+                await track_customer(*record)
 
 
 async def track_customer(topic: str, partition: int, offset: int, value: bytes | None) -> None:

@@ -15,15 +15,17 @@ from streams.app import (
     app,
     customer_signals_topic,
     deliver,
+    fail_stop,
     partitions_known,
     settings,
     telemetry_topic,
 )
-from streams.continuity import continuity_of, fill_holes, records_of, with_retry
+from streams.continuity import continuity_of, fill_holes, records_of
 from streams.dead_letters import counters, dead_letter, reject
 from streams.device_faults.detector import DeviceFaultDetector
 from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import take_in
+from streams.retry import with_retry
 
 # Readings per batch, below the stream buffer (streams.app.STREAM_BUFFER).
 BATCH = 4000
@@ -66,28 +68,37 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     delivered, then its state is written once (one changelog message per device and batch,
     not per reading: the changelog was the worker's largest cost, bench/stream.py)."""
     async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        records = await fill_holes(continuity, records_of(batch), counters, "telemetry")
-        # Archived (and the invalid dead-lettered) before any is scored or the batch acked.
-        taken = await take_in(records)
-        sources = {(p, o): (t, value) for (t, p, o, value), _ in taken}
-        outcome = step.run((p, o, reading) for (_, p, o, _), reading in taken)
-        counters["telemetry.processed"] += outcome.counts["processed"]
-        counters["telemetry.replayed"] += outcome.counts["replayed"]
-        letters = []
-        for refusal in outcome.refused:
-            if refusal.kind != "error":
-                counters[f"telemetry.refused.{refusal.kind}"] += 1
-            topic, value = sources[(refusal.partition, refusal.offset)]
-            letters.append(
-                dead_letter(topic, refusal.partition, refusal.offset, value, refusal.reason)
-            )
-        await reject(letters, "refused")
-        for alert in outcome.alerts:
-            await publish(alert)  # delivered before the states that remember them
-        # A write that raises would end the agent and acknowledge the batch unscored.
-        await with_retry(lambda: partitions_known(device_to_fault_state), "changelog metadata")
-        for device_id, state in outcome.states.items():
-            device_to_fault_state[device_id] = state.to_dict()
+        with fail_stop("scoring a batch of readings"):
+            await score(batch)
+
+
+async def score(batch: list[Any]) -> None:
+    """Take in, score and dead-letter one batch; deliver its alerts, then write its states."""
+    records = await fill_holes(continuity, records_of(batch), counters, "telemetry")
+    # Archived (and the invalid dead-lettered) before any is scored or the batch acked.
+    taken = await take_in(records)
+    sources = {(p, o): (t, value) for (t, p, o, value), _ in taken}
+    outcome = step.run((p, o, reading) for (_, p, o, _), reading in taken)
+    counters["telemetry.processed"] += outcome.counts["processed"]
+    counters["telemetry.replayed"] += outcome.counts["replayed"]
+    letters = []
+    for refusal in outcome.refused:
+        if refusal.kind != "error":
+            counters[f"telemetry.refused.{refusal.kind}"] += 1
+        topic, value = sources[(refusal.partition, refusal.offset)]
+        letters.append(dead_letter(topic, refusal.partition, refusal.offset, value, refusal.reason))
+    await reject(letters, "refused")
+    for alert in outcome.alerts:
+        await publish(alert)  # delivered before the states that remember them
+    # A write that raises would end the agent and acknowledge the batch unscored.
+    await with_retry(
+        lambda: partitions_known(device_to_fault_state),
+        "changelog metadata",
+        (Exception,),
+        log,
+    )
+    for device_id, state in outcome.states.items():
+        device_to_fault_state[device_id] = state.to_dict()
 
 
 async def publish(alert: Alert) -> None:

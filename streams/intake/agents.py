@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from forewarn.events import Event, InvalidEvent, decode
-from streams.app import app, intake_topics, settings
+from streams.app import app, fail_stop, intake_topics, settings
 from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.dead_letters import archive, counters, dead_letter, reject
 
@@ -31,7 +31,8 @@ continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 @app.agent(intake_topics)
 async def archive_events(stream):  # type: ignore[no-untyped-def]
     async for batch in stream.take_events(ARCHIVE_BATCH, within=ARCHIVE_WITHIN_S):
-        await take_in(await fill_holes(continuity, records_of(batch), counters, "intake"))
+        with fail_stop("archiving a batch"):
+            await take_in(await fill_holes(continuity, records_of(batch), counters, "intake"))
 
 
 async def take_in(records: list[Record]) -> list[tuple[Record, Event]]:
