@@ -126,7 +126,13 @@ class CustomerState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CustomerState:
-        return cls(**data) if data else cls()
+        if not data:
+            return cls()
+        # Copies of the document's lists and dicts, never the document's own: a Faust table
+        # hands out the very object it stores, and a state sharing it changed the table behind
+        # the changelog's back (as DeviceState.from_dict explains). Entries are never changed
+        # in place, so copying the containers is enough.
+        return cls(**cls(**data).to_dict())
 
     # -- windows ---------------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from forewarn.events import Alert, DeviceTelemetry, Event, Order, Ticket, visit_key
-from models.customer_state import CustomerState
 from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
+from streams.customer_risk.step import CustomerStep
 from streams.device_faults.detector import DeviceFaultDetector
 from streams.device_faults.step import DeviceFaultStep
 
@@ -239,20 +239,20 @@ def replay_customers(
     columns named like the contract fields (``status``, ``amount``, ``ticket_id``,
     ``category``, ``csat``, ``nps``, ``contact_number``, ``channel``...) fill them.
     """
-    risk = risk or CustomerRiskDetector()
-    feedback = feedback or NegativeFeedbackDetector()
     frame = _read(path, time_column, entity_column)
     result = ReplayResult(rows=len(frame))
-    states: dict[str, CustomerState] = {}
-    for _, event in _customer_events(frame, time_column, entity_column, kind_column):
+    events: list[tuple[str, int, int, Event]] = []
+    for i, event in _customer_events(frame, time_column, entity_column, kind_column):
         if isinstance(event, Exception):
             result.skipped[f"invalid: {type(event).__name__}"] += 1
             continue
-        state = states.setdefault(event.customer_id, CustomerState())  # type: ignore[attr-defined]
-        for alert in (risk.update(state, event), feedback.update(state, event)):
-            if alert is not None:
-                result.alerts.append(alert)
-    result.entities = len(states)
+        events.append(("replay", 0, i, event))
+    # The worker's own step, as one source read in event-time order.
+    outcome = CustomerStep({}, risk=risk, feedback=feedback).run(events)
+    result.alerts = outcome.alerts
+    if outcome.refused:
+        result.skipped[REFUSALS["error"]] += len(outcome.refused)
+    result.entities = len(outcome.states)
     return result
 
 

@@ -8,7 +8,6 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forewarn.events import PARTITIONS, InvalidEvent, ModelUpdated, decode, encode
-from models.customer_state import CustomerState
 from streams.app import (
     alerts_topic,
     app,
@@ -18,9 +17,10 @@ from streams.app import (
     fail_stop,
     settings,
 )
-from streams.continuity import continuity_of, fill_holes, records_of
+from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.customer_risk.model import ModelHolder
+from streams.customer_risk.step import CustomerStep
 from streams.dead_letters import counters, dead_letter, reject, status
 
 log = logging.getLogger(__name__)
@@ -38,49 +38,54 @@ customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, parti
 continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 
 
+# Events are applied by a Kafka-free step (the replay and the tests run the same one), with
+# the churn model in service when each event is scored.
+step = CustomerStep(
+    customer_to_risk_state,
+    risk=risk_detector,
+    feedback=feedback_detector,
+    model=lambda: churn_model.model,
+)
+
+
 @app.agent(customer_topics)
 async def track_customers(stream):  # type: ignore[no-untyped-def]
     async for event in stream.events():
         with fail_stop("updating a customer"):
-            for record in await fill_holes(continuity, records_of([event]), counters, "customers"):
-                await track_customer(*record)
+            await track(await fill_holes(continuity, records_of([event]), counters, "customers"))
 
 
-async def track_customer(topic: str, partition: int, offset: int, value: bytes | None) -> None:
-    """Apply one message to its customer's state; deliver the alerts it raises."""
-    try:
-        record = decode(topic, value)
-    except InvalidEvent as exc:
-        # Source events are dead-lettered by streams.intake; customer values and signals
-        # are not archived, so a bad one is reported here. The customer keeps the value
-        # they had, and the rest of the stream flows on.
-        if topic not in archived_topics.topics:
-            await reject([dead_letter(topic, partition, offset, value, str(exc))], "invalid")
-        return
-    customer_id = record.customer_id  # type: ignore[attr-defined]
-    state = CustomerState.from_dict(customer_to_risk_state[customer_id])
-    source = f"{topic}:{partition}"
-    if offset <= state.offsets.get(source, -1):
-        counters["customers.replayed"] += 1  # after a crash: already in the state
-        return
-    state.offsets[source] = offset
-    try:
-        alerts = [
-            risk_detector.update(state, record, churn_model.model),
-            feedback_detector.update(state, record),
-        ]
-    except Exception as exc:  # one event must not stop every customer's detection
-        log.exception("customer detectors failed on %s[%d]@%d", topic, partition, offset)
-        reason = f"the customer detectors failed on this event: {exc!r}"
-        await reject([dead_letter(topic, partition, offset, value, reason)], "refused")
-        return
-    for alert in alerts:
-        if alert is not None:
-            # Ids only: an explanation can quote a ticket's text (names, addresses).
-            log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.alert_id)
-            # Delivered before the state that remembers it (see streams.app.deliver).
-            await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
-    customer_to_risk_state[customer_id] = state.to_dict()
+async def track(records: list[Record]) -> None:
+    """Apply messages to their customers' states: deliver the alerts they raise, then write
+    the states that remember them."""
+    events, invalid = [], []
+    for topic, partition, offset, value in records:
+        try:
+            events.append((topic, partition, offset, decode(topic, value)))
+        except InvalidEvent as exc:
+            # Source events are dead-lettered by streams.intake; customer values and signals
+            # are not archived, so a bad one is reported here. The customer keeps the value
+            # they had, and the rest of the stream flows on.
+            if topic not in archived_topics.topics:
+                invalid.append(dead_letter(topic, partition, offset, value, str(exc)))
+    await reject(invalid, "invalid")
+    outcome = step.run(events)
+    counters["customers.replayed"] += outcome.counts["replayed"]
+    values = {(t, p, o): value for t, p, o, value in records}
+    refused = [
+        dead_letter(
+            r.topic, r.partition, r.offset, values[(r.topic, r.partition, r.offset)], r.reason
+        )
+        for r in outcome.refused
+    ]
+    await reject(refused, "refused")
+    for alert in outcome.alerts:
+        # Ids only: an explanation can quote a ticket's text (names, addresses).
+        log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.alert_id)
+        # Delivered before the state that remembers it (see streams.app.deliver).
+        await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
+    for customer_id, state in outcome.states.items():
+        customer_to_risk_state[customer_id] = state.to_dict()
 
 
 @app.task

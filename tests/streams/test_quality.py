@@ -15,10 +15,9 @@ import pytest
 
 from console.report import score_churn, score_devices
 from forewarn.events import CustomerSignal
-from models.customer_state import CustomerState
 from simulator import build_world, world_events
 from streams.baselines import StaticThreshold, naive_churn_flags
-from streams.customer_risk.detector import CustomerRiskDetector
+from streams.customer_risk.step import CustomerStep
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 
 pytestmark = pytest.mark.slow
@@ -40,11 +39,13 @@ def run():
         if (alert := devices.update(device_states[e.device_id], e)) is not None:
             visits.setdefault(e.device_id, alert.event_time)
             signals.append(CustomerSignal(**alert.model_dump()))  # as the worker re-keys them
-    risk, customer_states = CustomerRiskDetector(), defaultdict(CustomerState)
+    # The customer agent's step, as one source read in event-time order.
+    history = sorted(customer_events + signals, key=lambda e: e.event_time)
+    outcome = CustomerStep({}).run(("history", 0, i, e) for i, e in enumerate(history))
     flags: dict[str, datetime] = {}
-    for e in sorted(customer_events + signals, key=lambda e: e.event_time):
-        if (alert := risk.update(customer_states[e.customer_id], e)) is not None:
-            flags.setdefault(e.customer_id, alert.event_time)
+    for alert in outcome.alerts:
+        if alert.kind == "churn_risk":
+            flags.setdefault(alert.customer_id, alert.event_time)
     naive_visits = StaticThreshold().fit(readings).first_alerts(readings)
     return world, visits, flags, naive_visits, naive_churn_flags(customer_events)
 
