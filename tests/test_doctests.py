@@ -15,6 +15,7 @@ MODULES = [
     "streams.device_faults.detector",
     "streams.device_faults.step",
     "streams.customer_risk.detector",
+    "streams.customer_risk.step",
     "models.customer_state",
     "models.clv",
     "outreach.api.ratelimit",
