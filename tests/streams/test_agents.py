@@ -1,0 +1,230 @@
+"""The Faust agents in-process, with Faust's test context: no broker, no worker subprocess.
+
+``Agent.test_context()`` runs an agent on an in-memory channel, and its tables are the app's
+own (``store='memory://'``): a write goes to the table and queues a changelog message in the
+producer's buffer, which is never started. What needs a broker is swapped out: reading holes
+back (``fill_holes``), delivery, dead letters and the lake are ``AsyncMock``s, and the one
+thing a ``use_partitioner`` table asks the producer (a key's changelog partition) is answered
+with the partitioner's hash. ``fail_stop`` re-raises instead of exiting, so a crash fails the
+test rather than ending pytest.
+
+Faust's ``put`` gives every message the agent's topic name, and a topic of several names has
+none (``<internal>``), so the messages here are built with their source topic, partition and
+offset; they also carry the app's consumer generation, or the stream skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from aiokafka.partitioner import murmur2
+from faust.types import TP, Message
+
+import streams.customer_risk.agents as customers
+import streams.device_faults.agents as devices
+import streams.intake.agents as intake
+from forewarn.events import PARTITIONS, encode
+from streams.app import app
+from streams.dead_letters import counters
+from tests.streams.test_customer_determinism import _Flaky
+from tests.utils import factories
+
+
+@contextlib.contextmanager
+def _reraise(what: str):  # type: ignore[no-untyped-def]
+    yield
+
+
+def _key_partition(topic: str, key: bytes) -> TP:
+    return TP(topic, (murmur2(key) & 0x7FFFFFFF) % PARTITIONS)
+
+
+async def _passthrough(continuity, records, counters, agent):  # type: ignore[no-untyped-def]
+    return records
+
+
+@pytest.fixture
+def outbound():
+    """Every outbound effect of the agents, recorded in ``outbound.log`` in the order made."""
+    log: list[tuple[str, Any]] = []
+
+    async def deliver(topic, key, value):  # type: ignore[no-untyped-def]
+        log.append(("deliver", key.decode()))
+
+    def written(table):  # type: ignore[no-untyped-def]
+        on_key_set = table.on_key_set
+
+        def record(key, value):  # type: ignore[no-untyped-def]
+            log.append(("state", key))
+            on_key_set(key, value)
+
+        return record
+
+    fakes = mock.Mock(log=log, archive=mock.AsyncMock(), reject=mock.AsyncMock())
+    tables = (customers.customer_to_risk_state, devices.device_to_fault_state)
+    with contextlib.ExitStack() as stack:
+        for module in (customers, devices, intake):
+            stack.enter_context(mock.patch.object(module, "fill_holes", _passthrough))
+            stack.enter_context(mock.patch.object(module, "fail_stop", _reraise))
+            stack.enter_context(mock.patch.object(module, "reject", fakes.reject))
+        for module in (customers, devices):
+            stack.enter_context(mock.patch.object(module, "deliver", deliver))
+        stack.enter_context(mock.patch.object(intake, "archive", fakes.archive))
+        stack.enter_context(mock.patch.object(devices, "partitions_known", mock.AsyncMock()))
+        stack.enter_context(mock.patch.object(devices, "BATCH_WITHIN_S", 0.05))
+        stack.enter_context(mock.patch.object(app.producer, "key_partition", _key_partition))
+        for table in tables:
+            stack.enter_context(mock.patch.object(table, "on_key_set", written(table)))
+            table.data.clear()
+        devices.step.forget()
+        yield fakes
+        for table in tables:
+            table.data.clear()
+
+
+async def _put(agent, topic: str, partition: int, offset: int, key: str, value: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Send one message from ``topic[partition]@offset`` through the agent's test channel."""
+    message = Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=time.time(),
+        timestamp_type=0,
+        headers=None,
+        key=key.encode(),
+        value=value,
+        checksum=b"",
+        generation_id=app.consumer_generation_id,
+    )
+    agent.to_message = lambda *args, **kwargs: message
+    await asyncio.wait_for(agent.put(value=value, key=key.encode()), 5)
+
+
+def _letters(fakes) -> list[tuple[str, int, str, str]]:  # type: ignore[no-untyped-def]
+    """The dead letters stored: (source topic, offset, kind, reason)."""
+    return [
+        (letter.source_topic, letter.source_offset, kind, letter.reason)
+        for (letters, kind), _ in fakes.reject.await_args_list
+        for letter in letters
+    ]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """``put`` returns once the stream took the message; the agent's work follows."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the agent did not get there in time"
+        await asyncio.sleep(0.01)
+
+
+def _complaint(day: int):  # type: ignore[no-untyped-def]
+    return factories.ticket(
+        event_id=f"T{day}-1",
+        ticket_id=f"T{day}",
+        event_time=factories.T0 + timedelta(days=day),
+        category="complaint",
+        contact_number=3,
+        csat=1,
+        nps=1,
+    )
+
+
+def test_customer_agent_delivers_alerts_before_the_state_that_remembers_them(outbound):
+    async def run() -> None:
+        async with customers.track_customers.test_context() as agent:
+            for day in range(3):
+                await _put(agent, "tickets", 2, 10 + day, "C00001", encode(_complaint(day)))
+                await _until(lambda: outbound.log and outbound.log[-1][0] == "state")
+
+    asyncio.run(run())
+    # Each event's alerts, then its state: never a state before the alerts it remembers.
+    kinds = "".join(kind[0] for kind, _ in outbound.log)
+    assert re.fullmatch(r"(d*s){3}", kinds) and "dd" in kinds, kinds
+    state = customers.customer_to_risk_state["C00001"]
+    assert state["offsets"] == {"tickets:2": 12} and state["at_risk"]
+
+
+def test_customer_agent_skips_a_replayed_offset(outbound):
+    async def run() -> None:
+        async with customers.track_customers.test_context() as agent:
+            await _put(agent, "tickets", 0, 5, "C00001", encode(_complaint(0)))
+            await _until(lambda: ("state", "C00001") in outbound.log)
+            before = counters["customers.replayed"]
+            await _put(agent, "tickets", 0, 5, "C00001", encode(_complaint(0)))
+            await _until(lambda: counters["customers.replayed"] == before + 1)
+
+    asyncio.run(run())
+    assert [kind for kind, _ in outbound.log].count("state") == 1
+
+
+def test_customer_agent_dead_letters_what_intake_does_not(outbound):
+    """A bad customer value is dead-lettered here; a bad ticket is intake's to dead-letter."""
+
+    async def run() -> None:
+        async with customers.track_customers.test_context() as agent:
+            await _put(agent, "tickets", 0, 1, "C00001", b"not json")
+            await _put(agent, "customer-values", 0, 1, "C00001", b"not json")
+            await _until(lambda: _letters(outbound) != [])
+
+    asyncio.run(run())
+    assert [letter[:3] for letter in _letters(outbound)] == [("customer-values", 1, "invalid")]
+    assert "C00001" not in customers.customer_to_risk_state
+
+
+def test_customer_agent_dead_letters_an_event_the_detectors_fail_on(outbound):
+    ticket = _complaint(0)
+    with mock.patch.object(customers.step, "risk", _Flaky(fails_on=ticket.event_id)):
+
+        async def run() -> None:
+            async with customers.track_customers.test_context() as agent:
+                await _put(agent, "tickets", 1, 4, "C00001", encode(ticket))
+                await _until(lambda: ("state", "C00001") in outbound.log)
+
+        asyncio.run(run())
+    ((topic, offset, kind, reason),) = _letters(outbound)
+    assert (topic, offset, kind) == ("tickets", 4, "refused") and "boom" in reason
+    state = customers.customer_to_risk_state["C00001"]
+    assert state["contacts"] == [] and state["offsets"] == {"tickets:1": 4}
+    assert ("deliver", "retention:C00001") not in outbound.log
+
+
+def test_device_agent_archives_scores_and_writes_a_batch(outbound):
+    async def run() -> None:
+        async with devices.track_device_faults.test_context() as agent:
+            for i in range(30):
+                reading = factories.telemetry(i)
+                await _put(agent, "device-telemetry", 1, 100 + i, "D00001", encode(reading))
+            await _put(agent, "device-telemetry", 1, 130, "D00001", b"not json")
+            await _until(lambda: ("state", "D00001") in outbound.log)
+
+    asyncio.run(run())
+    assert _archived(outbound) == [f"D00001-{i}" for i in range(30)]
+    assert [letter[:3] for letter in _letters(outbound)] == [("device-telemetry", 130, "invalid")]
+    state = devices.device_to_fault_state["D00001"]
+    assert (state["partition"], state["last_offset"]) == (1, 129)
+
+
+def test_intake_agent_archives_the_valid_and_dead_letters_the_rest(outbound):
+    async def run() -> None:
+        async with intake.archive_events.test_context() as agent:
+            await _put(agent, "orders", 0, 0, "C00001", encode(factories.order()))
+            await _put(agent, "orders", 0, 1, "C00001", b"{}")
+            await _put(agent, "tickets", 3, 0, "C00001", encode(factories.ticket()))
+            await _until(lambda: len(_archived(outbound)) == 2 and _letters(outbound) != [])
+
+    with mock.patch.object(intake, "ARCHIVE_WITHIN_S", 0.05):
+        asyncio.run(run())
+    assert _archived(outbound) == ["C00001-O0001-placed", "C00001-T0001-1"]
+    assert [letter[:3] for letter in _letters(outbound)] == [("orders", 1, "invalid")]
+
+
+def _archived(fakes) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e.event_id for c in fakes.archive.await_args_list for e in c.args[0]]
