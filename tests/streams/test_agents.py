@@ -39,7 +39,7 @@ from tests.utils import factories
 
 
 @contextlib.contextmanager
-def _reraise(what: str):  # type: ignore[no-untyped-def]
+def _reraise(what: str):
     yield
 
 
@@ -47,7 +47,7 @@ def _key_partition(topic: str, key: bytes) -> TP:
     return TP(topic, (murmur2(key) & 0x7FFFFFFF) % PARTITIONS)
 
 
-async def _passthrough(continuity, records, counters, agent):  # type: ignore[no-untyped-def]
+async def _passthrough(continuity, records, counters, agent):
     return records
 
 
@@ -56,13 +56,13 @@ def outbound():
     """Every outbound effect of the agents, recorded in ``outbound.log`` in the order made."""
     log: list[tuple[str, Any]] = []
 
-    async def deliver(topic, key, value):  # type: ignore[no-untyped-def]
+    async def deliver(topic, key, value):
         log.append(("deliver", key.decode()))
 
-    def written(table):  # type: ignore[no-untyped-def]
+    def written(table):
         on_key_set = table.on_key_set
 
-        def record(key, value):  # type: ignore[no-untyped-def]
+        def record(key, value):
             log.append(("state", key))
             on_key_set(key, value)
 
@@ -90,7 +90,7 @@ def outbound():
             table.data.clear()
 
 
-async def _put(agent, topic: str, partition: int, offset: int, key: str, value: bytes) -> None:  # type: ignore[no-untyped-def]
+async def _put(agent, topic: str, partition: int, offset: int, key: str, value: bytes) -> None:
     """Send one message from ``topic[partition]@offset`` through the agent's test channel."""
     message = Message(
         topic=topic,
@@ -108,7 +108,7 @@ async def _put(agent, topic: str, partition: int, offset: int, key: str, value: 
     await asyncio.wait_for(agent.put(value=value, key=key.encode()), 5)
 
 
-def _letters(fakes) -> list[tuple[str, int, str, str]]:  # type: ignore[no-untyped-def]
+def _letters(fakes) -> list[tuple[str, int, str, str]]:
     """The dead letters stored: (source topic, offset, kind, reason)."""
     return [
         (letter.source_topic, letter.source_offset, kind, letter.reason)
@@ -125,7 +125,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def _complaint(day: int):  # type: ignore[no-untyped-def]
+def _complaint(day: int):
     return factories.ticket(
         event_id=f"T{day}-1",
         ticket_id=f"T{day}",
@@ -226,5 +226,5 @@ def test_intake_agent_archives_the_valid_and_dead_letters_the_rest(outbound):
     assert [letter[:3] for letter in _letters(outbound)] == [("orders", 1, "invalid")]
 
 
-def _archived(fakes) -> list[str]:  # type: ignore[no-untyped-def]
+def _archived(fakes) -> list[str]:
     return [e.event_id for c in fakes.archive.await_args_list for e in c.args[0]]
