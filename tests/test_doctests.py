@@ -18,6 +18,7 @@ MODULES = [
     "models.customer_state",
     "models.clv",
     "outreach.api.ratelimit",
+    "outreach.db",
 ]
 
 
