@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -33,7 +33,6 @@ from forewarn.settings import Settings
 from streams.retry import with_retry
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: What an agent needs of a message: topic, partition, offset, value.
 Record = tuple[str, int, int, bytes | None]

@@ -13,14 +13,10 @@ Faust's offset bookkeeping has holes).
 
 from __future__ import annotations
 
-import logging
-
 from forewarn.events import Event, InvalidEvent, decode
 from streams.app import app, fail_stop, intake_topics, settings
 from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.dead_letters import archive, counters, dead_letter, reject
-
-log = logging.getLogger(__name__)
 
 # Below the stream buffer (streams.app.STREAM_BUFFER): a full batch never waits on a full queue.
 ARCHIVE_BATCH = 2000
