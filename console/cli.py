@@ -292,6 +292,122 @@ def replay(
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
 
+# --- churn on a table ---------------------------------------------------------------------------
+
+
+@main.group()
+def churn() -> None:
+    """Churn models: try the nightly's learner on your own labelled table."""
+
+
+def _print_table_report(summary: dict, differences: dict) -> None:
+    names = {
+        "learner": "learner (stack)",
+        "logistic": "logistic regression",
+        "boosting_default": "default boosting",
+        "dummy": "dummy (prior)",
+    }
+    click.echo(f"{'model':22s} {'ROC AUC [95% CI]':26s} {'PR AUC':7s} {'Brier':7s} lift@10%")
+    for key, name in names.items():
+        m = summary[key]
+        auc = m["roc_auc"]
+        click.echo(
+            f"{name:22s} {auc['mean']:.4f} [{auc['low']:.4f}, {auc['high']:.4f}]   "
+            f"{m['pr_auc']['mean']:.4f}  {m['brier']['mean']:.4f}  "
+            f"{m['lift_top_decile']['mean']:.2f}"
+        )
+    for key, d in differences.items():
+        click.echo(
+            f"learner - {names[key]}: {d['mean']:+.4f} ROC AUC [{d['low']:+.4f}, {d['high']:+.4f}]"
+        )
+
+
+@churn.command("fit")
+@click.option(
+    "--table",
+    "table_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV (',', ';', tab or '|') or Parquet file, one row per customer.",
+)
+@click.option("--id", "id_column", default=None, help="The customer id column.")
+@click.option("--label", "label_column", default=None, help="The 0/1 label (1 = churned).")
+@click.option(
+    "--map",
+    "mapping_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML column mapping (docs/churn-table.md): id, label, column types, date format.",
+)
+@click.option("--folds", default=5, show_default=True)
+@click.option("--repeats", default=5, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--jobs", default=1, show_default=True, help="Folds fitted in parallel.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for report.json, card.md, card.png and model.skops "
+    "(default <home>/churn-fit/<table name>).",
+)
+@click.option("--quiet", is_flag=True, help="No progress.")
+@click.pass_obj
+def churn_fit(
+    settings: Settings,
+    table_path: Path,
+    id_column: str | None,
+    label_column: str | None,
+    mapping_path: Path | None,
+    folds: int,
+    repeats: int,
+    seed: int,
+    jobs: int,
+    out: Path | None,
+    quiet: bool,
+) -> None:
+    """Cross-validate the churn learner on a labelled table beside the baselines, write its
+    model card and the model fitted on every row."""
+    from models.churn_table import run_table
+
+    def progress(done: int, total: int) -> None:
+        if not quiet:
+            click.echo(f"fold {done}/{total}", err=True)
+
+    out = out or settings.home / "churn-fit" / table_path.stem
+    try:
+        result = run_table(
+            table_path,
+            out,
+            id_column=id_column,
+            label_column=label_column,
+            mapping_path=mapping_path,
+            n_splits=folds,
+            n_repeats=repeats,
+            seed=seed,
+            jobs=jobs,
+            progress=progress,
+        )
+    except ValueError as exc:  # TableError and the learner's own refusals
+        _fail(exc)
+    except Exception as exc:  # never a traceback for a user's file (issue 16)
+        _fail(RuntimeError(f"unexpected {type(exc).__name__} on {table_path}: {exc}"))
+    table = result["table"]
+    click.echo(
+        f"{table['file']}: {table['rows']} rows, {table['churners']} churners "
+        f"({table['churn_rate']:.1%}); numeric {table['numeric']}, "
+        f"categorical {table['categorical']}"
+    )
+    for note in table["notes"]:
+        click.echo(f"note: {note}")
+    protocol = result["protocol"]
+    click.echo(
+        f"{protocol['folds']}-fold CV x {protocol['repeats']} (seed {protocol['seed']}), "
+        "same folds for every model; 95% intervals corrected for overlapping folds"
+    )
+    _print_table_report(result["summary"], result["learner_minus_baseline_roc_auc"])
+    click.echo(f"card, report and model in {out}")
+
+
 # --- lifetime value ----------------------------------------------------------------------------
 
 

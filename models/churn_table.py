@@ -25,8 +25,10 @@ True
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,3 +175,139 @@ def metrics_by_group(table: LabelledTable, report: TableReport) -> list[dict[str
                 }
             )
     return rows
+
+
+def importance(model: Any, table: LabelledTable, seed: int = 0) -> dict[str, float]:
+    """Permutation importance (ROC AUC drop) of each column, on at most 2,000 rows."""
+    from sklearn.inspection import permutation_importance
+
+    result = permutation_importance(
+        model,
+        table.X,
+        table.y,
+        scoring="roc_auc",
+        n_repeats=3,
+        random_state=seed,
+        max_samples=min(len(table.y), 2000),
+    )
+    return dict(zip(table.X.columns, map(float, result.importances_mean), strict=True))
+
+
+def table_card(
+    table: LabelledTable, report: TableReport, importances: dict[str, float] | None = None
+) -> Any:
+    """The model card's facts for a table run (``models.card``)."""
+    from models.card import CardFacts
+    from models.learner import INNER_FOLDS, MAX_CATEGORIES, MIN_CATEGORY_ROWS
+
+    names = {
+        "learner": "learner (stack, calibrated)",
+        "logistic": "baseline: logistic regression",
+        "boosting_default": "baseline: default gradient boosting",
+        "dummy": "baseline: DummyClassifier (prior)",
+    }
+    churners = int(table.y.sum())
+    diff = report.differences
+    decision = "; ".join(
+        f"learner minus {name}: {d['mean']:+.4f} ROC AUC [{d['low']:+.4f}, {d['high']:+.4f}]"
+        for name, d in diff.items()
+    )
+    oof = report.out_of_fold
+    return CardFacts(
+        title=f"Churn model on {table.path.name if table.path else 'a table'}",
+        label=f"1 = the customer churned, as given by the table's label column "
+        f"({churners} of {len(table.y)} rows, {churners / len(table.y):.1%}). A snapshot: "
+        "the label's time window is whatever the table's owner defined.",
+        data=f"{len(table.y)} rows, {churners} churners; columns: "
+        f"{len(table.numeric)} numeric ({', '.join(table.numeric) or '-'}), "
+        f"{len(table.categorical)} categorical ({', '.join(table.categorical) or '-'}). "
+        + (" ".join(f"Note: {n}." for n in table.notes)),
+        evaluation=f"Repeated stratified {report.n_splits}-fold cross-validation, "
+        f"{report.n_repeats} repetitions (seed {report.seed}), every model on the same folds; "
+        "mean over folds with a Nadeau-Bengio corrected 95% interval. Plots, calibration and "
+        "groups use the out-of-fold scores of the first repetition.",
+        hyperparameters={
+            "boosting": {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15},
+            "linear": {"C": 1.0, "penalty": "l2"},
+            "stack": {"inner_folds": INNER_FOLDS, "combiner": "logistic regression"},
+            "categories": {"min_rows": MIN_CATEGORY_ROWS, "max_levels": MAX_CATEGORIES},
+        },
+        metrics={
+            names[m]: {k: (v["mean"], v["low"], v["high"]) for k, v in report.summary[m].items()}
+            for m in MODELS
+        },
+        y=oof["label"].to_numpy(int),
+        scores={names[m]: oof[m].to_numpy(float) for m in MODELS if m != "dummy"},
+        decision=decision,
+        groups=metrics_by_group(table, report),
+        importance=importances,
+        signature=table.signature(),
+        caveats=[
+            "Cross-validation on one snapshot estimates performance on customers like these, "
+            "at this time; it does not measure drift. Re-evaluate before relying on it later.",
+            "Metrics by group come from one repetition's out-of-fold scores; small groups "
+            "have wide uncertainty.",
+            "A column that is recorded after the customer left (a closing date, an exit "
+            "survey) leaks the label; check the highest permutation importances.",
+        ],
+    )
+
+
+def report_dict(table: LabelledTable, report: TableReport) -> dict[str, Any]:
+    from models.tables import describe
+
+    return {
+        "table": describe(table),
+        "protocol": {"folds": report.n_splits, "repeats": report.n_repeats, "seed": report.seed},
+        "summary": report.summary,
+        "learner_minus_baseline_roc_auc": report.differences,
+        "beats_baselines": report.beats_baselines(),
+    }
+
+
+def run_table(
+    path: Path,
+    out: Path,
+    *,
+    id_column: str | None = None,
+    label_column: str | None = None,
+    mapping_path: Path | None = None,
+    n_splits: int = 5,
+    n_repeats: int = 5,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Read, cross-validate, fit on every row and write ``out``: ``report.json``, the model
+    card and ``model.skops``. Everything is written to a sibling folder first and moved into
+    place at the end, so a failed run leaves nothing half-written."""
+    import shutil
+
+    import skops.io
+
+    from models.card import write_card
+    from models.tables import TableMapping, read_table
+
+    mapping = TableMapping.from_yaml(mapping_path) if mapping_path else None
+    table = read_table(path, id_column=id_column, label_column=label_column, mapping=mapping)
+    report = evaluate_table(
+        table, n_splits=n_splits, n_repeats=n_repeats, seed=seed, jobs=jobs, progress=progress
+    )
+    model = fit_final(table, seed)
+    out = Path(out)
+    staging = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_card(table_card(table, report, importance(model, table, seed)), staging)
+    result = report_dict(table, report)
+    (staging / "report.json").write_text(json.dumps(result, indent=2, default=str))
+    report.folds.to_csv(staging / "folds.csv", index=False)
+    (staging / "model.skops").write_bytes(
+        skops.io.dumps(
+            {"estimator": model, "signature": table.signature(), "columns": list(table.X.columns)}
+        )
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return result

@@ -122,9 +122,7 @@ def bootstrap(
     return {name: np.asarray(values) for name, values in out.items()}
 
 
-def percentile_interval(
-    values: np.ndarray, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The central ``confidence`` interval of bootstrap ``values``."""
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])

@@ -72,7 +72,7 @@ def _stack(boost: Any, lin: Any) -> StackingClassifier:
         [("boosting", boost), ("linear", lin)],
         final_estimator=LogisticRegression(),
         cv=INNER_FOLDS,
-        stack_method="predict_proba",
+        stack_method="decision_function",
     )
 
 
@@ -94,9 +94,7 @@ def make_estimator(
         holds only the types stream workers allow (``streams/customer_risk/model.py``).
     """
     if numeric is None and not categorical:
-        return _stack(
-            boosting(seed), Pipeline([("scale", StandardScaler()), ("model", linear())])
-        )
+        return _stack(boosting(seed), Pipeline([("scale", StandardScaler()), ("model", linear())]))
     numeric = list(numeric or [])
     categorical = list(categorical)
     ordinal = OrdinalEncoder(
@@ -151,16 +149,17 @@ def linear_encoding(
         else OneHotEncoder(handle_unknown="ignore")
     )
     categories = Pipeline(
-        [("impute", SimpleImputer(strategy="constant", fill_value="(missing)")), ("encode", one_hot)]
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="(missing)")),
+            ("encode", one_hot),
+        ]
     )
     return ColumnTransformer(
         [("numbers", numbers, list(numeric)), ("categories", categories, list(categorical))]
     )
 
 
-def baselines(
-    numeric: Sequence[str], categorical: Sequence[str], seed: int = 0
-) -> dict[str, Any]:
+def baselines(numeric: Sequence[str], categorical: Sequence[str], seed: int = 0) -> dict[str, Any]:
     """The reference models every churn figure is reported beside, on the same columns.
 
     ``logistic``: standardised numbers and one-hot categories into a default logistic
@@ -194,9 +193,7 @@ def baselines(
                 ),
                 (
                     "model",
-                    HistGradientBoostingClassifier(
-                        categorical_features=None, random_state=seed
-                    ),
+                    HistGradientBoostingClassifier(categorical_features=None, random_state=seed),
                 ),
             ]
         ),

@@ -46,7 +46,7 @@ Examples
 >>> read_table(path, id_column="id", label_column="churned")
 Traceback (most recent call last):
 ...
-models.tables.TableError: ...customers.csv line 3, column 'churned': the label must be 0 or 1, found 'yes' ...
+models.tables.TableError: ...customers.csv line 3, column 'churned': the label must be 0 or 1, ...
 """
 
 from __future__ import annotations
@@ -105,7 +105,15 @@ class TableMapping:
             raise TableError(f"{path}: not a readable YAML mapping: {exc}") from None
         if not isinstance(raw, dict):
             raise TableError(f"{path}: a mapping file is a YAML dictionary (id, label, columns)")
-        unknown = set(raw) - {"id", "label", "separator", "date_format", "as_of", "columns", "infer"}
+        unknown = set(raw) - {
+            "id",
+            "label",
+            "separator",
+            "date_format",
+            "as_of",
+            "columns",
+            "infer",
+        }
         if unknown:
             raise TableError(
                 f"{path}: unknown keys {sorted(unknown)}; allowed: id, label, separator, "
@@ -160,7 +168,10 @@ class LabelledTable:
     def signature(self) -> dict[str, str]:
         """Feature names and types, in model order."""
         return {
-            **{c: ("date (days before as_of)" if c in self.dates else "numeric") for c in self.numeric},
+            **{
+                c: ("date (days before as_of)" if c in self.dates else "numeric")
+                for c in self.numeric
+            },
             **dict.fromkeys(self.categorical, "categorical"),
         }
 
@@ -228,7 +239,9 @@ def _frame(path: Path, mapping: TableMapping, notes: list[str]) -> pd.DataFrame:
         return strings.map(lambda v: None if v is None else str(v).strip())
     header, rows, separator = _read_text_rows(path, mapping.separator)
     if mapping.separator is None and separator != ",":
-        notes.append(f"separator {separator!r} (the header splits into {len(header)} columns with it)")
+        notes.append(
+            f"separator {separator!r} (the header splits into {len(header)} columns with it)"
+        )
     empty = [i + 1 for i, h in enumerate(header) if not h]
     if empty:
         raise TableError(f"{path} line 1: column {empty[0]} has no name; every column needs one")
@@ -247,7 +260,8 @@ def _require(path: Path, frame: pd.DataFrame, column: str, role: str, flag: str)
         return
     found = list(frame.columns)
     hint = difflib.get_close_matches(column, found, n=1)
-    looks_like_data = all(re.fullmatch(r"-?[\d.,]+", c) for c in found)
+    # Column names are rarely numbers: a header half made of numbers is a first data row.
+    looks_like_data = sum(bool(re.fullmatch(r"-?[\d.,/:-]+", c)) for c in found) * 2 >= len(found)
     raise TableError(
         f"{path} line 1: no {role} column {column!r} in the header (columns: "
         f"{', '.join(found[:20])}{' ...' if len(found) > 20 else ''})"
@@ -259,15 +273,16 @@ def _require(path: Path, frame: pd.DataFrame, column: str, role: str, flag: str)
 
 def _label(path: Path, column: pd.Series) -> np.ndarray:
     name = str(column.name)
-    values = column.map(lambda v: LABEL_VALUES.get(str(v).lower()) if v is not None else None)
+    values = column.map(lambda v: None if pd.isna(v) else LABEL_VALUES.get(str(v).lower()))
     bad = values.isna()
     if bad.any():
         first = column[bad].iloc[0]
-        found = "an empty cell" if first is None else repr(first)
+        found = "an empty cell" if pd.isna(first) else repr(first)
         others = column[bad].dropna().unique()[:5]
         raise TableError(
             f"{_where(path, _lines(column.index[bad]), name)}: the label must be 0 or 1, found "
-            f"{found}" + (f" (values: {', '.join(map(repr, others))})" if len(others) else "")
+            f"{found}"
+            + (f" (values: {', '.join(map(repr, others))})" if len(others) else "")
             + "; map the label to 0/1 (1 = churned) or drop those rows"
         )
     y = values.to_numpy(dtype=int)
