@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from datetime import date as date_type
 from pathlib import Path
 
 import click
@@ -417,47 +418,169 @@ def clv() -> None:
 
 
 @clv.command("fit")
-@click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True)
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["transactions", "summary"]),
     default="transactions",
     show_default=True,
-    help="transactions: 'customer date amount' rows (CDNOW's 5-column text or a CSV "
-    "with customer_id,date,amount); summary: CSV with x,t_x,T[,zbar|m] in weeks.",
+    help="transactions: one row per purchase (the CDNOW master or sample text layout, or a "
+    "CSV/Parquet file with id, date and amount columns); summary: CSV with x,t_x,T[,zbar|m] "
+    "in weeks.",
 )
+@click.option("--id-column", default="customer_id", show_default=True)
+@click.option("--date-column", default="date", show_default=True)
+@click.option("--amount-column", default="amount", show_default=True)
+@click.option("--date-format", default=None, help="strftime format of the dates (default ISO).")
 @click.option(
     "--calibration-end",
     default=None,
     help="Last day of the calibration period (transactions; default: last date).",
 )
-def clv_fit(input_path: Path, fmt: str, calibration_end: str | None) -> None:
-    """Fit both models and print their parameters and log-likelihoods as JSON."""
+@click.option(
+    "--holdout-end",
+    default=None,
+    help="Last day of a holdout after --calibration-end: print the holdout check (predicted "
+    "vs actual repeat purchases by calibration frequency).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write per-customer P(alive), expected purchases and CLV (.csv or .parquet).",
+)
+def clv_fit(
+    input_path: Path,
+    fmt: str,
+    id_column: str,
+    date_column: str,
+    amount_column: str,
+    date_format: str | None,
+    calibration_end: str | None,
+    holdout_end: str | None,
+    output: Path | None,
+) -> None:
+    """Fit BG/NBD and Gamma-Gamma; print their parameters and log-likelihoods as JSON.
+
+    Amounts: refunds are netted per customer-day; a zero-value day counts as a purchase
+    but not for spend; a negative day (a refund of an earlier order) is not a purchase
+    (counted in "amount_policy"). A fit that did not converge is an error, not a result."""
+    try:
+        out = _clv_fit(
+            input_path,
+            fmt,
+            id_column,
+            date_column,
+            amount_column,
+            date_format,
+            calibration_end,
+            holdout_end,
+            output,
+        )
+    except (ValueError, RuntimeError) as exc:  # input, convergence and too-little-data errors
+        _fail(exc)
+    except Exception as exc:  # never a traceback for a user's file (issue 16)
+        _fail(RuntimeError(f"unexpected {type(exc).__name__} on {input_path}: {exc}"))
+    check = out.get("holdout_check")
+    click.echo(json.dumps(out, indent=2))
+    if check is not None:
+        click.echo(
+            "holdout check (Fader, Hardie & Lee 2005): mean repeat purchases per customer in "
+            "the holdout, by calibration frequency x",
+            err=True,
+        )
+        click.echo(f"{'x':>10s} {'customers':>10s} {'actual':>9s} {'predicted':>10s}", err=True)
+        for row in check:
+            click.echo(
+                f"{row['x']:>10s} {row['customers']:>10d} {row['actual']:>9.3f} "
+                f"{row['predicted']:>10.3f}",
+                err=True,
+            )
+
+
+def _date_option(value: str | None, name: str) -> date_type | None:
+    if value is None:
+        return None
+    try:
+        return date_type.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _clv_fit(
+    input_path: Path,
+    fmt: str,
+    id_column: str,
+    date_column: str,
+    amount_column: str,
+    date_format: str | None,
+    calibration_end: str | None,
+    holdout_end: str | None,
+    output: Path | None,
+) -> dict:
     import pandas as pd
 
-    from models.clv import BetaGeoNBD, GammaGamma, read_cdnow, summarize
+    from models.clv import (
+        BetaGeoNBD,
+        GammaGamma,
+        Summary,
+        customer_value,
+        holdout_check,
+        summarize,
+    )
+    from models.clv_io import read_transactions
 
+    end = _date_option(calibration_end, "--calibration-end")
+    hold = _date_option(holdout_end, "--holdout-end")
     if fmt == "summary":
-        frame = pd.read_csv(input_path)
+        if hold is not None:
+            raise ValueError("--holdout-end needs --format transactions (dates, not a summary)")
+        from models.tables import TableError, TableMapping, _frame
+
+        try:
+            frame = _frame(input_path, TableMapping(), [])
+        except TableError as exc:
+            raise ValueError(str(exc)) from None
         frame = frame.rename(columns={"zbar": "m"})
         missing = {"x", "t_x", "T"} - set(frame.columns)
         if missing:
-            _fail(ValueError(f"--format summary needs columns x, t_x, T; missing {missing}"))
+            raise ValueError(
+                f"{input_path} line 1: --format summary needs columns x, t_x, T; missing "
+                f"{sorted(missing)} (columns: {', '.join(frame.columns)})"
+            )
+        for column in [c for c in ("x", "t_x", "T", "m") if c in frame.columns]:
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            if numbers.isna().any():
+                line = int(frame.index[numbers.isna()][0])
+                raise ValueError(
+                    f"{input_path} line {line}, column {column!r}: "
+                    f"{frame.loc[line, column]!r} is not a number"
+                )
+            frame[column] = numbers
+        if "m" not in frame:
+            frame["m"] = 0.0
+        frame["x_spend"] = frame["x"].where(frame["m"] > 0, 0)
+        summary = Summary(frame.set_index("ID") if "ID" in frame else frame)
     else:
-        if input_path.suffix == ".csv":
-            tx = pd.read_csv(input_path, parse_dates=["date"])
-        else:
-            tx = read_cdnow(input_path)
-        end = (
-            datetime.fromisoformat(calibration_end).date()
-            if calibration_end
-            else tx["date"].max().date()
+        tx = read_transactions(
+            input_path,
+            id_column=id_column,
+            date_column=date_column,
+            amount_column=amount_column,
+            date_format=date_format,
         )
-        frame = summarize(tx, end).frame
-    bg = BetaGeoNBD().fit(frame[["x", "t_x", "T"]].to_numpy(float))
-    out = {
-        "customers": len(frame),
+        end = end or tx["date"].max().date()
+        if hold is not None and hold <= end:
+            raise ValueError(f"--holdout-end {hold} must be after the calibration end {end}")
+        summary = summarize(tx, end, hold)
+        if summary.frame.empty:
+            raise ValueError(
+                f"{input_path}: no customer bought on or before the calibration end {end}"
+            )
+    bg = BetaGeoNBD().fit(summary.X)
+    out: dict = {
+        "customers": len(summary.frame),
         "bgnbd": {
             "r": bg.r_,
             "alpha": bg.alpha_,
@@ -466,17 +589,43 @@ def clv_fit(input_path: Path, fmt: str, calibration_end: str | None) -> None:
             "log_likelihood": bg.log_likelihood_,
         },
     }
-    if "m" in frame.columns:
-        repeat = frame[frame["x"] > 0]
-        gg = GammaGamma().fit(repeat[["x", "m"]].to_numpy(float))
+    if summary.counts:
+        out["amount_policy"] = summary.counts
+    gg = None
+    if (summary.frame["m"] > 0).any():
+        spend = summary.spend
+        gg = GammaGamma().fit(spend.to_numpy(float))
         out["gamma_gamma"] = {
             "p": gg.p_,
             "q": gg.q_,
             "gamma": gg.v_,
             "log_likelihood": gg.log_likelihood_,
-            "customers": len(repeat),
+            "customers": len(spend),
         }
-    click.echo(json.dumps(out, indent=2))
+    if hold is not None:
+        weeks = (hold - end).days / 7
+        check = holdout_check(bg, summary, weeks)
+        out["holdout_check"] = check.to_dict("records")
+        out["holdout"] = {
+            "weeks": round(weeks, 2),
+            "actual_repeat_purchases": float(check["actual"].iloc[-1]),
+            "predicted_repeat_purchases": float(check["predicted"].iloc[-1]),
+        }
+    if output is not None:
+        if gg is None:
+            raise ValueError("--output needs amounts (a transaction file or a summary with m)")
+        values = customer_value(bg, gg, summary)
+        values.insert(0, "x", summary.frame["x"])
+        values = values.reset_index().rename(columns={"index": "customer_id"})
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        if output.suffix.lower() in (".parquet", ".pq"):
+            values.to_parquet(tmp, index=False)
+        else:
+            values.to_csv(tmp, index=False)
+        tmp.replace(output)
+        out["output"] = {"path": str(output), "customers": len(values)}
+    return out
 
 
 # --- outreach ----------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""Churn model: time-based training and evaluation, champion/challenger, a versioned registry.
+"""Churn model: time-based training and evaluation, a promotion gate, a versioned registry.
 
 Training rows come from :func:`models.features.build_features`: earlier cut-offs train, the
-latest cut-off with a complete label window is the holdout. The challenger (gradient boosting
-with calibrated probabilities) is scored on that holdout next to a ``DummyClassifier`` baseline
-and the current champion; it is promoted only if its ROC AUC beats the champion's by
-``margin``. The registry (``forewarn.registry``) keeps every version with its manifest
-(sha256 of the model file), metadata and model card, and a ``champion.json`` pointer; the
-saved bundle is what stream workers load (``{"estimator", "features", "version"}`` in skops'
-format, never a pickle: issue 13).
+latest complete cut-offs (up to ``HOLDOUT_CUTOFFS``, at most half of them) are the holdout.
+The challenger (``models.learner.make_estimator``, probabilities calibrated on labels) is
+scored on the holdout next to a ``DummyClassifier`` and the current champion, and promoted
+only through :func:`promotion_gate`: paired bootstrap intervals over customers, the
+challenger's ROC AUC interval above 0.5, its Brier score better than the dummy's, and,
+when there is a champion, the lower bound of the AUC difference above ``margin`` (issue 16:
+a single cut-off with a dozen churners has an AUC standard error of 0.07-0.09, and a 0.509
+model was promoted on it). The registry (``forewarn.registry``) keeps every version with its
+manifest (sha256 of the model file), metadata and model card, and a ``champion.json``
+pointer; the saved bundle is what stream workers load (``{"estimator", "features",
+"version"}`` in skops' format, never a pickle: issue 13).
 """
 
 from __future__ import annotations
@@ -21,20 +25,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.calibration import CalibratedClassifierCV, calibration_curve
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 from forewarn.registry import MODEL_FILE, Registry
 from models.customer_state import FEATURES
+from models.evaluation import bootstrap, brier, metrics, percentile_interval, roc_auc
 from models.features import LABEL
+from models.learner import make_estimator
 from streams.customer_risk.model import load_champion, load_model
 
 log = logging.getLogger(__name__)
 
 PROMOTION_MARGIN = 0.005
+#: Complete cut-offs pooled into the holdout (at most half of those available): one weekly
+#: cut-off holds a dozen churners in a small business, too few to tell models apart.
+HOLDOUT_CUTOFFS = 4
 #: Training rows kept at most (a uniform sample beyond it). Rows grow with customers and with
 #: the lake's history (one per customer and weekly cut-off): 1M customers over 60 days give
 #: 1.66M, a year would give ~50M. Twelve features do not need them all; training time would
@@ -45,23 +51,11 @@ MAX_TRAIN_ROWS = 1_500_000
 IMPORTANCE_ROWS = 100_000
 
 
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, Brier score and lift in the top decile of scores."""
-    y = np.asarray(y, dtype=int)
-    top = np.argsort(-p)[: max(1, len(p) // 10)]
-    base = y.mean() if len(y) else 0.0
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if y.sum() else float("nan"),
-        "brier": float(brier_score_loss(y, p)),
-        "lift_top_decile": float(y[top].mean() / base) if base else float("nan"),
-        "positives": int(y.sum()),
-        "rows": len(y),
-    }
-
-
-def split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train on every complete cut-off but the last, hold out the last complete one."""
+def split(
+    table: pd.DataFrame, holdout_cutoffs: int = HOLDOUT_CUTOFFS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the complete cut-offs before the holdout; the holdout is the last
+    ``holdout_cutoffs`` complete ones (at most half of them, at least one)."""
     complete = table[table["label_complete"]]
     cutoffs = sorted(complete["cutoff"].unique())
     if len(cutoffs) < 2:
@@ -69,18 +63,87 @@ def split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             f"need at least 2 cut-offs with complete labels, got {len(cutoffs)}: "
             "let the lake grow, or use shorter cut-off spacing"
         )
-    holdout_cutoff = cutoffs[-1]
-    train = complete[complete["cutoff"] < holdout_cutoff]
-    holdout = complete[complete["cutoff"] == holdout_cutoff]
+    first_holdout = cutoffs[-max(1, min(holdout_cutoffs, len(cutoffs) // 2))]
+    train = complete[complete["cutoff"] < first_holdout]
+    holdout = complete[complete["cutoff"] >= first_holdout]
     return train, holdout
 
 
-def make_estimator(seed: int = 0) -> CalibratedClassifierCV:
-    # Sigmoid calibration: isotonic overfits the few hundred positives of a nightly run.
-    boosting = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=seed
+@dataclass
+class Gate:
+    """The promotion decision and the intervals it rests on."""
+
+    passed: bool
+    reason: str
+    intervals: dict[str, tuple[float, float, float]]  # name -> (estimate, low, high)
+
+
+def promotion_gate(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    dummy: np.ndarray,
+    champion: np.ndarray | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    margin: float = PROMOTION_MARGIN,
+    seed: int = 0,
+) -> Gate:
+    """Promote only a challenger that is better than a coin, than the prior and than the
+    champion, each judged by a 95% paired bootstrap interval over customers.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = (rng.random(2000) < 0.1).astype(int)
+    >>> coin = rng.random(2000)                     # a coin-flip challenger
+    >>> gate = promotion_gate(y, coin, np.full(2000, y.mean()))
+    >>> gate.passed, gate.reason.split(";")[0]
+    (False, 'ROC AUC 0.497 [0.468, 0.527] includes 0.5: no better than chance')
+    """
+    y = np.asarray(y, dtype=int)
+    scores = {"challenger": challenger, "dummy": dummy}
+    if champion is not None:
+        scores["champion"] = champion
+    aucs = bootstrap(y, scores, roc_auc, groups=groups, seed=seed)
+    briers = bootstrap(y, scores, brier, groups=groups, seed=seed)
+
+    def interval(point: float, values: np.ndarray) -> tuple[float, float, float]:
+        return (point, *percentile_interval(values))
+
+    auc = interval(roc_auc(y, challenger), aucs["challenger"])
+    brier_gain = interval(
+        brier(y, challenger) - brier(y, dummy), briers["challenger"] - briers["dummy"]
     )
-    return CalibratedClassifierCV(boosting, method="sigmoid", cv=3)
+    intervals = {"roc_auc": auc, "brier_minus_dummy": brier_gain}
+    failures = []
+    if not auc[1] > 0.5:
+        failures.append(
+            f"ROC AUC {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}] includes 0.5: no better than chance"
+        )
+    if not brier_gain[2] < 0:
+        failures.append(
+            f"Brier score not better than the dummy's: difference {brier_gain[0]:+.4f} "
+            f"[{brier_gain[1]:+.4f}, {brier_gain[2]:+.4f}]"
+        )
+    if champion is not None:
+        gain = interval(
+            roc_auc(y, challenger) - roc_auc(y, champion), aucs["challenger"] - aucs["champion"]
+        )
+        intervals["roc_auc_minus_champion"] = gain
+        if not gain[1] > margin:
+            failures.append(
+                f"not better than the champion by {margin}: ROC AUC difference {gain[0]:+.4f} "
+                f"[{gain[1]:+.4f}, {gain[2]:+.4f}]"
+            )
+    if failures:
+        return Gate(False, "; ".join(failures), intervals)
+    versus = "the champion" if champion is not None else "chance and the prior (no champion)"
+    return Gate(
+        True,
+        f"ROC AUC {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}], Brier better than the dummy's, "
+        f"better than {versus}",
+        intervals,
+    )
 
 
 @dataclass
@@ -96,6 +159,9 @@ class TrainingResult:
     holdout: pd.DataFrame
     holdout_scores: np.ndarray
     train_rows: int
+    gate: Gate | None = None
+    baseline_scores: np.ndarray | None = None
+    champion_scores: np.ndarray | None = None
 
 
 def train_and_evaluate(
@@ -105,7 +171,10 @@ def train_and_evaluate(
     seed: int = 0,
     margin: float = PROMOTION_MARGIN,
     max_train_rows: int = MAX_TRAIN_ROWS,
+    estimator: Any = None,
 ) -> TrainingResult:
+    """Fit the challenger (``estimator``, default the learner) on the training cut-offs, score
+    it, the dummy and the champion on the holdout, and apply :func:`promotion_gate`."""
     train, holdout = split(table)
     if len(train) > max_train_rows:
         train = train.sample(n=max_train_rows, random_state=seed)
@@ -113,31 +182,30 @@ def train_and_evaluate(
         raise ValueError("the training rows have a single class: no churn to learn from yet")
     x_train, y_train = train[list(FEATURES)].to_numpy(float), train[LABEL].to_numpy(int)
     x_hold, y_hold = holdout[list(FEATURES)].to_numpy(float), holdout[LABEL].to_numpy(int)
-    estimator = make_estimator(seed).fit(x_train, y_train)
+    estimator = (estimator if estimator is not None else make_estimator(seed)).fit(x_train, y_train)
     scores = estimator.predict_proba(x_hold)[:, 1]
     challenger = metrics(y_hold, scores)
     dummy = DummyClassifier(strategy="prior").fit(x_train, y_train)
-    baseline = metrics(y_hold, dummy.predict_proba(x_hold)[:, 1])
-    champion_version, champion_metrics = None, None
+    dummy_scores = dummy.predict_proba(x_hold)[:, 1]
+    baseline = metrics(y_hold, dummy_scores)
+    champion_version, champion_metrics, champion_scores = None, None, None
     current = registry.champion()
     if current is not None:
         champion_version, bundle = current
-        champion_metrics = metrics(y_hold, bundle["estimator"].predict_proba(x_hold)[:, 1])
-    if champion_metrics is None:
-        promoted = challenger["roc_auc"] > baseline["roc_auc"] + margin or np.isnan(
-            baseline["roc_auc"]
-        )
-        reason = (
-            "no champion yet; challenger beats the baseline"
-            if promoted
-            else "no champion yet, but the challenger does not beat the baseline"
+        champion_scores = bundle["estimator"].predict_proba(x_hold)[:, 1]
+        champion_metrics = metrics(y_hold, champion_scores)
+    if 0 < y_hold.sum() < len(y_hold):
+        gate = promotion_gate(
+            y_hold,
+            scores,
+            dummy_scores,
+            champion_scores,
+            groups=holdout["customer_id"].to_numpy(),
+            margin=margin,
+            seed=seed,
         )
     else:
-        promoted = challenger["roc_auc"] >= champion_metrics["roc_auc"] + margin
-        reason = (
-            f"ROC AUC {challenger['roc_auc']:.4f} vs champion "
-            f"{champion_metrics['roc_auc']:.4f} (margin {margin})"
-        )
+        gate = Gate(False, "the holdout has a single class: nothing to judge a model on", {})
     return TrainingResult(
         version,
         estimator,
@@ -145,12 +213,23 @@ def train_and_evaluate(
         baseline,
         champion_metrics,
         champion_version,
-        bool(promoted),
-        reason,
+        gate.passed,
+        gate.reason,
         holdout,
         scores,
         len(train),
+        gate,
+        dummy_scores,
+        champion_scores,
     )
+
+
+def gate_record(gate: Gate | None) -> dict[str, Any]:
+    """The gate's decision as JSON (kept in the manifest: the at-risk list trusts a champion
+    only if it passed)."""
+    if gate is None:
+        return {"passed": False, "reason": "not judged"}
+    return {"passed": gate.passed, "reason": gate.reason, "intervals": gate.intervals}
 
 
 class ModelRegistry:
@@ -192,6 +271,7 @@ class ModelRegistry:
                 "model_name": "churn",
                 "features": list(FEATURES),
                 "metrics": {k: v for k, v in result.challenger.items() if isinstance(v, float)},
+                "gate": gate_record(result.gate),
             },
         )
         folder = self.root / result.version
@@ -206,6 +286,7 @@ class ModelRegistry:
             "champion_version": result.champion_version,
             "promoted": result.promoted,
             "reason": result.reason,
+            "gate": gate_record(result.gate),
             **(extra or {}),
         }
         (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
@@ -215,6 +296,16 @@ class ModelRegistry:
     def promote(self, version: str) -> dict[str, Any]:
         """Make ``version`` the champion; return the pointer (``version``, ``sha256``)."""
         return self.files.promote(version)
+
+    def trusted_champion(self) -> tuple[str, dict[str, Any]] | None:
+        """The champion if it passed :func:`promotion_gate` (its manifest says so), else None:
+        a champion promoted before the gate existed is not trusted with probabilities."""
+        pointer = self.files.champion()
+        if pointer is None or not self.files.manifest(pointer["version"]).get("gate", {}).get(
+            "passed"
+        ):
+            return None
+        return self.champion()
 
     def champion(self) -> tuple[str, dict[str, Any]] | None:
         """The champion's version and bundle, loaded with the workers' checks."""
@@ -227,80 +318,80 @@ class ModelRegistry:
 
 
 def write_model_card(result: TrainingResult, folder: Path) -> Path:
-    """``card.md`` with the metrics table and plots: ROC, calibration, feature importance."""
-    import matplotlib
+    """``card.md`` and ``card.png`` (``models.card``): the holdout's metrics with bootstrap
+    intervals beside the dummy and the champion, calibration, importance, the decision."""
+    from models.card import CardFacts, write_card
+    from models.learner import INNER_FOLDS
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    y = result.holdout[LABEL].to_numpy(int)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    if 0 < y.sum() < len(y):
-        fpr, tpr, _ = roc_curve(y, result.holdout_scores)
-        axes[0].plot(fpr, tpr, label=f"challenger (AUC {result.challenger['roc_auc']:.3f})")
-        axes[0].plot([0, 1], [0, 1], "--", color="grey", label="baseline")
-        prob_true, prob_pred = calibration_curve(
-            y, result.holdout_scores, n_bins=8, strategy="quantile"
-        )
-        axes[1].plot(prob_pred, prob_true, "o-", label="challenger")
-    axes[1].plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    axes[0].set(
-        title="ROC on the holdout cut-off",
-        xlabel="false positive rate",
-        ylabel="true positive rate",
-    )
-    axes[1].set(title="Calibration", xlabel="predicted P(churn)", ylabel="observed churn rate")
-    x_hold = result.holdout[list(FEATURES)].to_numpy(float)
-    importance = (
-        permutation_importance(
+    holdout = result.holdout
+    y = holdout[LABEL].to_numpy(int)
+    both = 0 < y.sum() < len(y)
+    importance = None
+    if both:
+        found = permutation_importance(
             result.estimator,
-            x_hold,
+            holdout[list(FEATURES)].to_numpy(float),
             y,
             scoring="roc_auc",
             n_repeats=3,
             random_state=0,
             max_samples=min(len(y), IMPORTANCE_ROWS),
         )
-        if 0 < y.sum() < len(y)
-        else None
-    )
-    if importance is not None:
-        order = np.argsort(importance.importances_mean)
-        axes[2].barh([FEATURES[i] for i in order], importance.importances_mean[order])
-    axes[2].set(title="Permutation importance (ROC AUC drop)")
-    for ax in axes[:2]:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "card.png", dpi=100)
-    plt.close(fig)
+        importance = dict(zip(FEATURES, map(float, found.importances_mean), strict=True))
+    intervals = result.gate.intervals if result.gate else {}
 
-    def row(name: str, m: dict[str, float] | None) -> str:
+    def row(m: dict[str, float] | None, auc: tuple | None = None) -> dict[str, tuple]:
         if m is None:
-            return f"| {name} | - | - | - | - |"
-        return (
-            f"| {name} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | {m['brier']:.4f} | "
-            f"{m['lift_top_decile']:.2f} |"
-        )
+            return {}
+        out = {
+            k: (m[k], float("nan"), float("nan")) for k in ("pr_auc", "brier", "lift_top_decile")
+        }
+        out["roc_auc"] = auc or (m["roc_auc"], float("nan"), float("nan"))
+        return out
 
-    holdout_cutoff = result.holdout["cutoff"].iloc[0] if len(result.holdout) else "-"
-    card = "\n".join(
-        [
-            f"# Churn model {result.version}",
-            "",
-            f"Holdout: cut-off {holdout_cutoff}, {len(result.holdout)} customers, "
-            f"{int(y.sum())} churned within the label window. Promoted: "
-            f"**{'yes' if result.promoted else 'no'}** ({result.reason}).",
-            "",
-            "| model | ROC AUC | PR AUC | Brier | lift top 10% |",
-            "|---|---|---|---|---|",
-            row("challenger (gradient boosting, calibrated)", result.challenger),
-            row(f"champion {result.champion_version or ''}".strip(), result.champion),
-            row("baseline (DummyClassifier, prior)", result.baseline),
-            "",
-            "![ROC, calibration and feature importance](card.png)",
-            "",
-            f"Features: {', '.join(FEATURES)}.",
-        ]
+    cutoffs = sorted(holdout["cutoff"].unique()) if len(holdout) else []
+    customers = holdout["customer_id"].nunique() if len(holdout) else 0
+    scores = {"challenger": result.holdout_scores}
+    if result.champion_scores is not None:
+        scores[f"champion {result.champion_version}"] = result.champion_scores
+    facts = CardFacts(
+        title=f"Churn model {result.version}",
+        label="1 = the customer cancelled (a cancellation ticket) within 30 days after the "
+        "cut-off; features from events before the cut-off only (models/features.py).",
+        data=f"Training: {result.train_rows} customer x cut-off rows before "
+        f"{cutoffs[0] if cutoffs else '-'}. Holdout: cut-offs "
+        f"{', '.join(str(c)[:10] for c in cutoffs)}; {len(holdout)} rows of {customers} "
+        f"customers, {int(y.sum())} churned within the label window.",
+        evaluation="Holdout cut-offs after every training cut-off. ROC AUC with a 95% "
+        "bootstrap interval over customers (paired across models); the other metrics are "
+        "point estimates.",
+        hyperparameters={
+            "boosting": {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15},
+            "linear": {"C": 1.0, "penalty": "l2"},
+            "stack": {"inner_folds": INNER_FOLDS, "combiner": "logistic regression"},
+            "max_train_rows": MAX_TRAIN_ROWS,
+        },
+        metrics={
+            "challenger": row(result.challenger, intervals.get("roc_auc")),
+            **(
+                {f"champion {result.champion_version}": row(result.champion)}
+                if result.champion
+                else {}
+            ),
+            "baseline (DummyClassifier, prior)": row(result.baseline),
+        },
+        y=y,
+        scores=scores,
+        decision=f"promoted: {'yes' if result.promoted else 'no'} ({result.reason}).",
+        importance=importance,
+        signature=dict.fromkeys(FEATURES, "numeric"),
+        caveats=[
+            "Trained on the stream's behavioural features only: customer attributes (plan, "
+            "contract, region) are not joined yet, so there are no metrics by group.",
+            "The label counts cancellations raised as tickets; customers who leave silently "
+            "are labelled as staying.",
+            "Cut-offs are weekly, so one customer appears in several holdout rows; intervals "
+            "resample whole customers.",
+        ],
     )
-    (folder / "card.md").write_text(card + "\n")
-    return folder / "card.md"
+    return write_card(facts, folder)

@@ -10,6 +10,17 @@ Inputs are the usual RFM summary, in weeks (or any unit, used consistently):
 * ``T``: time from the first purchase to the end of the calibration period,
 * ``m``: mean spend of the repeat purchases (Gamma-Gamma only, customers with ``x > 0``).
 
+Amounts (:func:`summarize`): refunds are netted per customer-day (a purchase and its refund
+on the same day leave the net); a day whose net is zero is a purchase for frequency but not
+for spend (a free or fully discounted order is still a visit); a day whose net is negative
+(a refund of an earlier day's order) is not a purchase and is left out, and counted. So
+``m`` is the mean of the positive repeat days and ``x_spend`` their number; Gamma-Gamma
+fits and predicts on those.
+
+A fit that does not converge, or whose parameters run off to the edge of the space (r 28,739
+on a 3-day calibration window), raises :class:`ConvergenceError` naming the cause; so does
+data that cannot identify the model (no repeat buyers, a single calibration day).
+
 References
 ----------
 Fader, Hardie & Lee (2005), "Counting your customers the easy way: an alternative to the
@@ -28,7 +39,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +51,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted
 
 WEEK_DAYS = 7.0
+#: Fitted parameters beyond these bounds mean the likelihood had no interior maximum: the
+#: optimiser walked off towards a limit (issue 16: r 28,739 from a 3-day window). On CDNOW
+#: every parameter is between 0.2 and 16.
+PARAM_MIN, PARAM_MAX = 1e-4, 1e4
+
+
+class ConvergenceError(RuntimeError):
+    """A model fit that is not a result; the message names the cause and the fix."""
 
 
 def _fit(
@@ -47,8 +66,11 @@ def _fit(
     n_params: int,
     max_iter: int,
     jac: Callable[[np.ndarray], np.ndarray] | None = None,
+    names: tuple[str, ...] = (),
+    model: str = "the model",
 ) -> np.ndarray:
-    """Minimise a negative log-likelihood over log-parameters (keeps them positive)."""
+    """Minimise a negative log-likelihood over log-parameters (keeps them positive); raise
+    :class:`ConvergenceError` when the optimiser fails or the parameters run off."""
     result = minimize(
         neg_ll,
         np.zeros(n_params),
@@ -56,8 +78,13 @@ def _fit(
         jac=jac,
         options={"maxiter": max_iter, "ftol": 1e-14, "gtol": 1e-10},
     )
-    if not result.success and "ABNORMAL" not in str(result.message):
-        raise RuntimeError(f"maximum likelihood did not converge: {result.message}")
+    if not np.isfinite(result.fun) or (
+        not result.success and "ABNORMAL" not in str(result.message)
+    ):
+        raise ConvergenceError(
+            f"{model}: maximum likelihood did not converge ({result.message}); check the "
+            "input summary, or fit with a penalizer"
+        )
     if jac is None:
         # Without a gradient, polish with Nelder-Mead: the surface is flat along r/alpha.
         result = minimize(
@@ -66,7 +93,20 @@ def _fit(
             method="Nelder-Mead",
             options={"maxiter": max_iter * 10, "xatol": 1e-10, "fatol": 1e-10},
         )
-    return np.exp(result.x)
+    params = np.exp(result.x)
+    off = [
+        f"{name} = {value:.4g}"
+        for name, value in zip(names or [f"p{i}" for i in range(n_params)], params, strict=True)
+        if not PARAM_MIN < value < PARAM_MAX
+    ]
+    if off:
+        raise ConvergenceError(
+            f"{model}: the fit did not converge to a usable maximum ({', '.join(off)}, outside "
+            f"{PARAM_MIN:g}..{PARAM_MAX:g}): the likelihood keeps improving towards a limit, "
+            "which usually means too little data (a calibration window of a few days, few "
+            "repeat buyers); use a longer calibration period"
+        )
+    return params
 
 
 def _rfm(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,6 +188,16 @@ class BetaGeoNBD(BaseEstimator):
     def fit(self, X: np.ndarray, y: None = None) -> BetaGeoNBD:
         """Fit on ``X`` of shape (n_customers, 3): columns x, t_x, T."""
         x, t_x, T = _rfm(X)
+        if not (x > 0).any():
+            raise ConvergenceError(
+                "BG/NBD: no customer made a repeat purchase in the calibration period, so "
+                "purchase rates and dropout cannot be told apart; use a longer period"
+            )
+        if not (T > 0).any():
+            raise ConvergenceError(
+                "BG/NBD: every customer's observation time T is 0 (a single calibration day); "
+                "use a longer calibration period"
+            )
         # Customers with the same (x, t_x, T) share a likelihood term: fit on the unique rows.
         (ux, ut_x, uT), counts, _ = _unique_rows(x, t_x, T)
         weights = counts / counts.sum()
@@ -174,7 +224,9 @@ class BetaGeoNBD(BaseEstimator):
             g = np.array([weights @ d for d in (d_r, d_alpha, d_a, d_b)])
             return -g * params + 2 * self.penalizer * params * params
 
-        self.r_, self.alpha_, self.a_, self.b_ = _fit(neg_ll, 4, self.max_iter, jac=grad)
+        self.r_, self.alpha_, self.a_, self.b_ = _fit(
+            neg_ll, 4, self.max_iter, jac=grad, names=("r", "alpha", "a", "b"), model="BG/NBD"
+        )
         self.log_likelihood_ = float(counts @ self._log_likelihood(self.params_, ux, ut_x, uT))
         return self
 
@@ -249,6 +301,12 @@ class GammaGamma(BaseEstimator):
         """Fit on ``X`` of shape (n_repeat_customers, 2): columns x, mean spend m."""
         x, m = self._xm(X)
         n = len(x)
+        if n < 2 or np.ptp(m) == 0:
+            raise ConvergenceError(
+                f"Gamma-Gamma: {n} customer(s) with repeat spend"
+                + ("" if n < 2 else ", all with the same mean spend")
+                + ": spend heterogeneity cannot be estimated; use a longer period"
+            )
         # Sufficient statistics: only log(v + x m) needs every customer at each step; the
         # terms in x alone are summed over its few distinct values (measured in bench/clv.py:
         # the per-customer gammaln and digamma calls were most of the fitting time).
@@ -284,7 +342,9 @@ class GammaGamma(BaseEstimator):
             g = np.array([d_p, d_q, d_v]) / n
             return -g * params + 2 * self.penalizer * params * params
 
-        self.p_, self.q_, self.v_ = _fit(neg_ll, 3, self.max_iter, jac=grad)
+        self.p_, self.q_, self.v_ = _fit(
+            neg_ll, 3, self.max_iter, jac=grad, names=("p", "q", "gamma"), model="Gamma-Gamma"
+        )
         self.log_likelihood_ = total_ll(np.array([self.p_, self.q_, self.v_]))[0]
         return self
 
@@ -302,11 +362,18 @@ class GammaGamma(BaseEstimator):
 class Summary:
     """RFM summary of a transaction log at a calibration end (time unit: weeks)."""
 
-    frame: pd.DataFrame  # index customer_id; columns x, t_x, T, m, holdout_x (optional)
+    frame: pd.DataFrame  # index customer_id; columns x, t_x, T, m, x_spend, holdout_x (opt.)
+    counts: dict[str, int] = field(default_factory=dict)  # what the amount policy did
 
     @property
     def X(self) -> np.ndarray:
         return self.frame[["x", "t_x", "T"]].to_numpy(float)
+
+    @property
+    def spend(self) -> pd.DataFrame:
+        """Customers with positive repeat spend: (x_spend, m), what Gamma-Gamma fits on."""
+        frame = self.frame
+        return frame.loc[frame["x_spend"] > 0, ["x_spend", "m"]]
 
 
 def summarize(
@@ -314,16 +381,26 @@ def summarize(
 ) -> Summary:
     """Summarise ``transactions`` (columns customer_id, date, amount) in weeks.
 
-    Purchases on one day count as one transaction; customers whose first purchase is after
-    ``calibration_end`` are left out. With ``holdout_end``, ``holdout_x`` counts purchases in
-    (calibration_end, holdout_end].
+    Purchases on one day count as one transaction, their amounts netted; the amount policy
+    of the module docstring applies. Customers whose first purchase is after
+    ``calibration_end`` are left out. With ``holdout_end``, ``holdout_x`` counts purchase
+    days in (calibration_end, holdout_end].
     """
     # Days in UTC; naive dates are taken as UTC.
     days = pd.to_datetime(transactions["date"], utc=True).dt.tz_localize(None).dt.normalize()
     tx = transactions.assign(date=days)
     daily = tx.groupby(["customer_id", "date"], as_index=False)["amount"].sum()
+    counts = {
+        "transactions": len(tx),
+        "refund_days_left_out": int((daily["amount"] < 0).sum()),
+        "zero_value_days": int((daily["amount"] == 0).sum()),
+    }
+    daily = daily[daily["amount"] >= 0]
     cal_end = pd.Timestamp(calibration_end)
     first = daily.groupby("customer_id")["date"].transform("min")
+    counts["customers_after_calibration_end"] = int(
+        daily.loc[first > cal_end, "customer_id"].nunique()
+    )
     daily = daily[first <= cal_end].assign(first=first[first <= cal_end])
     cal = daily[daily["date"] <= cal_end]
     grouped = cal.groupby("customer_id")
@@ -335,25 +412,22 @@ def summarize(
             "T": weeks(cal_end - grouped["first"].min()),
         }
     )
-    repeat = cal[cal["date"] > cal["first"]].groupby("customer_id")["amount"].mean()
-    frame["m"] = repeat.reindex(frame.index).fillna(0.0)
+    paid = cal[(cal["date"] > cal["first"]) & (cal["amount"] > 0)].groupby("customer_id")
+    frame["m"] = paid["amount"].mean().reindex(frame.index).fillna(0.0)
+    frame["x_spend"] = paid.size().reindex(frame.index).fillna(0).astype(int)
     if holdout_end is not None:
         hold = daily[(daily["date"] > cal_end) & (daily["date"] <= pd.Timestamp(holdout_end))]
         frame["holdout_x"] = hold.groupby("customer_id").size().reindex(frame.index).fillna(0)
-    return Summary(frame)
+    counts["customers"] = len(frame)
+    return Summary(frame, counts)
 
 
 def read_cdnow(path: Path) -> pd.DataFrame:
-    """The CDNOW sample (``master_id sample_id yyyymmdd n_cds dollars``) as transactions."""
-    raw = pd.read_csv(
-        path,
-        sep=r"\s+",
-        header=None,
-        names=["master_id", "customer_id", "date", "n_cds", "amount"],
-        dtype={"date": str},
-    )
-    raw["date"] = pd.to_datetime(raw["date"], format="%Y%m%d")
-    return raw[["customer_id", "date", "amount"]]
+    """A CDNOW file (the master's 4-field or the sample's 5-field layout) as transactions
+    (``models.clv_io.read_transactions``)."""
+    from models.clv_io import read_transactions
+
+    return read_transactions(path).reset_index(drop=True)
 
 
 def customer_value(
@@ -364,7 +438,7 @@ def customer_value(
 ) -> pd.DataFrame:
     """Per customer: P(alive), expected purchases and CLV (undiscounted) over each horizon."""
     X = summary.X
-    spend = gamma_gamma.predict(summary.frame[["x", "m"]].to_numpy(float))
+    spend = gamma_gamma.predict(summary.frame[["x_spend", "m"]].to_numpy(float))
     out = pd.DataFrame(index=summary.frame.index)
     out["p_alive"] = bgnbd.p_alive(X)
     for days in horizons_days:
@@ -372,3 +446,38 @@ def customer_value(
         out[f"expected_purchases_{days}d"] = purchases
         out[f"clv_{days}d"] = purchases * spend
     return out
+
+
+def holdout_check(
+    bgnbd: BetaGeoNBD, summary: Summary, weeks: float, max_x: int = 7
+) -> pd.DataFrame:
+    """Fader, Hardie & Lee's (2005) holdout check: by calibration frequency (0, 1, ...,
+    ``max_x``+), customers, actual and predicted mean repeat purchases in the holdout of
+    ``weeks`` weeks (a summary built with ``holdout_end``), and a total row."""
+    frame = summary.frame
+    if "holdout_x" not in frame:
+        raise ValueError("the summary has no holdout: summarize(..., holdout_end=...)")
+    predicted = bgnbd.predict(summary.X, weeks)
+    bucket = frame["x"].clip(upper=max_x).astype(int)
+    table = (
+        pd.DataFrame({"x": bucket, "actual": frame["holdout_x"], "predicted": predicted})
+        .groupby("x")
+        .agg(
+            customers=("actual", "size"),
+            actual=("actual", "mean"),
+            predicted=("predicted", "mean"),
+        )
+        .reset_index()
+    )
+    table["x"] = table["x"].map(lambda v: f"{v}+" if v == max_x else str(v))
+    total = pd.DataFrame(
+        [
+            {
+                "x": "all (sum)",
+                "customers": len(frame),
+                "actual": float(frame["holdout_x"].sum()),
+                "predicted": float(predicted.sum()),
+            }
+        ]
+    )
+    return pd.concat([table, total], ignore_index=True)

@@ -195,8 +195,7 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
     tx = placed.rename(columns={"event_time": "date"})[["customer_id", "date", "amount"]]
     summary = summarize(tx, day)
     bgnbd = BetaGeoNBD().fit(summary.X)
-    repeat = summary.frame[summary.frame["x"] > 0]
-    gamma_gamma = GammaGamma().fit(repeat[["x", "m"]].to_numpy(float))
+    gamma_gamma = GammaGamma().fit(summary.spend.to_numpy(float))
     values = customer_value(bgnbd, gamma_gamma, summary)
     values["value_tier"] = value_tiers(values["clv_365d"])
     values = values.reset_index()
@@ -240,6 +239,10 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
 # -- 5. at-risk list ------------------------------------------------------------------------
 
 
+#: What the at-risk list says while no churn model has passed the promotion gate.
+NO_TRUSTED_MODEL = "no trustworthy churn model yet"
+
+
 def build_at_risk_list(
     features_path: str,
     values_path: str,
@@ -249,33 +252,56 @@ def build_at_risk_list(
     capacity: int = RETENTION_CAPACITY,
     lists_dir: Path | None = None,
 ) -> str:
-    """Rank today's customers by value at risk (P(churn) x 365-day CLV), keep the team's
-    capacity, upsert them as retention tasks (one per customer, shared with the streams) and
-    export the list as CSV."""
+    """Rank today's customers, keep the team's capacity, upsert them as retention tasks (one
+    per customer, shared with the streams) and export the list as CSV.
+
+    With a champion that passed the promotion gate (``models.churn.promotion_gate``), the
+    rank is value at risk: P(churn), calibrated on labels, x 365-day CLV. Without one, the
+    list says "no trustworthy churn model yet" and ranks by the transparent points score
+    (``heuristic_risk``'s points, highest first, then CLV, then customer id); it shows no
+    probability and no money at risk, since the points are not a probability (issue 16:
+    they averaged 0.21 where the churn rate was 0.04). Ties always break by customer id, so
+    a rerun gives the same list."""
     from models.churn import ModelRegistry
     from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
     from outreach.store import TaskStore
 
     table = pd.read_parquet(features_path)
     today = table[table["cutoff"] == table["cutoff"].max()].copy()
-    champion = ModelRegistry(registry_root).champion()
+    champion = ModelRegistry(registry_root).trusted_champion()
     x = today[list(FEATURES)].to_numpy(float)
-    if champion is not None:
-        today["p_churn"] = champion[1]["estimator"].predict_proba(x)[:, 1]
-    else:
-        today["p_churn"] = [heuristic_risk(dict(zip(FEATURES, row, strict=True)))[0] for row in x]
+    points = [heuristic_risk(dict(zip(FEATURES, row, strict=True)))[1] for row in x]
+    today["points"] = [round(sum(p.values()), 3) for p in points]
     values = pd.read_parquet(values_path).set_index("customer_id")
     today = today.join(values[["clv_365d", "value_tier"]], on="customer_id")
     today["clv_365d"] = today["clv_365d"].fillna(0.0)
     today["value_tier"] = today["value_tier"].fillna("bronze")
-    today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
-    top = today.sort_values("value_at_risk", ascending=False).head(capacity)
+    if champion is not None:
+        model = f"churn model {champion[0]}"
+        today["p_churn"] = champion[1]["estimator"].predict_proba(x)[:, 1]
+        today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
+        order = ["value_at_risk", "customer_id"]
+    else:
+        model = NO_TRUSTED_MODEL
+        today["p_churn"] = np.nan
+        today["value_at_risk"] = np.nan
+        order = ["points", "clv_365d", "customer_id"]
+    ascending = [False] * (len(order) - 1) + [True]
+    top = today.sort_values(order, ascending=ascending, kind="stable").head(capacity)
     store = TaskStore(database_url)
     rows = []
     try:
         for r in top.to_dict("records"):
             features = {f: float(r[f]) for f in FEATURES}
             reasons = top_reasons(features, heuristic_risk(features)[1])
+            trusted = champion is not None
+            if trusted:
+                ranking = (
+                    f"P(churn) {r['p_churn']:.2f} x CLV {r['clv_365d']:,.0f} EUR = "
+                    f"{r['value_at_risk']:,.0f} EUR at risk ({model})"
+                )
+            else:
+                ranking = f"{NO_TRUSTED_MODEL}; ranked by points ({r['points']:.1f})"
             alert = Alert(
                 event_id=f"nightly-{day}-{r['customer_id']}",
                 event_time=day_end(day),
@@ -284,16 +310,17 @@ def build_at_risk_list(
                 kind="churn_risk",
                 customer_id=r["customer_id"],
                 severity=TIER_SEVERITY[r["value_tier"]],
-                confidence=round(float(min(0.99, r["p_churn"])), 3),
-                score=round(float(r["value_at_risk"]), 2),
-                explanation=f"nightly at-risk list {day}: P(churn) {r['p_churn']:.2f} x CLV "
-                f"{r['clv_365d']:,.0f} EUR = {r['value_at_risk']:,.0f} EUR at risk; "
+                # Without a trusted model there is no probability to state.
+                confidence=round(float(min(0.99, r["p_churn"])), 3) if trusted else 0.0,
+                score=round(float(r["value_at_risk"] if trusted else r["points"]), 2),
+                explanation=f"nightly at-risk list {day}: {ranking}; "
                 + "; ".join(reasons or ["model score"]),
                 evidence={
                     "reasons": reasons,
                     "value_eur": round(float(r["clv_365d"]), 2),
                     "value_tier": r["value_tier"],
-                    "p_churn": float(r["p_churn"]),
+                    "model": model,
+                    **({"p_churn": float(r["p_churn"])} if trusted else {"points": r["points"]}),
                     "features": features,
                 },
                 detector="nightly_at_risk.v1",
@@ -303,10 +330,12 @@ def build_at_risk_list(
                 {
                     "rank": len(rows) + 1,
                     "customer_id": r["customer_id"],
-                    "p_churn": round(float(r["p_churn"]), 4),
+                    "p_churn": round(float(r["p_churn"]), 4) if trusted else "",
+                    "points": r["points"],
                     "clv_365d": round(float(r["clv_365d"]), 2),
-                    "value_at_risk": round(float(r["value_at_risk"]), 2),
+                    "value_at_risk": round(float(r["value_at_risk"]), 2) if trusted else "",
                     "value_tier": r["value_tier"],
+                    "model": model,
                     "reasons": "; ".join(reasons),
                     "task_id": task.task_id if task else "",
                     "suggestion": "" if task is None else store.get(task.task_id).suggestion,

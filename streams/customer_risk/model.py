@@ -10,8 +10,8 @@ The file is a skops dump of ``{"estimator": <fitted classifier>, "features": [..
 "version": "..."}``, never a pickle: skops rebuilds objects from data and instantiates only
 types on an allow-list, so a crafted file cannot run code when it is loaded. The allow-list
 is skops' defaults (scikit-learn estimators, numpy arrays, builtins) plus
-:data:`TRUSTED_TYPES`, the three internals of the model the nightly trains
-(``models.churn.make_estimator``); the loaded estimator must then be exactly that model.
+:data:`TRUSTED_TYPES`, the internals of the models the nightly trains
+(``models.learner.make_estimator``); the loaded estimator must then be exactly that model.
 
 Anything refused keeps the previous model in service (before any model is published the
 detector runs on its points model alone) and says why.
@@ -33,14 +33,16 @@ from models.customer_state import FEATURES
 
 log = logging.getLogger(__name__)
 
-#: Types skops does not trust by default that the nightly's calibrated gradient boosting
-#: needs. TreePredictor is off skops' default list because its node indices are used
-#: without bounds checks (a crafted file can crash ``predict``): it is trusted here only
-#: because the file's sha256 was checked against what the nightly published.
+#: Types skops does not trust by default that the nightly's models need. TreePredictor is off
+#: skops' default list because its node indices are used without bounds checks (a crafted
+#: file can crash ``predict``): it is trusted here only because the file's sha256 was checked
+#: against what the nightly published. Bunch (a dict with attribute access) holds the stack's
+#: named estimators.
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils._bunch.Bunch",
 )
 
 
@@ -60,14 +62,24 @@ class SklearnChurnModel:
         return float(self.estimator.predict_proba(x)[0, 1])
 
 
-#: The estimator classes the nightly fits (``models.churn.make_estimator``): a sigmoid
-#: ``CalibratedClassifierCV`` over ``HistGradientBoostingClassifier``, and its internals.
+_HGB = "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier"
+_STACK = "sklearn.ensemble._stacking.StackingClassifier"
+_CALIBRATED = "sklearn.calibration.CalibratedClassifierCV"
+#: The estimator classes the nightly fits (``models.learner.make_estimator``): a
+#: ``StackingClassifier`` of gradient boosting and a scaled logistic regression, combined by a
+#: logistic regression (issue 16); and, so that a champion published before it still loads,
+#: the sigmoid ``CalibratedClassifierCV`` over gradient boosting it replaced.
 ESTIMATOR_TYPES: frozenset[str] = frozenset(
     {
-        "sklearn.calibration.CalibratedClassifierCV",
+        _STACK,
+        _HGB,
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.preprocessing._label.LabelEncoder",
+        _CALIBRATED,
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
-        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
     }
 )
 
@@ -76,21 +88,34 @@ def _type_name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def check_estimator_types(estimator: Any) -> None:
-    """Raise :class:`ModelRejected` unless ``estimator`` and the models inside it are of
-    :data:`ESTIMATOR_TYPES`, with a ``CalibratedClassifierCV`` on top."""
+def _types(estimator: Any) -> set[str]:
+    """The classes of ``estimator`` and of the fitted models inside it."""
     found = {_type_name(estimator)}
-    if found == {"sklearn.calibration.CalibratedClassifierCV"}:
+    top = _type_name(estimator)
+    if top == _CALIBRATED:
         found.add(_type_name(estimator.estimator))
         for calibrated in getattr(estimator, "calibrated_classifiers_", []):
             found |= {_type_name(calibrated), _type_name(calibrated.estimator)}
             found |= {_type_name(c) for c in calibrated.calibrators}
-    if _type_name(estimator) != "sklearn.calibration.CalibratedClassifierCV" or not (
-        found <= ESTIMATOR_TYPES
-    ):
+    elif top == _STACK:
+        inner = [*getattr(estimator, "estimators_", []), estimator.final_estimator_]
+        if hasattr(estimator, "_label_encoder"):
+            inner.append(estimator._label_encoder)
+        for model in inner:
+            found |= {_type_name(model)}
+            found |= {_type_name(step) for _, step in getattr(model, "steps", [])}
+    return found
+
+
+def check_estimator_types(estimator: Any) -> None:
+    """Raise :class:`ModelRejected` unless ``estimator`` and the models inside it are of
+    :data:`ESTIMATOR_TYPES`, with a ``StackingClassifier`` (or, for a champion published
+    before issue 16, a ``CalibratedClassifierCV``) on top."""
+    found = _types(estimator)
+    if _type_name(estimator) not in (_STACK, _CALIBRATED) or not found <= ESTIMATOR_TYPES:
         raise ModelRejected(
-            f"estimator types {sorted(found)} are not the nightly's calibrated gradient "
-            "boosting (models.churn.make_estimator): publish models only through the nightly"
+            f"estimator types {sorted(found)} are not the nightly's churn learner "
+            "(models.learner.make_estimator): publish models only through the nightly"
         )
 
 

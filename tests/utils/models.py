@@ -14,7 +14,7 @@ from models.customer_state import FEATURES
 
 
 def fitted_estimator(seed: int = 0, features: Sequence[str] = FEATURES) -> Any:
-    """The nightly's estimator (``models.churn.make_estimator``) fitted on a toy rule: many
+    """The nightly's estimator (``models.learner.make_estimator``) fitted on a toy rule: many
     low-CSAT contacts means churn. Fitted once per arguments (seconds on a busy machine);
     treat it as read-only."""
     return _fitted(seed, tuple(features))
@@ -22,17 +22,17 @@ def fitted_estimator(seed: int = 0, features: Sequence[str] = FEATURES) -> Any:
 
 @cache
 def _fitted(seed: int, features: tuple[str, ...]) -> Any:
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from models.learner import make_estimator
 
     rng = np.random.default_rng(seed)
     x = rng.poisson(1.0, size=(200, len(features))).astype(float)
     column = list(features).index("low_csat_30d") if "low_csat_30d" in features else 0
     y = (x[:, column] > 1).astype(int)
-    # The classes of models.churn.make_estimator (tests/models checks that one end to end),
-    # with fewer trees: the streams tests should not wait for a real nightly model.
-    boosting = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, random_state=seed)
-    return CalibratedClassifierCV(boosting, method="sigmoid", cv=3).fit(x, y)
+    # The nightly's learner (tests/models checks it end to end) with fewer trees: the streams
+    # tests should not wait for a real nightly model.
+    model = make_estimator(seed)
+    model.set_params(boosting__max_iter=20, boosting__max_leaf_nodes=7)
+    return model.fit(x, y)
 
 
 def model_bytes(version: str, estimator: Any = None, features: Sequence[str] = FEATURES) -> bytes:
