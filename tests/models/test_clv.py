@@ -122,3 +122,159 @@ def test_clv_fit_command_prints_parameters_as_json(args):
     assert fitted["gamma_gamma"]["p"] == pytest.approx(6.25, rel=0.005)
     assert fitted["gamma_gamma"]["gamma"] == pytest.approx(15.44, rel=0.005)
     assert fitted["customers"] in (2357, 2357 - 1)
+
+
+# -- real files (issue 16, item 6) -------------------------------------------------------------
+
+
+def _sample_lines() -> list[str]:
+    return (CDNOW / "CDNOW_sample.txt").read_text().splitlines()
+
+
+def _clv(*args: str):
+    return CliRunner().invoke(main, ["clv", "fit", *args])
+
+
+def test_the_master_layout_gives_the_samples_fit(tmp_path):
+    # The master file's layout (id yyyymmdd n_cds dollars) with the sample's rows.
+    master = tmp_path / "CDNOW_master.txt"
+    master.write_text("\n".join(" ".join(line.split()[1:]) for line in _sample_lines()) + "\n")
+    result = _clv("--input", str(master), "--calibration-end", "1997-09-30")
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.output)
+    assert fitted["bgnbd"]["r"] == pytest.approx(0.243, rel=0.005)
+    assert fitted["gamma_gamma"]["p"] == pytest.approx(6.25, rel=0.005)
+
+
+def test_a_csv_with_named_columns_matches_the_text_file(tmp_path):
+    tx = read_cdnow(CDNOW / "CDNOW_sample.txt")
+    path = tmp_path / "orders.csv"
+    tx.rename(columns={"customer_id": "client", "date": "day", "amount": "eur"}).to_csv(
+        path, index=False, sep=";"
+    )
+    result = _clv(
+        "--input",
+        str(path),
+        "--id-column",
+        "client",
+        "--date-column",
+        "day",
+        "--amount-column",
+        "eur",
+        "--calibration-end",
+        "1997-09-30",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["bgnbd"]["log_likelihood"] == pytest.approx(-9582.4, abs=0.1)
+
+
+def test_amount_policy_nets_refunds_and_keeps_zero_value_days_for_frequency():
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "a", "b", "b"],
+            "date": pd.to_datetime(
+                [
+                    "2024-01-01",
+                    "2024-01-08",
+                    "2024-01-08",
+                    "2024-01-15",
+                    "2024-01-22",
+                    "2024-01-01",
+                    "2024-01-05",
+                ]
+            ),
+            # a: a purchase, a purchase refunded in part the same day, a free order, a
+            # refund of an earlier order on its own day; b: a purchase and a $0 repeat.
+            "amount": [10.0, 30.0, -10.0, 0.0, -5.0, 8.0, 0.0],
+        }
+    )
+    s = summarize(tx, date(2024, 1, 31))
+    a, b = s.frame.loc["a"], s.frame.loc["b"]
+    assert (a["x"], a["x_spend"], a["m"]) == (2, 1, 20.0)
+    assert (b["x"], b["x_spend"], b["m"]) == (1, 0, 0.0)
+    assert s.counts["refund_days_left_out"] == 1 and s.counts["zero_value_days"] == 2
+    assert list(s.spend.index) == ["a"]
+
+
+def test_a_zero_dollar_repeat_purchase_does_not_break_the_fit(tmp_path):
+    lines = _sample_lines()
+    first = lines[0].split()
+    # A customer whose only repeat purchase is $0.00 (as in the real master file).
+    extra = [" 99999 9999 19970105 1 12.00", " 99999 9999 19970301 1 0.00"]
+    path = tmp_path / "with_zero.txt"
+    path.write_text("\n".join([*lines, *extra]) + "\n")
+    assert len(first) == 5
+    result = _clv("--input", str(path), "--calibration-end", "1997-09-30")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["gamma_gamma"]["customers"] == 946
+
+
+def test_a_three_day_window_is_a_convergence_error_not_a_result():
+    result = _clv("--input", str(CDNOW / "CDNOW_sample.txt"), "--calibration-end", "1997-01-03")
+    assert result.exit_code == 1
+    assert "did not converge" in result.output or "no customer made a repeat" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_single_calibration_day_is_too_little_data():
+    result = _clv("--input", str(CDNOW / "CDNOW_sample.txt"), "--calibration-end", "1997-01-01")
+    assert result.exit_code == 1
+    assert "BG/NBD:" in result.output and "longer" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "customer_id,date,amount\nc1,2024-01-01,10\nc1,2024-01-09,ten\n",
+            "line 3, column 'amount': 'ten' is not an amount",
+        ),
+        (
+            "customer_id,date,amount\nc1,2024-01-01,10\nc1,09/01/2024,5\n",
+            "line 3, column 'date': '09/01/2024' is not an ISO 8601 date",
+        ),
+        ("customer_id,day,amount\nc1,2024-01-01,10\n", "line 1: no column 'date'"),
+        (
+            "customer_id,date,amount\nc1,2024-01-01,10\nc2,2024-01-02\n",
+            "line 3: 2 fields, the header has 3",
+        ),
+    ],
+)
+def test_bad_transaction_files_name_line_and_column(tmp_path, content, message):
+    path = tmp_path / "orders.csv"
+    path.write_text(content)
+    result = _clv("--input", str(path))
+    assert result.exit_code == 1
+    assert message in result.output and str(path) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_holdout_check_and_output_file(tmp_path):
+    out = tmp_path / "values.parquet"
+    result = CliRunner().invoke(
+        main,
+        [
+            "clv",
+            "fit",
+            "--input",
+            str(CDNOW / "CDNOW_sample.txt"),
+            "--calibration-end",
+            "1997-09-30",
+            "--holdout-end",
+            "1998-06-30",
+            "--output",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.stdout)
+    zero = fitted["holdout_check"][0]
+    # Fader, Hardie & Lee (2005): 1,411 customers without a repeat purchase made 0.24 each
+    # in the holdout; BG/NBD predicts 0.23.
+    assert zero["x"] == "0" and zero["customers"] == 1411
+    assert zero["actual"] == pytest.approx(0.24, abs=0.01)
+    assert zero["predicted"] == pytest.approx(0.23, abs=0.01)
+    assert "holdout check" in result.stderr
+    values = pd.read_parquet(out)
+    assert len(values) == 2357
+    assert {"customer_id", "p_alive", "expected_purchases_365d", "clv_365d"} <= set(values)
