@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import ModelRegistry, metrics, train_and_evaluate
+from models.churn import ModelRegistry, metrics, promotion_gate, train_and_evaluate
 from models.customer_state import FEATURES
 from models.features import build_features, weekly_cutoffs
 from simulator import build_world
@@ -136,3 +136,126 @@ def test_a_rollback_is_announced_with_the_older_versions_hash(tmp_path, monkeypa
     assert nightly.announce_champion(root, "127.0.0.1:9092", datetime(2026, 4, 1, tzinfo=UTC)) == 1
     (event,) = sent
     assert (event.version, event.sha256) == ("v1", v1)
+
+
+class CoinFlip:
+    """A challenger that scores every customer with a coin: it must never be promoted."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, x, y):
+        return self
+
+    def predict_proba(self, x):
+        p = np.random.default_rng(self.seed).random(len(x))
+        return np.column_stack([1 - p, p])
+
+
+def test_a_coin_flip_challenger_is_not_promoted_without_a_champion(table, tmp_path):
+    registry = ModelRegistry(tmp_path / "churn")
+    result = train_and_evaluate(table, registry, "coin", estimator=CoinFlip())
+    assert not result.promoted
+    assert "includes 0.5: no better than chance" in result.reason
+    assert "Brier score not better than the dummy's" in result.reason
+    low, high = result.gate.intervals["roc_auc"][1:]
+    assert low < 0.5 < high
+
+
+def test_a_coin_flip_challenger_does_not_replace_a_champion(table, tmp_path):
+    registry = ModelRegistry(tmp_path / "churn")
+    first = train_and_evaluate(table, registry, "v1")
+    registry.save(first)
+    registry.promote("v1")
+    coin = train_and_evaluate(table, registry, "coin", estimator=CoinFlip(seed=3))
+    assert not coin.promoted and "not better than the champion" in coin.reason
+    assert coin.gate.intervals["roc_auc_minus_champion"][2] < 0
+
+
+def test_the_gate_needs_the_lower_bound_above_the_margin():
+    rng = np.random.default_rng(1)
+    y = (rng.random(3000) < 0.1).astype(int)
+    good = y * 0.5 + rng.random(3000)
+    dummy = np.full(3000, y.mean())
+    calibrated = 1 / (1 + np.exp(-(3 * good - 3.5)))
+    assert promotion_gate(y, calibrated, dummy).passed
+    # Slightly better than an equal champion on this sample: not enough at the lower bound.
+    nudged = calibrated + 0.001 * y
+    gate = promotion_gate(y, nudged, dummy, calibrated, margin=0.005)
+    assert not gate.passed and "not better than the champion by 0.005" in gate.reason
+
+
+def test_lift_of_tied_scores_does_not_depend_on_row_order():
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.2).astype(int)
+    p = np.full(500, 0.2)
+    lifts = {
+        metrics(y[order], p)["lift_top_decile"]
+        for order in (rng.permutation(500) for _ in range(20))
+    }
+    assert lifts == {1.0}
+    # Half-tied at the cut: the expectation over the tied rows' orders, every time.
+    q = np.where(np.arange(500) < 30, 0.9, 0.5)
+    assert (
+        len(
+            {
+                metrics(y[o], q[o])["lift_top_decile"]
+                for o in (rng.permutation(500) for _ in range(20))
+            }
+        )
+        == 1
+    )
+
+
+def _at_risk(table, tmp_path, registry_root):
+    from models.nightly import build_at_risk_list
+
+    features = tmp_path / "nightly" / "features" / "date=2026-04-04" / "features.parquet"
+    features.parent.mkdir(parents=True)
+    table.to_parquet(features)
+    today = table[table["cutoff"] == table["cutoff"].max()]
+    values = tmp_path / "values.parquet"
+    pd.DataFrame(
+        {
+            "customer_id": today["customer_id"],
+            "clv_365d": np.linspace(10, 500, len(today)),
+            "value_tier": "gold",
+        }
+    ).to_parquet(values)
+    path = build_at_risk_list(
+        str(features),
+        str(values),
+        registry_root,
+        f"sqlite:///{tmp_path / 'outreach.db'}",
+        datetime(2026, 4, 4).date(),
+        capacity=10,
+        lists_dir=tmp_path / "lists",
+    )
+    return pd.read_csv(path)
+
+
+def test_without_a_trusted_model_the_list_ranks_by_points_and_shows_no_money(table, tmp_path):
+    listed = _at_risk(table, tmp_path, tmp_path / "churn")
+    assert len(listed) == 10
+    assert (listed["model"] == "no trustworthy churn model yet").all()
+    assert listed["p_churn"].isna().all() and listed["value_at_risk"].isna().all()
+    assert listed["points"].is_monotonic_decreasing
+
+
+def test_a_gated_champion_ranks_by_value_at_risk(table, tmp_path):
+    registry = ModelRegistry(tmp_path / "churn")
+    result = train_and_evaluate(table, registry, "v1")
+    assert result.promoted
+    registry.save(result)
+    registry.promote("v1")
+    listed = _at_risk(table, tmp_path, registry.root)
+    assert (listed["model"] == "churn model v1").all()
+    assert listed["value_at_risk"].is_monotonic_decreasing and listed["p_churn"].between(0, 1).all()
+
+
+def test_a_champion_promoted_before_the_gate_is_not_trusted(table, tmp_path):
+    from tests.utils.models import publish
+
+    publish(tmp_path / "churn", "old")  # no gate record in its manifest
+    listed = _at_risk(table, tmp_path, tmp_path / "churn")
+    assert (listed["model"] == "no trustworthy churn model yet").all()
