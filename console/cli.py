@@ -293,6 +293,110 @@ def replay(
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
 
+# --- model registry ----------------------------------------------------------------------------
+
+
+@main.group()
+@click.option("--model", "model_name", default="churn", show_default=True)
+@click.pass_context
+def models(ctx: click.Context, model_name: str) -> None:
+    """The model registry: versions, stages (candidate, champion, archived), history."""
+    from forewarn.registry import Registry
+
+    ctx.obj = (ctx.obj, Registry(ctx.obj.models_dir / model_name))
+
+
+@models.command("list")
+@click.pass_obj
+def models_list(obj: tuple) -> None:
+    """Every published version with its stage, ROC AUC and gate decision."""
+    _, registry = obj
+    versions = registry.versions()
+    if not versions:
+        click.echo(f"no versions in {registry.root}")
+        return
+    click.echo(f"{'version':24s} {'stage':10s} {'ROC AUC':8s} {'gate':6s} published")
+    for m in versions:
+        auc = m.get("metrics", {}).get("roc_auc")
+        gate = m.get("gate", {}).get("passed")
+        click.echo(
+            f"{m['version']:24s} {m['stage']:10s} "
+            f"{'-' if auc is None else f'{auc:.4f}':8s} "
+            f"{'-' if gate is None else ('pass' if gate else 'fail'):6s} "
+            f"{str(m.get('published_at', ''))[:19]}"
+        )
+
+
+@models.command("show")
+@click.argument("version")
+@click.pass_obj
+def models_show(obj: tuple, version: str) -> None:
+    """A version's manifest (signature, metrics, gate, lineage, environment) and history."""
+    from forewarn.registry import RegistryError
+
+    _, registry = obj
+    try:
+        manifest = registry.manifest(version)
+    except RegistryError as exc:
+        _fail(exc)
+    stage = next((m["stage"] for m in registry.versions() if m["version"] == version), None)
+    history = [e for e in registry.history() if e["version"] == version]
+    click.echo(json.dumps({**manifest, "stage": stage, "history": history}, indent=2))
+
+
+def _announce(settings: Settings, registry) -> None:  # type: ignore[no-untyped-def]
+    from models.nightly import announce_champion
+
+    if not settings.publish_bootstrap:
+        click.echo(
+            "not announced (FOREWARN_PUBLISH_BOOTSTRAP is not set): running workers keep "
+            "their model until they read a model-updated message"
+        )
+        return
+    sent = announce_champion(registry.root, settings.publish_bootstrap, datetime.now(UTC))
+    click.echo(f"announced to {settings.publish_bootstrap}" if sent else "nothing announced")
+
+
+@models.command("promote")
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Promote a version that failed the gate.")
+@click.pass_obj
+def models_promote(obj: tuple, version: str, force: bool) -> None:
+    """Make VERSION the champion (the current one is archived) and announce it."""
+    from forewarn.registry import RegistryError
+
+    settings, registry = obj
+    try:
+        gate = registry.manifest(version).get("gate", {})
+        if not gate.get("passed") and not force:
+            raise RegistryError(
+                f"{version} did not pass the promotion gate ({gate.get('reason', 'not judged')});"
+                " --force to promote it anyway"
+            )
+        pointer = registry.promote(
+            version, reason="promoted by hand" + (" (forced)" if force else "")
+        )
+    except RegistryError as exc:
+        _fail(exc)
+    click.echo(f"champion: {pointer['version']} (sha256 {pointer['sha256']})")
+    _announce(settings, registry)
+
+
+@models.command("rollback")
+@click.pass_obj
+def models_rollback(obj: tuple) -> None:
+    """Promote the champion before the current one again, and announce it."""
+    from forewarn.registry import RegistryError
+
+    settings, registry = obj
+    try:
+        pointer = registry.rollback()
+    except RegistryError as exc:
+        _fail(exc)
+    click.echo(f"champion: {pointer['version']} (sha256 {pointer['sha256']})")
+    _announce(settings, registry)
+
+
 # --- churn on a table ---------------------------------------------------------------------------
 
 

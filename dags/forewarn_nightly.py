@@ -62,7 +62,9 @@ def forewarn_nightly():
         from models.nightly import train_churn_model
 
         ctx = _nightly(context)
-        return train_churn_model(features_path, ctx.registry, ctx.day, ctx.bootstrap)
+        return train_churn_model(
+            features_path, ctx.registry, ctx.day, ctx.bootstrap, run_id=context.get("run_id")
+        )
 
     @task(outlets=[CUSTOMER_VALUES])
     def lifetime_value(**context) -> str:  # type: ignore[no-untyped-def]

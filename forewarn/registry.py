@@ -3,8 +3,17 @@
 Layout under ``<FOREWARN_HOME>/models/<model_name>/``::
 
     <version>/model.skops      the model file (skops format, never a pickle)
-    <version>/manifest.json    version, sha256 of the model file, features, metrics
+    <version>/manifest.json    version, sha256 of the model file, signature, metrics, gate,
+                               lineage (code, data, run, parameters), environment
+    <version>/...              the publisher's other files (metadata, model card)
     champion.json              the version in service and its sha256, written on promotion
+    history.jsonl              every stage change, appended: candidate, champion, archived
+
+Versions are immutable (issue 16): a version's folder is written whole in a staging folder and
+renamed into place, and :meth:`Registry.publish` never touches an existing version: the same
+bytes again are a no-op, different bytes are refused (:meth:`Registry.free_version` gives
+the publisher the next id, ``<day>.2``, ``<day>.3``, ...). Stages live in ``history.jsonl``;
+a version's stage is its last entry there (``candidate`` when published).
 
 Only the nightly writes here; workers and the nightly's own scoring read through
 :meth:`Registry.read_champion`, which returns the model file's bytes only when every check
@@ -44,6 +53,8 @@ from typing import Any
 MODEL_FILE = "model.skops"
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
+HISTORY = "history.jsonl"
+STAGES = ("candidate", "champion", "archived")
 #: A version is a folder name, never a path: no separators, and no leading '.' (so no '..').
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 #: Largest model file read. A nightly churn model is a few MB; reading an unbounded file
@@ -90,29 +101,74 @@ class Registry:
 
     # -- writing (the nightly) ------------------------------------------------------------
 
-    def publish(self, version: str, model: bytes, fields: dict[str, Any]) -> dict[str, Any]:
-        """Write the model file and its manifest (with the file's sha256); return the manifest.
+    def publish(
+        self,
+        version: str,
+        model: bytes,
+        fields: dict[str, Any],
+        files: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Publish ``model`` (and the publisher's other ``files``) as a new, immutable version;
+        return its manifest (with the file's sha256).
 
-        The file is written before the manifest, both atomically, so a reader never sees a
-        manifest whose hash belongs to a file not yet in place.
+        The folder is assembled under a staging name and renamed into place, so a reader
+        never sees a version without its manifest, nor a manifest whose hash belongs to a file
+        not yet in place, and a crash leaves no half-written version. Publishing the same bytes
+        under an existing version returns its manifest unchanged; different bytes raise
+        :class:`RegistryError` (a published version is never rewritten).
         """
         folder = self.root / check_version(version)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / MODEL_FILE, model)
+        sha = sha256_hex(model)
+        if folder.exists():
+            manifest = self.manifest(version)
+            if manifest.get("sha256") == sha:
+                return manifest
+            raise RegistryError(
+                f"version {version} is already published (sha256 {manifest.get('sha256')}); a "
+                "published version is never rewritten: publish under a new version "
+                "(Registry.free_version)"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".{version}.staging"
+        if staging.exists():
+            for leftover in staging.iterdir():
+                leftover.unlink()
+        staging.mkdir(exist_ok=True)
+        (staging / MODEL_FILE).write_bytes(model)
+        for name, data in (files or {}).items():
+            if name in (MODEL_FILE, MANIFEST) or "/" in name or name.startswith("."):
+                raise RegistryError(f"cannot publish a file named {name!r} beside the model")
+            (staging / name).write_bytes(data)
         manifest = {
             **fields,
             "version": version,
             "file": MODEL_FILE,
             "format": "skops",
-            "sha256": sha256_hex(model),
+            "sha256": sha,
             "published_at": datetime.now(UTC).isoformat(),
         }
-        _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        os.rename(staging, folder)
+        self._record(version, "candidate", "published")
         return manifest
 
-    def promote(self, version: str) -> dict[str, Any]:
+    def free_version(self, base: str, model: bytes) -> str:
+        """``base`` if it is free or already holds these bytes, else the first free
+        ``base.2``, ``base.3``, ... (or the one that holds these bytes)."""
+        check_version(base)
+        sha = sha256_hex(model)
+        for n in range(1, 1000):
+            version = base if n == 1 else f"{base}.{n}"
+            if not (self.root / version).exists():
+                return version
+            if self.manifest(version).get("sha256") == sha:
+                return version
+        raise RegistryError(f"999 versions of {base} are published; pick another id")
+
+    def promote(self, version: str, reason: str = "promoted") -> dict[str, Any]:
         """Mark ``version`` as the champion, recording its manifest's sha256 (the hash every
-        loader then checks). Also how an operator rolls back: promote the older version."""
+        loader then checks); the champion it replaces is archived. Also how an operator rolls
+        back: promote the older version (:meth:`rollback`)."""
         manifest = self.manifest(version)
         data = self._read_model(version)
         if sha256_hex(data) != manifest["sha256"]:
@@ -120,13 +176,73 @@ class Registry:
                 f"model file of {version} does not match its manifest's sha256: it changed "
                 "after publication; publish it again instead of promoting it"
             )
+        previous = self.champion()
         pointer = {
             "version": version,
             "sha256": manifest["sha256"],
             "promoted_at": datetime.now(UTC).isoformat(),
         }
         _write_atomic(self.root / CHAMPION, json.dumps(pointer).encode())
+        if previous is not None and previous.get("version") != version:
+            self._record(previous["version"], "archived", f"replaced by {version}")
+        self._record(version, "champion", reason)
         return pointer
+
+    def rollback(self) -> dict[str, Any]:
+        """Promote the champion before the current one (from the history)."""
+        current = self.champion()
+        if current is None:
+            raise RegistryError(f"the registry {self.root} has no champion to roll back")
+        earlier = [
+            e["version"]
+            for e in self.history()
+            if e["stage"] == "champion" and e["version"] != current["version"]
+        ]
+        if not earlier:
+            raise RegistryError(
+                f"{current['version']} is the only version that was ever champion: nothing to "
+                "roll back to"
+            )
+        return self.promote(earlier[-1], reason=f"rollback from {current['version']}")
+
+    def _record(self, version: str, stage: str, reason: str) -> None:
+        entry = {
+            "at": datetime.now(UTC).isoformat(),
+            "version": version,
+            "stage": stage,
+            "reason": reason,
+        }
+        # One short line per append (O_APPEND): concurrent writers do not interleave.
+        with (self.root / HISTORY).open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every stage change, oldest first."""
+        path = self.root / HISTORY
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every published version: its manifest and current stage, oldest first."""
+        stages: dict[str, str] = {}
+        for entry in self.history():
+            stages[entry["version"]] = entry["stage"]
+        champion = (self.champion() or {}).get("version")
+        out = []
+        if not self.root.is_dir():
+            return out
+        for folder in self.root.iterdir():
+            if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
+                continue
+            manifest = self.manifest(folder.name)
+            stage = stages.get(folder.name, "candidate")
+            if folder.name == champion:
+                stage = "champion"
+            elif stage == "champion":  # the pointer moved on without a history entry
+                stage = "archived"
+            out.append({**manifest, "stage": stage})
+        return sorted(out, key=lambda m: str(m.get("published_at", "")))
 
     # -- reading (workers and the nightly) ------------------------------------------------
 

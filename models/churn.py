@@ -224,6 +224,51 @@ def train_and_evaluate(
     )
 
 
+def code_version() -> str:
+    """The git commit of this checkout (``+dirty`` with local changes), or the package's
+    version when it is not a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    if commit:
+        return commit + ("+dirty" if dirty else "")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"forewarn {version('forewarn')}"
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def environment() -> dict[str, str]:
+    """Python and the versions of the libraries a model file depends on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("scikit-learn", "numpy", "scipy", "pandas", "skops"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def gate_record(gate: Gate | None) -> dict[str, Any]:
     """The gate's decision as JSON (kept in the manifest: the at-risk list trusts a champion
     only if it passed)."""
@@ -246,37 +291,36 @@ class ModelRegistry:
     def path(self, version: str) -> Path:
         return self.root / version / MODEL_FILE
 
-    def save(self, result: TrainingResult, extra: dict[str, Any] | None = None) -> Path:
-        """Publish the challenger's model file and manifest, its metadata and model card."""
+    def save(
+        self,
+        result: TrainingResult,
+        extra: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> Path:
+        """Publish the challenger as a new immutable version: model file, manifest (sha256,
+        signature, metrics, gate, lineage, environment), metadata and model card, all at once.
+
+        The version is ``result.version`` (the day) unless that is taken by other bytes; then
+        the next free ``<day>.N`` (a rerun never rewrites a published version, least of all
+        the champion's). ``result.version`` is updated to the version published.
+        """
+        import tempfile
+
         import skops.io
 
-        champion = self.files.champion()
-        if champion is not None and champion.get("version") == result.version:
-            # A rerun of the day whose model is in service: workers verify the hash recorded
-            # at its promotion, so the champion's file is never rewritten.
-            log.warning("churn model %s is the champion: kept as published", result.version)
-            return self.path(result.version)
-        bundle = {
-            "estimator": result.estimator,
-            "features": list(FEATURES),
-            "version": result.version,
-        }
-        data = skops.io.dumps(bundle)
+        bundle = {"estimator": result.estimator, "features": list(FEATURES)}
+        data = skops.io.dumps(bundle | {"version": result.version})
+        version = self.files.free_version(result.version, data)
+        if version != result.version:
+            log.warning("churn model %s is published: this one is %s", result.version, version)
+            data = skops.io.dumps(bundle | {"version": version})
+        result.version = version
         # Fail here, not in every worker: publish only what the workers' loader accepts.
-        load_model(data, result.version)
-        self.files.publish(
-            result.version,
-            data,
-            {
-                "model_name": "churn",
-                "features": list(FEATURES),
-                "metrics": {k: v for k, v in result.challenger.items() if isinstance(v, float)},
-                "gate": gate_record(result.gate),
-            },
-        )
-        folder = self.root / result.version
+        load_model(data, version)
+        if (self.root / version).exists():
+            return self.path(version)  # these very bytes are published already
         metadata = {
-            "version": result.version,
+            "version": version,
             "trained_at": datetime.now(UTC).isoformat(),
             "features": list(FEATURES),
             "train_rows": result.train_rows,
@@ -289,13 +333,39 @@ class ModelRegistry:
             "gate": gate_record(result.gate),
             **(extra or {}),
         }
-        (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
-        write_model_card(result, folder)
-        return self.path(result.version)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_model_card(result, Path(tmp))
+            files = {name: (Path(tmp) / name).read_bytes() for name in ("card.md", "card.png")}
+        files["metadata.json"] = json.dumps(metadata, indent=2, default=str).encode()
+        self.files.publish(
+            version,
+            data,
+            {
+                "model_name": "churn",
+                "features": list(FEATURES),
+                "signature": {"inputs": dict.fromkeys(FEATURES, "float64"), "output": "P(churn)"},
+                "metrics": {k: v for k, v in result.challenger.items() if isinstance(v, float)},
+                "gate": gate_record(result.gate),
+                "lineage": {
+                    "code": code_version(),
+                    "parameters": {
+                        k: v
+                        for k, v in getattr(result.estimator, "get_params", dict)().items()
+                        if isinstance(v, int | float | str | bool | type(None))
+                    },
+                    "train_rows": result.train_rows,
+                    "holdout_rows": len(result.holdout),
+                    **(lineage or {}),
+                },
+                "environment": environment(),
+            },
+            files,
+        )
+        return self.path(version)
 
-    def promote(self, version: str) -> dict[str, Any]:
+    def promote(self, version: str, reason: str = "promoted") -> dict[str, Any]:
         """Make ``version`` the champion; return the pointer (``version``, ``sha256``)."""
-        return self.files.promote(version)
+        return self.files.promote(version, reason)
 
     def trusted_champion(self) -> tuple[str, dict[str, Any]] | None:
         """The champion if it passed :func:`promotion_gate` (its manifest says so), else None:

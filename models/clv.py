@@ -30,7 +30,8 @@ monetary value". On the CDNOW sample both reproduce the published estimates (tes
 Examples
 --------
 >>> import numpy as np
->>> X = np.array([[2, 30.43, 38.86], [1, 1.71, 38.86], [0, 0.0, 38.86], [0, 0.0, 38.86]])
+>>> X = np.array([[2, 30.43, 38.86], [1, 1.71, 38.86], [0, 0.0, 38.86], [0, 0.0, 38.86],
+...               [6, 37.0, 38.86], [1, 36.0, 38.86], [0, 0.0, 20.0], [3, 5.0, 38.86]])
 >>> model = BetaGeoNBD().fit(np.repeat(X, 50, axis=0))
 >>> bool(model.p_alive(X)[0] > model.p_alive(X)[1])
 True

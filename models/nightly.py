@@ -112,18 +112,37 @@ def check_features(features_path: str, gx_dir: Path) -> dict[str, Any]:
 
 
 def train_churn_model(
-    features_path: str, registry_root: Path, day: date, bootstrap: str | None = None
+    features_path: str,
+    registry_root: Path,
+    day: date,
+    bootstrap: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Train a challenger, compare it on the holdout, promote and announce it if better."""
+    """Train a challenger, judge it on the holdout (``promotion_gate``), publish it as a new
+    immutable version, and promote and announce it if it passed."""
+    import hashlib
+
     from models.churn import ModelRegistry, train_and_evaluate
 
     registry = ModelRegistry(registry_root)
-    version = day.isoformat()
-    result = train_and_evaluate(pd.read_parquet(features_path), registry, version)
-    registry.save(result, extra={"features_path": features_path})
+    table = pd.read_parquet(features_path)
+    result = train_and_evaluate(table, registry, day.isoformat())
+    cutoffs = sorted(str(c)[:10] for c in table["cutoff"].unique())
+    lineage = {
+        "data": {
+            "features_path": features_path,
+            "sha256": hashlib.sha256(Path(features_path).read_bytes()).hexdigest(),
+            "rows": len(table),
+            "cutoffs": cutoffs,
+            "lake_end": day_end(day).isoformat(),
+        },
+        "airflow_run_id": run_id,
+    }
+    registry.save(result, extra={"features_path": features_path}, lineage=lineage)
+    version = result.version
     published = 0
     if result.promoted:
-        registry.promote(version)
+        registry.promote(version, reason=result.reason)
         published = announce_champion(registry_root, bootstrap, day_end(day))
     log.info("churn model %s: %s; promoted=%s", version, result.reason, result.promoted)
     return {

@@ -18,6 +18,12 @@ MODULES = [
     "streams.customer_risk.step",
     "models.customer_state",
     "models.clv",
+    "models.clv_io",
+    "models.learner",
+    "models.evaluation",
+    "models.tables",
+    "models.churn",
+    "models.churn_table",
     "outreach.api.ratelimit",
 ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from forewarn.events import CustomerValue, InvalidEvent, ModelUpdated, decode, encode
-from forewarn.registry import MANIFEST, MODEL_FILE, VERSION_PATTERN, Registry
+from forewarn.registry import MANIFEST, MODEL_FILE, VERSION_PATTERN, Registry, sha256_hex
 from models.customer_state import FEATURES, CustomerState
 from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.customer_risk.model import ModelHolder, ModelRejected, load_model
@@ -236,9 +236,13 @@ class TestChurnModel:
         sha = self._sha(registry, "v1")
         (registry / "v1" / MODEL_FILE).write_bytes(model_bytes("v1", fitted_estimator(seed=3)))
         assert "the manifest says" in ModelHolder(registry).offer("v1", sha)
-        # Rewriting the manifest too is caught by the pointer written at promotion.
-        tampered = Registry(registry).publish("v1", model_bytes("v1", fitted_estimator(seed=3)), {})
-        assert json.loads((registry / "v1" / MANIFEST).read_text())["sha256"] == tampered["sha256"]
+        # Rewriting the manifest too (by hand: the registry never rewrites a published
+        # version) is caught by the pointer written at promotion.
+        data = model_bytes("v1", fitted_estimator(seed=3))
+        manifest = json.loads((registry / "v1" / MANIFEST).read_text())
+        tampered = {**manifest, "sha256": sha256_hex(data)}
+        (registry / "v1" / MANIFEST).write_text(json.dumps(tampered))
+        (registry / "v1" / MODEL_FILE).write_bytes(data)
         reason = ModelHolder(registry).offer("v1", tampered["sha256"])
         assert "the champion pointer says" in reason
 
@@ -269,7 +273,32 @@ class TestChurnModel:
         other = LogisticRegression().fit(x, (x[:, 0] > 1).astype(int))
         sha = publish(registry, "v2", model_bytes("v2", other))
         reason = ModelHolder(registry).offer("v2", sha)
-        assert "are not the nightly's calibrated gradient boosting" in reason
+        assert "are not the nightly's churn learner" in reason
+
+    def test_a_stack_holding_a_foreign_model_is_refused(self, registry):
+        import numpy as np
+        from sklearn.ensemble import StackingClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.naive_bayes import GaussianNB
+
+        x = np.random.default_rng(0).poisson(1.0, size=(60, len(FEATURES))).astype(float)
+        stack = StackingClassifier(
+            [("bayes", GaussianNB()), ("linear", LogisticRegression())], cv=3
+        ).fit(x, (x[:, 0] > 1).astype(int))
+        sha = publish(registry, "v2", model_bytes("v2", stack))
+        reason = ModelHolder(registry).offer("v2", sha)
+        assert "GaussianNB" in reason and "not the nightly's churn learner" in reason
+
+    def test_a_champion_published_before_the_stack_still_loads(self, registry):
+        import numpy as np
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        x = np.random.default_rng(0).poisson(1.0, size=(100, len(FEATURES))).astype(float)
+        boosting = HistGradientBoostingClassifier(max_iter=5)
+        old = CalibratedClassifierCV(boosting, method="sigmoid", cv=3)
+        sha = publish(registry, "v0", model_bytes("v0", old.fit(x, (x[:, 0] > 1).astype(int))))
+        assert ModelHolder(registry).offer("v0", sha) is None
 
     def test_a_rollback_by_message_is_refused(self, registry):
         old = self._sha(registry, "v1")
