@@ -98,7 +98,7 @@ def promotion_gate(
     >>> coin = rng.random(2000)                     # a coin-flip challenger
     >>> gate = promotion_gate(y, coin, np.full(2000, y.mean()))
     >>> gate.passed, gate.reason.split(";")[0]
-    (False, 'ROC AUC 0.497 [0.468, 0.527] includes 0.5: no better than chance')
+    (False, 'ROC AUC 0.482 [0.439, 0.525] includes 0.5: no better than chance')
     """
     y = np.asarray(y, dtype=int)
     scores = {"challenger": challenger, "dummy": dummy}

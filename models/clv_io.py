@@ -19,8 +19,9 @@ Examples
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "CDNOW_master.txt"
 >>> _ = path.write_text(" 00001 19970101  1   11.77\\n 00002 19970112  1   12.00\\n")
->>> read_transactions(path).iloc[0].tolist()
-['00001', Timestamp('1997-01-01 00:00:00'), 11.77]
+>>> first = read_transactions(path).iloc[0]
+>>> first["customer_id"], str(first["date"].date()), float(first["amount"])
+('00001', '1997-01-01', 11.77)
 >>> _ = path.write_text(" 00001 19970101  1   11.77\\n 00002 1997011  1   12.00\\n")
 >>> read_transactions(path)
 Traceback (most recent call last):
@@ -102,6 +103,8 @@ def _typed(
     raw_dates = frame[date_column]
     if date_format:
         dates = pd.to_datetime(raw_dates, format=date_format, errors="coerce")
+        if date_format == "%Y%m%d":  # strptime takes '1997011' for 1997-01-01: not here
+            dates = dates.where(raw_dates.str.fullmatch(r"\d{8}").fillna(False))
         what = f"a date ({'yyyymmdd' if date_format == '%Y%m%d' else date_format})"
     else:
         dates = pd.to_datetime(raw_dates, format="ISO8601", errors="coerce", utc=True)
