@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +34,13 @@ def _page(title: str, body: str) -> HTMLResponse:
         "td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}</style>"
         f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
+
+
+def _gate(manifest: dict) -> str:
+    gate = manifest.get("gate") or {}
+    if "passed" not in gate:
+        return "not judged"
+    return ("passed: " if gate["passed"] else "failed: ") + str(gate.get("reason", ""))[:200]
 
 
 def _latest(folder: Path, pattern: str) -> Path:
@@ -75,36 +81,47 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
         return _page(f"At-risk list {path.stem.removeprefix('at-risk-')}", table)
 
     @app.get("/model-card", response_class=HTMLResponse)
-    def model_card() -> HTMLResponse:
-        champion = (
-            json.loads((registry / "champion.json").read_text())
-            if (registry / "champion.json").exists()
-            else None
-        )
-        meta_path = _latest(registry, "*/metadata.json")
-        meta = json.loads(meta_path.read_text())
+    def model_card(version: str | None = None) -> HTMLResponse:
+        """The registry's versions (stage, ROC AUC, gate) and one version's model card: the
+        one asked for, else the champion, else the newest."""
+        from markdown_it import MarkdownIt
+
+        from forewarn.registry import Registry, RegistryError, check_version
+
+        versions = Registry(registry).versions()
+        if not versions:
+            raise HTTPException(404, f"nothing yet under {registry}: run the forewarn_nightly DAG")
+        if version is not None:
+            try:
+                check_version(version)
+            except RegistryError as exc:
+                raise HTTPException(404, str(exc)) from None
+        champion = next((m["version"] for m in versions if m["stage"] == "champion"), None)
+        shown = version or champion or versions[-1]["version"]
+        card_path = registry / shown / "card.md"
+        if shown not in {m["version"] for m in versions} or not card_path.is_file():
+            raise HTTPException(404, f"no model card for version {shown}")
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td>"
-            + "".join(
-                f"<td>{(m or {}).get(k, float('nan')):.4f}</td>"
-                for k in ("roc_auc", "pr_auc", "brier", "lift_top_decile")
-            )
-            + "</tr>"
-            for name, m in (
-                ("challenger", meta["challenger"]),
-                ("champion", meta["champion"]),
-                ("baseline (DummyClassifier)", meta["baseline"]),
-            )
+            f"<tr><td><a href='model-card?version={html.escape(m['version'])}'>"
+            f"{html.escape(m['version'])}</a></td><td>{html.escape(m['stage'])}</td>"
+            f"<td>{m.get('metrics', {}).get('roc_auc', float('nan')):.4f}</td>"
+            f"<td>{html.escape(_gate(m))}</td>"
+            f"<td>{html.escape(str(m.get('published_at', ''))[:19])}</td></tr>"
+            for m in reversed(versions)
+        )
+        # The card is our own Markdown, rendered with raw HTML off (escaped, never run).
+        card = (
+            MarkdownIt("commonmark", {"html": False}).enable("table").render(card_path.read_text())
+        )
+        card = card.replace(
+            'src="card.png"', f'src="model-card/{html.escape(shown)}.png" width="100%"'
         )
         body = (
-            f"<p>Version {html.escape(meta['version'])}; promoted: {meta['promoted']} "
-            f"({html.escape(meta['reason'])}). Champion in service: "
-            f"{html.escape(champion['version']) if champion else 'none'}.</p>"
-            "<table><tr><th>model</th><th>ROC AUC</th><th>PR AUC</th><th>Brier</th>"
-            f"<th>lift top 10%</th></tr>{rows}</table>"
-            f"<p><img src='model-card/{html.escape(meta['version'])}.png' width='100%'></p>"
+            f"<p>Champion in service: {html.escape(champion or 'none')}.</p>"
+            "<table><tr><th>version</th><th>stage</th><th>ROC AUC</th><th>gate</th>"
+            f"<th>published</th></tr>{rows}</table><hr>{card}"
         )
-        return _page("Churn model card", body)
+        return _page(f"Churn model card {shown}", body)
 
     @app.get("/model-card/{version}.png")
     def model_card_png(version: str) -> FileResponse:
