@@ -44,6 +44,8 @@ MODELS = ("learner", "logistic", "boosting_default", "dummy")
 METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile")
 #: Categorical columns with at most this many levels get a row in the card's metrics by group.
 GROUP_LEVELS_MAX = 12
+#: Numeric columns with at most this many distinct values are grouped too (flags, counts).
+NUMERIC_GROUP_VALUES_MAX = 5
 #: Groups with fewer churners than this are shown without an AUC (it would be noise).
 GROUP_CHURNERS_MIN = 10
 
@@ -155,8 +157,10 @@ def metrics_by_group(table: LabelledTable, report: TableReport) -> list[dict[str
     mean predicted probability and ROC AUC of the learner's out-of-fold scores."""
     rows = []
     oof = report.out_of_fold
-    for column in table.categorical:
-        values = table.X[column].fillna("(missing)")
+    # Categorical columns, and numeric ones with a handful of values (product counts, flags).
+    few = [c for c in table.numeric if table.X[c].nunique() <= NUMERIC_GROUP_VALUES_MAX]
+    for column in [*table.categorical, *few]:
+        values = table.X[column].astype(object).where(table.X[column].notna(), "(missing)")
         if values.nunique() > GROUP_LEVELS_MAX:
             continue
         for level, index in values.groupby(values).groups.items():
@@ -165,7 +169,9 @@ def metrics_by_group(table: LabelledTable, report: TableReport) -> list[dict[str
             enough = min(m["positives"], m["rows"] - m["positives"]) >= GROUP_CHURNERS_MIN
             rows.append(
                 {
-                    "group": f"{column} = {level}",
+                    "group": f"{column} = {level:g}"
+                    if isinstance(level, float)
+                    else f"{column} = {level}",
                     "rows": m["rows"],
                     "churners": m["positives"],
                     "observed_rate": float(y.mean()),
