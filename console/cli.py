@@ -510,6 +510,11 @@ def churn_fit(
         "same folds for every model; 95% intervals corrected for overlapping folds"
     )
     _print_table_report(result["summary"], result["learner_minus_baseline_roc_auc"])
+    for column, rows in result["unseen_categories"]["rows_by_column"].items():
+        click.echo(
+            f"note: {rows} held-out rows of {column!r} had a category their training fold "
+            "never saw (scored as a rare category)"
+        )
     click.echo(f"card, report and model in {out}")
 
 

@@ -61,6 +61,7 @@ class TableReport:
     n_splits: int
     n_repeats: int
     seed: int
+    unseen: dict[str, int]  # column -> held-out rows whose category their training fold lacked
 
     def beats_baselines(self) -> bool:
         """The learner's mean ROC AUC is at least the better non-dummy baseline's."""
@@ -142,7 +143,23 @@ def evaluate_table(
         mean, low, high = cv_interval(learner - other, share)
         differences[name] = {"mean": mean, "low": low, "high": high}
     out_of_fold["label"] = table.y
-    return TableReport(folds, summary, differences, out_of_fold, n_splits, n_repeats, seed)
+    # Unknown categories are handled, not refused (models.learner): count them, per column,
+    # over the first repetition (each row held out once).
+    unseen = {}
+    for column in table.categorical:
+        values = table.X[column]
+        count = sum(
+            int(
+                (
+                    ~values.iloc[test].isin(set(values.iloc[train].dropna()))
+                    & values.iloc[test].notna()
+                ).sum()
+            )
+            for train, test in splits[:n_splits]
+        )
+        if count:
+            unseen[column] = count
+    return TableReport(folds, summary, differences, out_of_fold, n_splits, n_repeats, seed, unseen)
 
 
 def fit_final(table: LabelledTable, seed: int = 0) -> Any:
@@ -268,6 +285,11 @@ def report_dict(table: LabelledTable, report: TableReport) -> dict[str, Any]:
         "summary": report.summary,
         "learner_minus_baseline_roc_auc": report.differences,
         "beats_baselines": report.beats_baselines(),
+        "unseen_categories": {
+            "rows_by_column": report.unseen,
+            "handling": "grouped with the rare categories (linear model) and treated as "
+            "missing (boosting); counted over the first repetition",
+        },
     }
 
 

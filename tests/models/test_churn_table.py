@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from console.cli import main
 from models.churn_table import evaluate_table
-from models.tables import TableError, TableMapping, read_table
+from models.tables import LabelledTable, TableError, TableMapping, read_table
 from tests.conftest import shared_dir
 
 BANK = shared_dir() / "data" / "bank_churn" / "Churn_Modelling.csv"
@@ -73,6 +73,23 @@ def test_command_writes_card_report_and_model(tmp_path):
         assert f"## {section}" in card
     assert "contract = monthly" in card
     assert (out / "card.png").exists() and (out / "model.skops").exists()
+
+
+def test_categories_a_training_fold_never_saw_are_counted():
+    frame = synthetic(300)
+    frame.loc[:2, "contract"] = ["weekly", "daily", "hourly"]  # each seen once only
+    table = LabelledTable(
+        None,
+        frame["customer"],
+        frame[["contract", "tenure"]].astype({"tenure": float}),
+        frame["churned"].to_numpy(),
+        ["tenure"],
+        ["contract"],
+        [],
+        [],
+    )
+    report = evaluate_table(table, n_splits=3, n_repeats=1)
+    assert report.unseen == {"contract": 3}
 
 
 def test_a_model_scores_categories_it_never_saw(tmp_path):
