@@ -107,7 +107,7 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     members = np.unique(np.asarray(groups), return_inverse=True)[1] if groups is not None else None
     n_groups = int(members.max()) + 1 if members is not None and len(members) else len(y)
-    n_samples = max(200, min(n_samples, int(5e7 // max(1, len(y) * len(scores)))))
+    n_samples = min(n_samples, max(200, int(5e7 // max(1, len(y) * len(scores)))))
     out: dict[str, list[float]] = {name: [] for name in scores}
     for _ in range(n_samples * 5):
         if len(next(iter(out.values()), [])) >= n_samples:
@@ -130,8 +130,22 @@ def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> t
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:
-    return float(roc_auc_score(y, p, sample_weight=weights))
+    """Weighted ROC AUC, tied scores counted half: the probability that a churner scores above
+    a stayer. One sort and two bincounts (the bootstrap calls it thousands of times; scikit-
+    learn's ``roc_auc_score`` gives the same value at ~20x the cost).
+
+    >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.5, 0.9]))
+    0.875
+    """
+    y = np.asarray(y, dtype=float)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+    levels = np.unique(np.asarray(p, dtype=float), return_inverse=True)[1]
+    pos = np.bincount(levels, weights=w * y)
+    neg = np.bincount(levels, weights=w * (1 - y))
+    below = np.cumsum(neg) - neg
+    return float(pos @ (below + 0.5 * neg) / (pos.sum() * neg.sum()))
 
 
 def brier(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:
-    return float(brier_score_loss(y, p, sample_weight=weights))
+    """Weighted mean squared difference of probability and outcome."""
+    return float(np.average((np.asarray(p, dtype=float) - y) ** 2, weights=weights))
