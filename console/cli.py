@@ -538,10 +538,17 @@ def clv() -> None:
     "CSV/Parquet file with id, date and amount columns); summary: CSV with x,t_x,T[,zbar|m] "
     "in weeks.",
 )
-@click.option("--id-column", default="customer_id", show_default=True)
-@click.option("--date-column", default="date", show_default=True)
-@click.option("--amount-column", default="amount", show_default=True)
+@click.option("--id-column", default=None, help="Customer id column [customer_id].")
+@click.option("--date-column", default=None, help="Purchase date column [date].")
+@click.option("--amount-column", default=None, help="Amount column [amount].")
 @click.option("--date-format", default=None, help="strftime format of the dates (default ISO).")
+@click.option(
+    "--map",
+    "mapping_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML with id, date, amount, date_format (the options above win).",
+)
 @click.option(
     "--calibration-end",
     default=None,
@@ -562,10 +569,11 @@ def clv() -> None:
 def clv_fit(
     input_path: Path,
     fmt: str,
-    id_column: str,
-    date_column: str,
-    amount_column: str,
+    id_column: str | None,
+    date_column: str | None,
+    amount_column: str | None,
     date_format: str | None,
+    mapping_path: Path | None,
     calibration_end: str | None,
     holdout_end: str | None,
     output: Path | None,
@@ -576,13 +584,25 @@ def clv_fit(
     but not for spend; a negative day (a refund of an earlier order) is not a purchase
     (counted in "amount_policy"). A fit that did not converge is an error, not a result."""
     try:
+        columns = {"id_column": "customer_id", "date_column": "date", "amount_column": "amount"}
+        if mapping_path is not None:
+            from models.clv_io import read_mapping
+
+            columns |= read_mapping(mapping_path)
+        given = {
+            "id_column": id_column,
+            "date_column": date_column,
+            "amount_column": amount_column,
+            "date_format": date_format,
+        }
+        columns |= {k: v for k, v in given.items() if v is not None}
         out = _clv_fit(
             input_path,
             fmt,
-            id_column,
-            date_column,
-            amount_column,
-            date_format,
+            columns["id_column"],
+            columns["date_column"],
+            columns["amount_column"],
+            columns.get("date_format"),
             calibration_end,
             holdout_end,
             output,

@@ -10,6 +10,13 @@ Layouts:
   ``amount``). Dates are ISO 8601 (with or without a time; a time zone is converted to UTC)
   or ``--date-format``; one format per file.
 
+The same columns can come from a mapping file (``--map``, YAML; the options win)::
+
+    id: client_no
+    date: order_date
+    amount: net_eur
+    date_format: "%d.%m.%Y"
+
 Every refusal is a :class:`TransactionsError` naming the file, the line (the header, if any,
 is line 1) and the column. The amount policy (zero and negative amounts) is applied in
 :func:`models.clv.summarize`.
@@ -120,6 +127,30 @@ def _typed(
         {"customer_id": ids.astype(str), "date": dates, "amount": amounts.astype(float)},
         index=frame.index,
     )
+
+
+MAPPING_KEYS = {
+    "id": "id_column",
+    "date": "date_column",
+    "amount": "amount_column",
+    "date_format": "date_format",
+}
+
+
+def read_mapping(path: Path) -> dict[str, str]:
+    """A transactions mapping file as :func:`read_transactions` keyword arguments."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise TransactionsError(f"{path}: not a readable YAML mapping: {exc}") from None
+    if not isinstance(raw, dict) or set(raw) - set(MAPPING_KEYS):
+        raise TransactionsError(
+            f"{path}: a transactions mapping has the keys {sorted(MAPPING_KEYS)}; found "
+            f"{sorted(raw) if isinstance(raw, dict) else type(raw).__name__}"
+        )
+    return {MAPPING_KEYS[k]: str(v) for k, v in raw.items()}
 
 
 def read_transactions(

@@ -279,3 +279,19 @@ def test_holdout_check_and_output_file(tmp_path):
     values = pd.read_parquet(out)
     assert len(values) == 2357
     assert {"customer_id", "p_alive", "expected_purchases_365d", "clv_365d"} <= set(values)
+
+
+def test_a_mapping_file_names_the_columns(tmp_path):
+    tx = read_cdnow(CDNOW / "CDNOW_sample.txt")
+    path = tmp_path / "orders.csv"
+    frame = tx.rename(columns={"customer_id": "client", "date": "day", "amount": "eur"})
+    frame["day"] = frame["day"].dt.strftime("%d.%m.%Y")
+    frame.to_csv(path, index=False)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("id: client\ndate: day\namount: eur\ndate_format: '%d.%m.%Y'\n")
+    result = _clv("--input", str(path), "--map", str(mapping), "--calibration-end", "1997-09-30")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["bgnbd"]["r"] == pytest.approx(0.243, rel=0.005)
+    mapping.write_text("customer: client\n")
+    refused = _clv("--input", str(path), "--map", str(mapping))
+    assert refused.exit_code == 1 and "a transactions mapping has the keys" in refused.output
