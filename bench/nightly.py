@@ -113,7 +113,8 @@ def nightly(customers: int) -> dict[str, Any]:
 
 
 def churn_vs_default(features_path: str) -> Result:
-    """Our calibrated booster against a default HistGradientBoostingClassifier, same split."""
+    """Our learner (models.learner: the stack) against a default HistGradientBoostingClassifier,
+    same split."""
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score

@@ -30,7 +30,7 @@ from sklearn.inspection import permutation_importance
 
 from forewarn.registry import MODEL_FILE, Registry
 from models.customer_state import FEATURES
-from models.evaluation import bootstrap, brier, metrics, percentile_interval, roc_auc
+from models.evaluation import bootstrap, brier, metrics, percentile_interval, ranks, roc_auc
 from models.features import LABEL
 from models.learner import make_estimator
 from streams.customer_risk.model import load_champion, load_model
@@ -69,6 +69,22 @@ def split(
     return train, holdout
 
 
+#: Holdout rows the gate's bootstrap runs on at most (whole customers sampled beyond it): 1M
+#: customers x 4 cut-offs took 6 minutes; 250,000 rows take seconds and still give ROC AUC
+#: intervals of about +-0.005.
+GATE_ROWS_MAX = 250_000
+
+
+def _sample_customers(groups: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """Row indices of randomly drawn whole groups, at most ``rows`` of them, in row order."""
+    codes, members = np.unique(groups, return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(codes))
+    sizes = np.bincount(members)[order]
+    chosen = np.zeros(len(codes), dtype=bool)
+    chosen[order[np.cumsum(sizes) <= rows]] = True
+    return np.flatnonzero(chosen[members])
+
+
 @dataclass
 class Gate:
     """The promotion decision and the intervals it rests on."""
@@ -104,7 +120,18 @@ def promotion_gate(
     scores = {"challenger": challenger, "dummy": dummy}
     if champion is not None:
         scores["champion"] = champion
-    aucs = bootstrap(y, scores, roc_auc, groups=groups, seed=seed)
+    if len(y) > GATE_ROWS_MAX:
+        # Whole customers drawn at random until GATE_ROWS_MAX rows: the intervals are those
+        # of the smaller sample, so wider, never narrower (the safe side for a gate).
+        keep = _sample_customers(
+            np.arange(len(y)) if groups is None else np.asarray(groups), GATE_ROWS_MAX, seed
+        )
+        y, groups = y[keep], None if groups is None else np.asarray(groups)[keep]
+        scores = {name: np.asarray(p)[keep] for name, p in scores.items()}
+        challenger, dummy = scores["challenger"], scores["dummy"]
+        champion = scores.get("champion")
+    ranked = {name: ranks(p) for name, p in scores.items()}  # ranked once, not per resample
+    aucs = bootstrap(y, ranked, roc_auc, groups=groups, seed=seed)
     briers = bootstrap(y, scores, brier, groups=groups, seed=seed)
 
     def interval(point: float, values: np.ndarray) -> tuple[float, float, float]:

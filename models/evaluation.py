@@ -139,11 +139,19 @@ def roc_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> 
     """
     y = np.asarray(y, dtype=float)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
-    levels = np.unique(np.asarray(p, dtype=float), return_inverse=True)[1]
+    p = np.asarray(p)
+    # Non-negative integer scores are taken as ranks already (``ranks``): the bootstrap ranks
+    # each model's scores once, not once per resample (a sort of millions of rows).
+    levels = p if p.dtype.kind in "iu" and (p.min() >= 0) else ranks(p)
     pos = np.bincount(levels, weights=w * y)
     neg = np.bincount(levels, weights=w * (1 - y))
     below = np.cumsum(neg) - neg
     return float(pos @ (below + 0.5 * neg) / (pos.sum() * neg.sum()))
+
+
+def ranks(p: np.ndarray) -> np.ndarray:
+    """Dense ranks of scores (ties share one): what :func:`roc_auc` needs of them."""
+    return np.unique(np.asarray(p, dtype=float), return_inverse=True)[1]
 
 
 def brier(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -259,3 +259,17 @@ def test_a_champion_promoted_before_the_gate_is_not_trusted(table, tmp_path):
     publish(tmp_path / "churn", "old")  # no gate record in its manifest
     listed = _at_risk(table, tmp_path, tmp_path / "churn")
     assert (listed["model"] == "no trustworthy churn model yet").all()
+
+
+def test_a_large_holdout_is_judged_on_whole_customers_sampled(monkeypatch):
+    from models import churn
+
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(500), 4)
+    y = np.repeat((rng.random(500) < 0.2).astype(int), 4)
+    good = 1 / (1 + np.exp(-(2 * y + rng.normal(size=2000) - 2)))
+    kept = churn._sample_customers(groups, 1000, seed=0)
+    assert len(kept) == 1000 and set(np.bincount(groups[kept])) <= {0, 4}
+    monkeypatch.setattr(churn, "GATE_ROWS_MAX", 1000)
+    gate = promotion_gate(y, good, np.full(2000, y.mean()), groups=groups)
+    assert gate.passed and gate.intervals["roc_auc"][1] > 0.5
