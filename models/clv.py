@@ -69,9 +69,12 @@ def _fit(
     jac: Callable[[np.ndarray], np.ndarray] | None = None,
     names: tuple[str, ...] = (),
     model: str = "the model",
-) -> np.ndarray:
+    on_boundary: str = "raise",
+) -> tuple[np.ndarray, list[str]]:
     """Minimise a negative log-likelihood over log-parameters (keeps them positive); raise
-    :class:`ConvergenceError` when the optimiser fails or the parameters run off."""
+    :class:`ConvergenceError` when the optimiser fails, or when the parameters run off to the
+    edge of the space unless ``on_boundary`` is ``"warn"``; return the parameters and the
+    ones that ran off."""
     result = minimize(
         neg_ll,
         np.zeros(n_params),
@@ -100,14 +103,22 @@ def _fit(
         for name, value in zip(names or [f"p{i}" for i in range(n_params)], params, strict=True)
         if not PARAM_MIN < value < PARAM_MAX
     ]
-    if off:
+    if off and on_boundary == "warn":
+        import warnings
+
+        warnings.warn(
+            f"{model}: parameters at the edge of the space ({', '.join(off)}): a limit of the "
+            "model (e.g. no dropout seen), kept because on_boundary='warn'",
+            stacklevel=3,
+        )
+    elif off:
         raise ConvergenceError(
             f"{model}: the fit did not converge to a usable maximum ({', '.join(off)}, outside "
             f"{PARAM_MIN:g}..{PARAM_MAX:g}): the likelihood keeps improving towards a limit, "
             "which usually means too little data (a calibration window of a few days, few "
             "repeat buyers); use a longer calibration period"
         )
-    return params
+    return params, off
 
 
 def _rfm(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,6 +160,12 @@ class BetaGeoNBD(BaseEstimator):
         L2 penalty on the parameters (0 reproduces the published maximum likelihood).
     max_iter : int
         Optimiser iterations.
+    on_boundary : {"raise", "warn"}
+        A fit whose parameters run off to the edge of the space (outside ``PARAM_MIN`` ..
+        ``PARAM_MAX``) raises :class:`ConvergenceError` (``"raise"``, for users' files), or
+        is kept with a warning and listed in ``boundary_`` (``"warn"``: the nightly, where
+        a = 0 means the data show no dropout yet and the model's no-dropout limit is the
+        honest answer).
 
     Attributes
     ----------
@@ -156,11 +173,16 @@ class BetaGeoNBD(BaseEstimator):
         Fitted parameters (``alpha_`` in the time unit of ``X``).
     log_likelihood_ : float
         Total log-likelihood at the optimum.
+    boundary_ : list of str
+        Parameters that ran off to the edge of the space (empty for an interior optimum).
     """
 
-    def __init__(self, *, penalizer: float = 0.0, max_iter: int = 2000) -> None:
+    def __init__(
+        self, *, penalizer: float = 0.0, max_iter: int = 2000, on_boundary: str = "raise"
+    ) -> None:
         self.penalizer = penalizer
         self.max_iter = max_iter
+        self.on_boundary = on_boundary
 
     @staticmethod
     def _branches(
@@ -225,9 +247,16 @@ class BetaGeoNBD(BaseEstimator):
             g = np.array([weights @ d for d in (d_r, d_alpha, d_a, d_b)])
             return -g * params + 2 * self.penalizer * params * params
 
-        self.r_, self.alpha_, self.a_, self.b_ = _fit(
-            neg_ll, 4, self.max_iter, jac=grad, names=("r", "alpha", "a", "b"), model="BG/NBD"
+        params, self.boundary_ = _fit(
+            neg_ll,
+            4,
+            self.max_iter,
+            jac=grad,
+            names=("r", "alpha", "a", "b"),
+            model="BG/NBD",
+            on_boundary=self.on_boundary,
         )
+        self.r_, self.alpha_, self.a_, self.b_ = params
         self.log_likelihood_ = float(counts @ self._log_likelihood(self.params_, ux, ut_x, uT))
         return self
 
@@ -284,9 +313,12 @@ class GammaGamma(BaseEstimator):
     log_likelihood_ : float
     """
 
-    def __init__(self, *, penalizer: float = 0.0, max_iter: int = 2000) -> None:
+    def __init__(
+        self, *, penalizer: float = 0.0, max_iter: int = 2000, on_boundary: str = "raise"
+    ) -> None:
         self.penalizer = penalizer
         self.max_iter = max_iter
+        self.on_boundary = on_boundary
 
     @staticmethod
     def _xm(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,9 +375,16 @@ class GammaGamma(BaseEstimator):
             g = np.array([d_p, d_q, d_v]) / n
             return -g * params + 2 * self.penalizer * params * params
 
-        self.p_, self.q_, self.v_ = _fit(
-            neg_ll, 3, self.max_iter, jac=grad, names=("p", "q", "gamma"), model="Gamma-Gamma"
+        params, self.boundary_ = _fit(
+            neg_ll,
+            3,
+            self.max_iter,
+            jac=grad,
+            names=("p", "q", "gamma"),
+            model="Gamma-Gamma",
+            on_boundary=self.on_boundary,
         )
+        self.p_, self.q_, self.v_ = params
         self.log_likelihood_ = total_ll(np.array([self.p_, self.q_, self.v_]))[0]
         return self
 

@@ -213,8 +213,11 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
     ]
     tx = placed.rename(columns={"event_time": "date"})[["customer_id", "date", "amount"]]
     summary = summarize(tx, day)
-    bgnbd = BetaGeoNBD().fit(summary.X)
-    gamma_gamma = GammaGamma().fit(summary.spend.to_numpy(float))
+    # A young business (or a simulation) may show no dropout yet: BG/NBD's a runs to 0. The
+    # nightly keeps that limit with a warning and says so in params.json; `forewarn clv fit`
+    # refuses it (issue 16: a non-converged fit is not a result for a user's file).
+    bgnbd = BetaGeoNBD(on_boundary="warn").fit(summary.X)
+    gamma_gamma = GammaGamma(on_boundary="warn").fit(summary.spend.to_numpy(float))
     values = customer_value(bgnbd, gamma_gamma, summary)
     values["value_tier"] = value_tiers(values["clv_365d"])
     values = values.reset_index()
@@ -229,8 +232,15 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
                     "a": bgnbd.a_,
                     "b": bgnbd.b_,
                     "log_likelihood": bgnbd.log_likelihood_,
+                    "at_the_boundary": bgnbd.boundary_,
                 },
-                "gamma_gamma": {"p": gamma_gamma.p_, "q": gamma_gamma.q_, "gamma": gamma_gamma.v_},
+                "gamma_gamma": {
+                    "p": gamma_gamma.p_,
+                    "q": gamma_gamma.q_,
+                    "gamma": gamma_gamma.v_,
+                    "at_the_boundary": gamma_gamma.boundary_,
+                },
+                "amount_policy": summary.counts,
                 "customers": len(values),
             },
             indent=2,

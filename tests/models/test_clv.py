@@ -295,3 +295,17 @@ def test_a_mapping_file_names_the_columns(tmp_path):
     mapping.write_text("customer: client\n")
     refused = _clv("--input", str(path), "--map", str(mapping))
     assert refused.exit_code == 1 and "a transactions mapping has the keys" in refused.output
+
+
+def test_a_boundary_fit_raises_unless_the_caller_accepts_it():
+    from models.clv import ConvergenceError
+
+    # Everyone buys every week and nobody stops: no dropout to estimate, a runs to 0.
+    rng = np.random.default_rng(0)
+    x = rng.integers(3, 9, 300).astype(float)
+    X = np.column_stack([x, x, x])
+    with pytest.raises(ConvergenceError, match="did not converge to a usable maximum"):
+        BetaGeoNBD().fit(X)
+    with pytest.warns(UserWarning, match="edge of the space"):
+        model = BetaGeoNBD(on_boundary="warn").fit(X)
+    assert model.boundary_ and model.p_alive(X).min() > 0.99
