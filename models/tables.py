@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -210,7 +211,8 @@ def _read_text_rows(path: Path, separator: str | None) -> tuple[list[str], list[
                 f"{path} line 1: the header is a single column {first[:80]!r}; separate "
                 "columns with ',', ';', tab or '|' (or set separator in the mapping)"
             )
-    reader = csv.reader(text.splitlines(), delimiter=separator)
+    # A file object, not lines: a quoted field may hold a line break (line_num counts both).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     header = [h.strip() for h in next(reader)]
     rows = []
     for row in reader:
