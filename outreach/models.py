@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from outreach.db import UTCDateTime
 
 OPEN_STATUSES = ("open", "assigned", "in_progress")
 CLOSED_STATUSES = ("done", "cancelled", "expired")
@@ -25,7 +27,8 @@ ROLES = ("technician", "dispatcher", "retention", "support", "admin")
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    # Every datetime column reads back aware UTC, on SQLite too (outreach.db.UTCDateTime).
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
 
 
 class Task(Base):

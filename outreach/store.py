@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from forewarn.events import Alert, OutreachTask
 from outreach.config import token_ttl
+from outreach.db import make_engine, session_factory
 from outreach.models import (
     OPEN_STATUSES,
     ROLES,
@@ -72,46 +72,6 @@ class StaleTask(RuntimeError):
     """Someone else changed the task since it was read; reload and try again."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so a worker and the web
-    service can share one file.
-
-    ``hide_parameters``: a database error's message would otherwise quote the statement's
-    values (ticket text, names, IBANs), and the server logs that message with the traceback
-    (issue 13: customer text must never reach the logs).
-    """
-    if url.startswith("sqlite"):
-        engine = create_engine(
-            url,
-            connect_args={"timeout": 30, "check_same_thread": False},
-            hide_parameters=True,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-            # Let SQLAlchemy, not pysqlite, decide when transactions begin (see below).
-            conn.isolation_level = None
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
-            # pysqlite starts a transaction only at the first write, so a read-modify-write
-            # loses concurrent updates (tests/outreach/test_store.py caught it). BEGIN IMMEDIATE
-            # takes the write lock up front, as SELECT ... FOR UPDATE does on PostgreSQL.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
-
-
-def aware(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive; everything stored is UTC."""
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -145,7 +105,7 @@ class TaskStore:
             from outreach.migrate import upgrade
 
             upgrade(self.engine)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = session_factory(self.engine)
 
     # -- alerts in ---------------------------------------------------------------------------
 
@@ -205,7 +165,7 @@ class TaskStore:
         return (
             last is not None
             and last.closed_at is not None
-            and (alert.event_time - aware(last.closed_at) < window)
+            and (alert.event_time - last.closed_at < window)
         )
 
     def _new_task(self, session: Session, alert: Alert, kind: str, now: datetime) -> Task:
@@ -293,8 +253,8 @@ class TaskStore:
         if SEVERITY_RANK[alert.severity] > SEVERITY_RANK[task.severity]:
             task.severity = alert.severity
         task.priority = max(task.priority, priority_of(alert))
-        task.due_at = min(aware(task.due_at), due_of(alert, task.kind))
-        task.last_evidence_at = max(aware(task.last_evidence_at), alert.event_time)
+        task.due_at = min(task.due_at, due_of(alert, task.kind))
+        task.last_evidence_at = max(task.last_evidence_at, alert.event_time)
         task.value_at_stake = max(
             task.value_at_stake, float(alert.evidence.get("value_eur", 0.0) or 0.0)
         )
@@ -547,7 +507,7 @@ class TaskStore:
                     id_hash=hash_token(session_id),
                     token_id=token.id,
                     created_at=now,
-                    expires_at=min(now + ttl, aware(token.expires_at)),
+                    expires_at=min(now + ttl, token.expires_at),
                 )
             )
             return session_id, Principal(token.name, token.role)
@@ -595,7 +555,7 @@ class TaskStore:
     def _as_event(task: Task, created: bool) -> OutreachTask:
         return OutreachTask(
             event_id=f"{task.id}-{task.alert_count}",
-            event_time=aware(task.last_evidence_at),
+            event_time=task.last_evidence_at,
             task_id=task.id,
             dedup_key=task.dedup_key,
             kind=task.kind,
@@ -603,7 +563,7 @@ class TaskStore:
             customer_id=task.customer_id,
             device_id=task.device_id,
             priority=task.priority,
-            due_time=aware(task.due_at),
+            due_time=task.due_at,
             created=created,
         )
 
@@ -639,7 +599,7 @@ def task_payload(task: Task) -> dict[str, Any]:
         "queue": task.queue,
         "assignee": task.assignee,
         "outcome": task.outcome,
-        "due_at": aware(task.due_at).isoformat(),
+        "due_at": task.due_at.isoformat(),
         "linked_task_id": task.linked_task_id,
         "version": task.version,
     }

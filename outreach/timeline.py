@@ -3,11 +3,10 @@ store, so nobody starts over when the customer switches channel."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from outreach.store import TaskStore, aware
+from outreach.store import TaskStore
 
 LIMIT = 200
 
@@ -43,7 +42,7 @@ def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> lis
     for task in store.tasks(customer_id=customer_id):
         entries.append(
             {
-                "at": aware(task.detected_at),
+                "at": task.detected_at,
                 "channel": "forewarn",
                 "type": f"{task.kind} task",
                 "summary": f"{task.title} "
@@ -52,7 +51,6 @@ def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> lis
                 "task_id": task.id,
             }
         )
-    entries.sort(
-        key=lambda e: e["at"] if isinstance(e["at"], datetime) else aware(e["at"]), reverse=True
-    )
+    # The lake's times are aware UTC (forewarn.lake), and so are the store's (outreach.db).
+    entries.sort(key=lambda e: e["at"], reverse=True)
     return entries[:LIMIT]

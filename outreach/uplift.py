@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from outreach.store import TaskStore, aware
+from outreach.store import TaskStore
 
 
 def churn_times(lake_dir: Path) -> dict[str, datetime]:
@@ -38,7 +38,7 @@ def uplift_report(store: TaskStore, churned: dict[str, datetime]) -> dict[str, A
         group = groups["holdout" if task.holdout else "contacted"]
         group["customers"] += 1
         left = churned.get(task.customer_id)
-        group["lost"] += int(left is not None and left >= aware(task.detected_at))
+        group["lost"] += int(left is not None and left >= task.detected_at)
         if task.outcome:
             outcomes[task.outcome] = outcomes.get(task.outcome, 0) + 1
     rates = {}

@@ -27,7 +27,7 @@ from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
 from forewarn.kafka.admin import committed_offsets, group_lag
 from forewarn.publish import produce
 from outreach.models import TaskHistory
-from outreach.store import TaskStore, aware
+from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
@@ -243,7 +243,7 @@ def _stored_at(settings) -> dict[str, datetime]:
             for row in rows:
                 alert_id = row.detail.get("alert_id")
                 if alert_id:
-                    at = aware(row.at)
+                    at = row.at
                     firsts[alert_id] = min(firsts.get(alert_id, at), at)
             return firsts
     finally:

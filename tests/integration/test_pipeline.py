@@ -17,7 +17,7 @@ import pytest
 from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, encode
 from forewarn.kafka.admin import group_lag
-from outreach.store import TaskStore, aware
+from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils import factories
 from tests.utils.kafka import read_topic
@@ -60,7 +60,7 @@ def test_faults_reach_outreach_tasks_once(stack):
         assert per_device[fault.device_id] == 1, f"fault on {fault.device_id} has no single task"
     assert max(per_device.values()) == 1
     tasks = {t.device_id: t for t in visit_tasks(settings)}
-    early = [f for f in world.faults if aware(tasks[f.device_id].detected_at) < f.complaint_time]
+    early = [f for f in world.faults if tasks[f.device_id].detected_at < f.complaint_time]
     assert len(early) == len(world.faults), "every fault should be caught before the complaint"
     for topic in INPUT_TOPICS:
         assert lake_rows(settings, topic) == (produced[topic], produced[topic]), topic
@@ -201,9 +201,7 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
     feedback = store.tasks(kind="feedback")
     assert {t.customer_id for t in retention} & {c.customer_id for c in world.churns}
     assert any("churn model v7" in t.explanation for t in retention)
-    assert feedback and all(
-        (aware(t.due_at) - aware(t.detected_at)).total_seconds() == 3600 for t in feedback
-    )
+    assert feedback and all((t.due_at - t.detected_at).total_seconds() == 3600 for t in feedback)
 
 
 class _Exploit:

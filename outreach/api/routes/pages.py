@@ -24,7 +24,6 @@ from outreach.store import (
     Principal,
     StaleTask,
     TaskNotFound,
-    aware,
 )
 from outreach.timeline import customer_timeline
 from outreach.uplift import churn_times, uplift_report
@@ -146,8 +145,6 @@ def list_page(
     kind, heading = PAGES[page]
     user = _page_user(request, store, kind)
     tasks = store.daily_list(kind)
-    for t in tasks:
-        t.due_at = aware(t.due_at)
     uplift = uplift_report(store, churn_times(settings.lake_dir)) if kind == "retention" else None
     return _render(
         request,
@@ -172,7 +169,6 @@ def task_page(
     except TaskNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
     _page_user(request, store, task.kind)
-    task.due_at = aware(task.due_at)
     reasons = [r for a in task.evidence.get("alerts", [])[-1:] for r in a.get("reasons", [])]
     return _render(
         request,

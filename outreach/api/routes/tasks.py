@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from outreach.api.deps import ROLE_KINDS, CurrentUser, SettingsDep, StoreDep, require_kind
 from outreach.models import KINDS, STATUSES, Task
-from outreach.store import InvalidTransition, StaleTask, TaskNotFound, aware
+from outreach.store import InvalidTransition, StaleTask, TaskNotFound
 from outreach.timeline import customer_timeline
 from outreach.uplift import churn_times, uplift_report
 
@@ -64,10 +64,7 @@ class TransitionIn(BaseModel):
 
 
 def public(task: Task) -> TaskPublic:
-    data = TaskPublic.model_validate(task)
-    return data.model_copy(
-        update={"detected_at": aware(task.detected_at), "due_at": aware(task.due_at)}
-    )
+    return TaskPublic.model_validate(task)
 
 
 def _get(store: StoreDep, task_id: str, user: CurrentUser) -> Task:
@@ -92,8 +89,7 @@ def list_tasks(
 def read_task(task_id: str, store: StoreDep, user: CurrentUser) -> TaskDetail:
     task = _get(store, task_id, user)
     history = [
-        {"at": aware(h.at), "actor": h.actor, "action": h.action, "detail": h.detail}
-        for h in task.history
+        {"at": h.at, "actor": h.actor, "action": h.action, "detail": h.detail} for h in task.history
     ]
     return TaskDetail(**public(task).model_dump(), evidence=task.evidence, history=history)
 
