@@ -371,6 +371,27 @@ def outreach() -> None:
     """The outreach task service: web pages, REST API, tokens, webhook."""
 
 
+def _outreach_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The task store, its schema brought up first: these commands may be the first to run."""
+    from outreach.migrate import migrate
+    from outreach.store import TaskStore
+
+    migrate(settings.database_url)
+    return TaskStore(settings.database_url)
+
+
+@outreach.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision.")
+@click.pass_obj
+def outreach_migrate(settings: Settings, revision: str) -> None:
+    """Bring the outreach database to the latest schema (the service also does it on start-up,
+    once; opening the store never does)."""
+    from outreach.migrate import migrate
+
+    migrate(settings.database_url, revision)
+    click.echo(f"outreach database at revision {revision}")
+
+
 @outreach.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8088, show_default=True)
@@ -407,9 +428,7 @@ def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> No
         return
     if not role or not name:
         raise click.UsageError("creating a token needs --role and --name")
-    from outreach.store import TaskStore
-
-    click.echo(TaskStore(ctx.obj.database_url).create_token(name, role))
+    click.echo(_outreach_store(ctx.obj).create_token(name, role))
 
 
 @outreach_token.command("revoke")
@@ -422,15 +441,13 @@ def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> No
 @click.pass_obj
 def outreach_token_revoke(settings: Settings, name: str | None, token_file: str | None) -> None:
     """Revoke tokens now, and end the page sessions opened with them."""
-    from outreach.store import TaskStore
-
     if (name is None) == (token_file is None):
         raise click.UsageError("give exactly one of --name or --token-file")
     raw = None
     if token_file is not None:
         with click.open_file(token_file) as fh:
             raw = fh.read().strip()
-    revoked = TaskStore(settings.database_url).revoke_tokens(name=name, raw=raw)
+    revoked = _outreach_store(settings).revoke_tokens(name=name, raw=raw)
     click.echo(f"revoked {revoked} token{'s' if revoked != 1 else ''}")
     if not revoked:
         raise SystemExit(1)
@@ -443,20 +460,17 @@ def outreach_import(settings: Settings, path: Path) -> None:
     """Load customer_id, territory, value_tier, preferred_channel from a CSV (for routing)."""
     import csv
 
-    from outreach.store import TaskStore
-
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
-    click.echo(f"imported {TaskStore(settings.database_url).import_customers(rows)} customers")
+    click.echo(f"imported {_outreach_store(settings).import_customers(rows)} customers")
 
 
 @outreach.command("escalate")
 @click.pass_obj
 def outreach_escalate(settings: Settings) -> None:
-    """Raise the priority of tasks past their due time (the server does it every minute)."""
-    from outreach.store import TaskStore
-
-    click.echo(f"escalated {len(TaskStore(settings.database_url).escalate_overdue())} tasks")
+    """Raise the priority of tasks past their due time (the background loops do it every
+    minute)."""
+    click.echo(f"escalated {len(_outreach_store(settings).escalate_overdue())} tasks")
 
 
 # --- worker and demo ---------------------------------------------------------------------------

@@ -119,8 +119,10 @@ def score_churn(churns: list[Churn], flags: dict[str, datetime]) -> dict[str, An
 
 def first_tasks(database_url: str, kind: str) -> dict[str, datetime]:
     """Entity (device for visits, customer otherwise) -> when its first task was detected."""
+    from outreach.migrate import migrate
     from outreach.store import TaskStore
 
+    migrate(database_url)
     store = TaskStore(database_url)
     try:
         first: dict[str, datetime] = {}

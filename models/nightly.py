@@ -254,6 +254,7 @@ def build_at_risk_list(
     export the list as CSV."""
     from models.churn import ModelRegistry
     from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
+    from outreach.migrate import migrate
     from outreach.store import TaskStore
 
     table = pd.read_parquet(features_path)
@@ -270,6 +271,7 @@ def build_at_risk_list(
     today["value_tier"] = today["value_tier"].fillna("bronze")
     today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
     top = today.sort_values("value_at_risk", ascending=False).head(capacity)
+    migrate(database_url)  # the nightly may run before the outreach service ever started
     store = TaskStore(database_url)
     rows = []
     try:

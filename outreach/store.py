@@ -93,18 +93,14 @@ class TaskStore:
         SQLAlchemy URL, e.g. ``sqlite:///var/outreach.db`` or ``postgresql+psycopg://...``.
     rules : OutreachRules
         Suppression, holdout and capacity settings.
-    migrate : bool
-        Bring the schema to the latest Alembic revision first (idempotent).
+
+    The schema must exist: opening a store never migrates (``outreach.migrate.migrate`` does).
     """
 
-    def __init__(self, url: str, rules: OutreachRules | None = None, migrate: bool = True) -> None:
+    def __init__(self, url: str, rules: OutreachRules | None = None) -> None:
         self.url = url
         self.rules = rules or OutreachRules()
         self.engine = make_engine(url)
-        if migrate:
-            from outreach.migrate import upgrade
-
-            upgrade(self.engine)
         self.sessions = session_factory(self.engine)
 
     # -- alerts in ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from outreach.api.ratelimit import LoginLimits
 from outreach.api.routes import docs, pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
+from outreach.migrate import upgrade
 from outreach.store import TaskStore
 from outreach.webhook import WebhookDeliverer
 
@@ -70,6 +71,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Start-up is where the service migrates, once (creating the app or the store never
+        # does); replicas starting together take turns (outreach.migrate.MIGRATION_LOCK).
+        upgrade(store.engine)
         threads = []
         if background:
             threads.append(threading.Thread(target=escalate_forever, daemon=True))

@@ -17,6 +17,7 @@ import pytest
 from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, encode
 from forewarn.kafka.admin import group_lag
+from outreach.migrate import migrate
 from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils import factories
@@ -141,6 +142,7 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
     per_device = tasks_per_device(settings)
     assert max(per_device.values()) == 1, "a restart must not duplicate a task"
     assert {f.device_id for f in world.faults} <= set(per_device)
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     assert all(t.alert_count >= 1 for t in store.tasks())
     for topic in INPUT_TOPICS:
@@ -196,6 +198,7 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
         if json.loads(v)["source_topic"] == "model-updates"
     ]
     assert sorted(d["source_offset"] for d in letters) == [1, 2]
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     retention = store.tasks(kind="retention")
     feedback = store.tasks(kind="feedback")

@@ -19,6 +19,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from forewarn.lake import LakeWriter
 from outreach.api.main import create_app
 from outreach.config import OutreachSettings
+from outreach.migrate import migrate
 from outreach.rules import OutreachRules, in_holdout
 from outreach.store import TaskStore
 from tests.conftest import free_port_pair
@@ -30,7 +31,9 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 @pytest.fixture
 def server(tmp_path):
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     customers = [f"C{i:05d}" for i in range(40) if not in_holdout(f"C{i:05d}", OutreachRules())]
     for i, (customer, severity) in enumerate(
         zip(customers, ["medium", "critical", "high"], strict=False)

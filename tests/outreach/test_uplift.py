@@ -7,6 +7,7 @@ from datetime import timedelta
 from click.testing import CliRunner
 
 from console.cli import main
+from outreach.migrate import migrate
 from outreach.rules import OutreachRules, in_holdout
 from outreach.store import TaskStore
 from outreach.uplift import uplift_report
@@ -15,7 +16,9 @@ from tests.utils.factories import T0
 
 
 def test_uplift_compares_the_groups(tmp_path):
-    store = TaskStore(f"sqlite:///{tmp_path / 'o.db'}")
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    migrate(url)
+    store = TaskStore(url)
     customers = [f"C{i:05d}" for i in range(400)]
     held = [c for c in customers if in_holdout(c, OutreachRules())][:20]
     contacted = [c for c in customers if not in_holdout(c, OutreachRules())][:40]
@@ -45,5 +48,7 @@ def test_token_command_prints_a_working_token(tmp_path):
         main, ["--home", str(tmp_path), "outreach", "token", "--role", "support", "--name", "sam"]
     )
     assert result.exit_code == 0, result.output
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     assert store.authenticate(result.output.strip()).role == "support"
