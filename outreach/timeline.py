@@ -3,16 +3,20 @@ store, so nobody starts over when the customer switches channel."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from outreach.store import TaskStore
+from outreach.models import Task
 
 LIMIT = 200
 
 
-def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> list[dict[str, Any]]:
-    """Newest first: ``{"at", "channel", "type", "summary"}`` per entry."""
+def customer_timeline(
+    lake_dir: Path, customer_id: str, tasks: Iterable[Task]
+) -> list[dict[str, Any]]:
+    """Newest first: ``{"at", "channel", "type", "summary"}`` per entry; ``tasks`` are the
+    customer's tasks."""
     from forewarn.lake import read_events
 
     entries: list[dict[str, Any]] = []
@@ -39,7 +43,7 @@ def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> lis
                 + (f": {row['text']}" if row["text"] else ""),
             }
         )
-    for task in store.tasks(customer_id=customer_id):
+    for task in tasks:
         entries.append(
             {
                 "at": task.detected_at,

@@ -9,11 +9,12 @@ Newcombe's caveats apply below about 30 customers a group, which the report says
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from outreach.store import TaskStore
+from outreach.models import Task
 
 
 def churn_times(lake_dir: Path) -> dict[str, datetime]:
@@ -28,13 +29,15 @@ def churn_times(lake_dir: Path) -> dict[str, datetime]:
     return first
 
 
-def uplift_report(store: TaskStore, churned: dict[str, datetime]) -> dict[str, Any]:
+def uplift_report(retention_tasks: Iterable[Task], churned: dict[str, datetime]) -> dict[str, Any]:
+    """Contacted versus held-out customers among ``retention_tasks``, judged by ``churned``
+    (customer -> first cancellation, :func:`churn_times`)."""
     groups: dict[str, dict[str, int]] = {
         "contacted": {"customers": 0, "lost": 0},
         "holdout": {"customers": 0, "lost": 0},
     }
     outcomes: dict[str, int] = {}
-    for task in store.tasks(kind="retention"):
+    for task in retention_tasks:
         group = groups["holdout" if task.holdout else "contacted"]
         group["customers"] += 1
         left = churned.get(task.customer_id)

@@ -1,16 +1,21 @@
-"""Dependencies: the store, the caller, and what their role may see."""
+"""Dependencies: the request's database session, the settings, the caller, and what their role
+may see (the ``Annotated`` aliases of the FastAPI full-stack template)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
 
 from outreach.config import OutreachSettings
-from outreach.store import Principal, TaskStore
+from outreach.crud import tokens
+from outreach.crud.tokens import Principal
+from outreach.rules import OutreachRules
 
-#: The page login's cookie: a server-side session id (outreach.store.open_session), never the
-#: token itself, so a stolen cookie dies with the session and logout really ends it.
+#: The page login's cookie: a server-side session id (outreach.crud.tokens.open_session),
+#: never the token itself, so a stolen cookie dies with the session and logout really ends it.
 COOKIE = "forewarn_session"
 #: Which task kinds each role works on (and so may read and change).
 ROLE_KINDS: dict[str, frozenset[str]] = {
@@ -29,16 +34,24 @@ HOME = {
 }
 
 
-def get_store(request: Request) -> TaskStore:
-    return request.app.state.store
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, shared by its dependencies and its route. CRUD functions never
+    commit: a route that writes commits before it answers; anything else is rolled back."""
+    with request.app.state.sessions() as session:
+        yield session
 
 
 def get_settings(request: Request) -> OutreachSettings:
     return request.app.state.settings
 
 
-StoreDep = Annotated[TaskStore, Depends(get_store)]
+def get_rules(request: Request) -> OutreachRules:
+    return request.app.state.rules
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[OutreachSettings, Depends(get_settings)]
+RulesDep = Annotated[OutreachRules, Depends(get_rules)]
 
 
 def bearer(request: Request) -> str | None:
@@ -60,7 +73,7 @@ def too_many(retry_after: int) -> HTTPException:
     )
 
 
-def current_principal(request: Request, store: StoreDep) -> Principal:
+def current_principal(request: Request, session: SessionDep) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` or else the page login's session.
     Wrong bearer tokens count against the caller's address (outreach.api.ratelimit)."""
     token = bearer(request)
@@ -69,11 +82,13 @@ def current_principal(request: Request, store: StoreDep) -> Principal:
         address = client_address(request)
         if wait := failures.retry_after(address):
             raise too_many(wait)
-        principal = store.authenticate(token)
+        principal = tokens.authenticate(session=session, raw=token)
         if principal is None:
             failures.hit(address)
     else:
-        principal = store.session_principal(request.cookies.get(COOKIE))
+        principal = tokens.session_principal(
+            session=session, session_id=request.cookies.get(COOKIE)
+        )
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

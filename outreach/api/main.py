@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from outreach.api.headers import SecurityHeaders
 from outreach.api.ratelimit import LoginLimits
-from outreach.api.routes import docs, pages, tasks, webhooks
+from outreach.api.routes import customers, docs, lists, pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
 from outreach.migrate import upgrade
@@ -98,10 +98,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
+    app.state.sessions, app.state.rules = store.sessions, store.rules
     app.state.csrf_key = secrets.token_bytes(32)
     app.state.login_limits = LoginLimits()
-    app.include_router(tasks.router)
-    app.include_router(webhooks.router)
+    for router in (tasks.router, lists.router, customers.router, webhooks.router):
+        app.include_router(router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parents[1] / "static"), "static")
 

@@ -23,7 +23,7 @@ from console.cli import main
 from outreach.api.deps import COOKIE
 from outreach.api.main import create_app
 from outreach.api.ratelimit import FAILURES_PER_ADDRESS, LOGINS_PER_NAME, SlidingWindow
-from outreach.api.routes import pages, tasks, webhooks
+from outreach.api.routes import customers, lists, pages, tasks, webhooks
 from outreach.config import MAX_REQUEST_BYTES, OutreachSettings
 from outreach.migrate import migrate, upgrade
 from outreach.models import ApiToken
@@ -100,7 +100,14 @@ def test_a_dispatcher_assigns_visits_through_in_progress(api):
 
 def test_every_route_refuses_an_oversized_body_before_authentication(api):
     client, _, visit = api
-    routers = (client.app, tasks.router, pages.router, webhooks.router)
+    routers = (
+        client.app,
+        tasks.router,
+        lists.router,
+        customers.router,
+        pages.router,
+        webhooks.router,
+    )
     routes = [r for router in routers for r in router.routes if isinstance(r, Route)]
     assert len(routes) > 15
     for route in routes:

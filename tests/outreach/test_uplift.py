@@ -32,7 +32,7 @@ def test_uplift_compares_the_groups(tmp_path):
     # the task was opened and does not count against outreach.
     churned = {c: T0 + timedelta(days=20) for c in held[:10] + contacted[:10]}
     churned[contacted[10]] = T0 - timedelta(days=1)
-    report = uplift_report(store, churned)
+    report = uplift_report(store.tasks(kind="retention"), churned)
     assert report["groups"] == {
         "contacted": {"customers": 40, "lost": 10},
         "holdout": {"customers": 20, "lost": 10},

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
-from outreach.api.deps import COOKIE, HOME, ROLE_KINDS, SettingsDep, StoreDep, client_address
-from outreach.rules import KIND_OUTCOMES
-from outreach.store import (
-    SESSION_TTL,
-    InvalidTransition,
-    Principal,
-    StaleTask,
-    TaskNotFound,
+from outreach.api.deps import (
+    COOKIE,
+    HOME,
+    ROLE_KINDS,
+    RulesDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
 )
+from outreach.crud import tasks as task_crud
+from outreach.crud import tokens
+from outreach.crud.tasks import InvalidTransition, StaleTask, TaskNotFound
+from outreach.crud.tokens import SESSION_TTL, Principal
+from outreach.rules import KIND_OUTCOMES
 from outreach.timeline import customer_timeline
 from outreach.uplift import churn_times, uplift_report
 
@@ -38,8 +45,8 @@ PAGES = {
 }
 
 
-def _user(request: Request, store: StoreDep) -> Principal | None:
-    return store.session_principal(request.cookies.get(COOKIE))
+def _user(request: Request, session: Session) -> Principal | None:
+    return tokens.session_principal(session=session, session_id=request.cookies.get(COOKIE))
 
 
 def _csrf(request: Request) -> str:
@@ -60,8 +67,8 @@ def _render(  # type: ignore[no-untyped-def]
 
 
 @router.get("/", response_model=None)
-def home(request: Request, store: StoreDep) -> Response:
-    user = _user(request, store)
+def home(request: Request, session: SessionDep) -> Response:
+    user = _user(request, session)
     return RedirectResponse(HOME[user.role] if user else "/login", status.HTTP_303_SEE_OTHER)
 
 
@@ -73,17 +80,20 @@ def login_page(request: Request) -> HTMLResponse:
 @router.post("/login", response_model=None)
 def login(
     request: Request,
-    store: StoreDep,
+    session: SessionDep,
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=200)],
 ) -> Response:
     limits, address = request.app.state.login_limits, client_address(request)
     if wait := limits.failures_per_address.retry_after(address):
         return _too_many(request, wait, "Too many wrong tokens from your address.")
-    user = store.authenticate(token.strip())
+    user = tokens.authenticate(session=session, raw=token.strip())
     if user is not None and (wait := limits.logins_per_name.retry_after(user.name)):
         return _too_many(request, wait, f"Too many logins as {user.name} this hour.")
-    session_id, user = store.open_session(token.strip()) if user else (None, None)
+    session_id, user = (
+        tokens.open_session(session=session, raw=token.strip()) if user else (None, None)
+    )
+    session.commit()
     if session_id is None or user is None:
         limits.failures_per_address.hit(address)
         return _render(
@@ -118,15 +128,16 @@ def _too_many(request: Request, wait: int, why: str) -> HTMLResponse:
 
 
 @router.get("/logout")
-def logout(request: Request, store: StoreDep) -> RedirectResponse:
-    store.close_session(request.cookies.get(COOKIE))
+def logout(request: Request, session: SessionDep) -> RedirectResponse:
+    tokens.close_session(session=session, session_id=request.cookies.get(COOKIE))
+    session.commit()
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE)
     return response
 
 
-def _page_user(request: Request, store: StoreDep, kind: str | None = None) -> Principal:
-    user = _user(request, store)
+def _page_user(request: Request, session: Session, kind: str | None = None) -> Principal:
+    user = _user(request, session)
     if user is None:
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/login"})
     if kind is not None and kind not in ROLE_KINDS.get(user.role, frozenset()):
@@ -138,14 +149,25 @@ def _page_user(request: Request, store: StoreDep, kind: str | None = None) -> Pr
 
 @router.get("/{page}", response_class=HTMLResponse)
 def list_page(
-    page: str, request: Request, store: StoreDep, settings: SettingsDep, message: str = ""
+    page: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    rules: RulesDep,
+    message: str = "",
 ) -> HTMLResponse:
     if page not in PAGES:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No page {page}.")
     kind, heading = PAGES[page]
-    user = _page_user(request, store, kind)
-    tasks = store.daily_list(kind)
-    uplift = uplift_report(store, churn_times(settings.lake_dir)) if kind == "retention" else None
+    user = _page_user(request, session, kind)
+    tasks = task_crud.daily_list(session=session, rules=rules, kind=kind)
+    uplift = (
+        uplift_report(
+            task_crud.list_tasks(session=session, kind="retention"), churn_times(settings.lake_dir)
+        )
+        if kind == "retention"
+        else None
+    )
     return _render(
         request,
         "list.html",
@@ -153,7 +175,7 @@ def list_page(
         tasks=tasks,
         kind=kind,
         heading=heading,
-        capacity=store.capacity(kind),
+        capacity=task_crud.capacity(rules=rules, kind=kind),
         uplift=uplift,
         message=message[:200],
     )
@@ -161,14 +183,15 @@ def list_page(
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task_page(
-    task_id: str, request: Request, store: StoreDep, settings: SettingsDep, error: str = ""
+    task_id: str, request: Request, session: SessionDep, settings: SettingsDep, error: str = ""
 ) -> HTMLResponse:
-    user = _page_user(request, store)
+    user = _page_user(request, session)
     try:
-        task = store.get(task_id)
+        task = task_crud.get_task(session=session, task_id=task_id)
     except TaskNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
-    _page_user(request, store, task.kind)
+    _page_user(request, session, task.kind)
+    customer_tasks = task_crud.list_tasks(session=session, customer_id=task.customer_id)
     reasons = [r for a in task.evidence.get("alerts", [])[-1:] for r in a.get("reasons", [])]
     return _render(
         request,
@@ -179,7 +202,7 @@ def task_page(
         outcomes=KIND_OUTCOMES[task.kind],
         csrf=_csrf(request),
         error=error[:300],
-        timeline=customer_timeline(store, settings.lake_dir, task.customer_id),
+        timeline=customer_timeline(settings.lake_dir, task.customer_id, customer_tasks),
     )
 
 
@@ -187,29 +210,34 @@ def task_page(
 def record_outcome(
     task_id: str,
     request: Request,
-    store: StoreDep,
+    session: SessionDep,
     outcome: Annotated[str, Form(max_length=32)],
     csrf: Annotated[str, Form(max_length=128)],
     version: Annotated[int, Form()],
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    user = _page_user(request, store)
+    user = _page_user(request, session)
     if not hmac.compare_digest(csrf, _csrf(request)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "The form expired; reload the page.")
     try:
-        task = store.get(task_id)
-        _page_user(request, store, task.kind)
-        store.transition(
-            task_id,
+        task = task_crud.get_task(session=session, task_id=task_id)
+        _page_user(request, session, task.kind)
+        session.rollback()  # the transition reads the task again under its row lock
+        task_crud.transition_task(
+            session=session,
+            task_id=task_id,
             to="done",
             actor=user.name,
+            now=datetime.now(UTC),
             outcome=outcome,
             note=note,
             expected_version=version,
         )
+        session.commit()
     except TaskNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task {task_id}.") from None
     except (InvalidTransition, StaleTask) as exc:
+        session.rollback()
         return RedirectResponse(f"/tasks/{task_id}?error={exc}", status.HTTP_303_SEE_OTHER)
     page = next(f"/{name}" for name, (kind, _) in PAGES.items() if kind == task.kind)
     return RedirectResponse(

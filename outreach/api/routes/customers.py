@@ -1,0 +1,36 @@
+"""A customer's cross-channel timeline, and the retention uplift report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from outreach.api.deps import ROLE_KINDS, CurrentUser, SessionDep, SettingsDep, require_kind
+from outreach.crud import tasks as crud
+from outreach.timeline import customer_timeline
+from outreach.uplift import churn_times, uplift_report
+
+router = APIRouter(prefix="/api", tags=["customers"])
+
+
+@router.get("/customers/{customer_id}/timeline")
+def timeline(
+    customer_id: str, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> list[dict[str, Any]]:
+    """The customer's orders, tickets and tasks across channels, newest first. Visible to a
+    role only for customers it has a task for (need to know)."""
+    mine = ROLE_KINDS.get(user.role, frozenset())
+    tasks = crud.list_tasks(session=session, customer_id=customer_id)
+    if not any(t.kind in mine for t in tasks):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role {user.role} has no task for customer {customer_id}"
+        )
+    return customer_timeline(settings.lake_dir, customer_id, tasks)
+
+
+@router.get("/uplift")
+def uplift(session: SessionDep, settings: SettingsDep, user: CurrentUser) -> dict[str, Any]:
+    require_kind(user, "retention")
+    tasks = crud.list_tasks(session=session, kind="retention")
+    return uplift_report(tasks, churn_times(settings.lake_dir))
