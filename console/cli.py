@@ -413,6 +413,30 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_config=logging_config())
 
 
+@outreach.command("background")
+@click.pass_obj
+def outreach_background(settings: Settings) -> None:
+    """Run escalation and webhook delivery (and nothing else) until stopped: the one place they
+    run when the web replicas are started with FOREWARN_OUTREACH_BACKGROUND=0."""
+    import signal
+    import threading
+
+    from outreach.background import run
+    from outreach.config import OutreachSettings
+    from outreach.migrate import migrate
+
+    try:
+        outreach_settings = OutreachSettings.from_env(settings)
+    except ValueError as exc:
+        _fail(exc)
+    migrate(settings.database_url)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("outreach background loops running (Ctrl-C stops them)")
+    run(outreach_settings, stop)
+
+
 # A group, so that `token revoke` can exist; `token --role R --name N` still creates one.
 @outreach.group("token", invoke_without_command=True)
 @click.option(

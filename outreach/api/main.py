@@ -2,8 +2,8 @@
 the web pages, ``/metrics`` (Prometheus, admin token) and ``/healthz`` (open, for load balancers).
 
 ``forewarn outreach serve`` runs it with uvicorn; tests build it with :func:`create_app`.
-A background thread escalates overdue tasks every minute and, when a webhook is configured,
-delivers the outbox.
+Start-up migrates the database, once. The background loops (escalation, webhook delivery) run
+here only if the settings say this replica runs them (:mod:`outreach.background`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from outreach import background as background_loops
 from outreach.api.headers import SecurityHeaders
 from outreach.api.ratelimit import LoginLimits
 from outreach.api.routes import customers, docs, lists, pages, tasks, webhooks
@@ -30,10 +31,8 @@ from outreach.config import OutreachSettings
 from outreach.metrics import instrument
 from outreach.migrate import upgrade
 from outreach.store import TaskStore
-from outreach.webhook import WebhookDeliverer
 
 log = logging.getLogger(__name__)
-ESCALATE_EVERY_S = 60.0
 #: Outside /api, the paths whose errors are JSON for programs rather than pages for people.
 MACHINE_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json"})
 
@@ -52,35 +51,21 @@ class OutreachApp(FastAPI):
 
 
 def create_app(
-    settings: OutreachSettings, store: TaskStore | None = None, background: bool = True
+    settings: OutreachSettings, store: TaskStore | None = None, background: bool | None = None
 ) -> FastAPI:
+    """The service on ``store`` (default: one on ``settings.database_url``). ``background``
+    overrides ``settings.background``: whether this process runs the background loops."""
     store = store or TaskStore(settings.database_url)
-    deliverer = (
-        WebhookDeliverer(store, settings.webhook_url, settings.webhook_secret.encode())
-        if settings.webhook_url
-        else None
-    )
+    run_loops = settings.background if background is None else background
     stop = threading.Event()
-
-    def escalate_forever() -> None:
-        while not stop.wait(ESCALATE_EVERY_S):
-            try:
-                store.escalate_overdue()
-            except Exception:
-                log.exception("escalation pass failed; retrying")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Start-up is where the service migrates, once (creating the app or the store never
         # does); replicas starting together take turns (outreach.migrate.MIGRATION_LOCK).
         upgrade(store.engine)
-        threads = []
-        if background:
-            threads.append(threading.Thread(target=escalate_forever, daemon=True))
-            if deliverer is not None:
-                threads.append(threading.Thread(target=deliverer.run, args=(stop,), daemon=True))
-        for t in threads:
-            t.start()
+        if run_loops:
+            background_loops.start(store, settings, stop)
         yield
         stop.set()
 
@@ -97,7 +82,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
+    app.state.store, app.state.settings = store, settings
     app.state.sessions, app.state.rules = store.sessions, store.rules
     app.state.csrf_key = secrets.token_bytes(32)
     app.state.login_limits = LoginLimits()
