@@ -19,6 +19,7 @@ MODULES = [
     "models.customer_state",
     "models.clv",
     "outreach.api.ratelimit",
+    "outreach.db",
 ]
 
 
