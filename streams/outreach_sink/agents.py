@@ -15,7 +15,6 @@ import time
 from sqlalchemy.exc import OperationalError
 
 from forewarn.events import Alert, InvalidEvent, decode, encode
-from outreach.migrate import migrate
 from outreach.store import TaskStore
 from streams.app import alerts_topic, app, outreach_tasks_topic, settings
 from streams.dead_letters import counters, dead_letter, reject
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 def task_store() -> TaskStore:
     """Opened on first use, not at import: importing the app must not touch a database. The
     worker may start before the outreach service, so it brings the schema up first."""
-    migrate(settings.database_url)
     return TaskStore(settings.database_url)
 
 
