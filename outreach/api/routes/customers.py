@@ -26,6 +26,9 @@ def timeline(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"role {user.role} has no task for customer {customer_id}"
         )
+    # The database part is done: end its transaction before reading the lake, so that SQLite's
+    # write lock (BEGIN IMMEDIATE) is not held while Parquet files are read.
+    session.commit()
     return customer_timeline(settings.lake_dir, customer_id, tasks)
 
 
@@ -33,4 +36,7 @@ def timeline(
 def uplift(session: SessionDep, settings: SettingsDep, user: CurrentUser) -> dict[str, Any]:
     require_kind(user, "retention")
     tasks = crud.list_tasks(session=session, kind="retention")
+    # The database part is done: end its transaction before reading the lake, so that SQLite's
+    # write lock (BEGIN IMMEDIATE) is not held while Parquet files are read.
+    session.commit()
     return uplift_report(tasks, churn_times(settings.lake_dir))

@@ -161,12 +161,14 @@ def list_page(
     kind, heading = PAGES[page]
     user = _page_user(request, session, kind)
     tasks = task_crud.daily_list(session=session, rules=rules, kind=kind)
+    retention = (
+        task_crud.list_tasks(session=session, kind="retention") if kind == "retention" else []
+    )
+    # The database part is done: end its transaction before reading the lake, so that SQLite's
+    # write lock (BEGIN IMMEDIATE) is not held while Parquet files are read.
+    session.commit()
     uplift = (
-        uplift_report(
-            task_crud.list_tasks(session=session, kind="retention"), churn_times(settings.lake_dir)
-        )
-        if kind == "retention"
-        else None
+        uplift_report(retention, churn_times(settings.lake_dir)) if kind == "retention" else None
     )
     return _render(
         request,
@@ -193,6 +195,9 @@ def task_page(
     _page_user(request, session, task.kind)
     customer_tasks = task_crud.list_tasks(session=session, customer_id=task.customer_id)
     reasons = [r for a in task.evidence.get("alerts", [])[-1:] for r in a.get("reasons", [])]
+    # The database part is done: end its transaction before reading the lake, so that SQLite's
+    # write lock (BEGIN IMMEDIATE) is not held while Parquet files are read.
+    session.commit()
     return _render(
         request,
         "task.html",
