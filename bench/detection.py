@@ -42,7 +42,11 @@ SKAB = SHARED / "data" / "skab"
 TRAIN_ROWS = 400
 NAB_WINDOW = pd.Timedelta("60s")
 #: NAB profiles: (A_tp, A_fp, A_fn), upstream's table_of_coef.
-PROFILES = {"standard": (1.0, -0.11, -1.0), "low_fp": (1.0, -0.22, -1.0), "low_fn": (1.0, -0.11, -2.0)}
+PROFILES = {
+    "standard": (1.0, -0.11, -1.0),
+    "low_fp": (1.0, -0.22, -1.0),
+    "low_fn": (1.0, -0.11, -2.0),
+}
 CHANNELS = (
     "Accelerometer1RMS",
     "Accelerometer2RMS",
@@ -91,7 +95,10 @@ def load(root: Path = SKAB) -> list[tuple[str, pd.DataFrame]]:
         key=lambda p: (p.parent.name, int(p.stem)),
     )
     return [
-        (f"{p.parent.name}/{p.stem}", pd.read_csv(p, sep=";", index_col="datetime", parse_dates=True))
+        (
+            f"{p.parent.name}/{p.stem}",
+            pd.read_csv(p, sep=";", index_col="datetime", parse_dates=True),
+        )
         for p in files
     ]
 
@@ -102,8 +109,8 @@ def load(root: Path = SKAB) -> list[tuple[str, pd.DataFrame]]:
 def outlier_scores(truths: list[pd.Series], preds: list[pd.Series]) -> dict[str, float]:
     """F1, FAR % and MAR % over the test rows of every file (confusion counts summed)."""
     tp = fp = fn = tn = 0
-    for t, p in zip(truths, preds, strict=True):
-        t, p = t.to_numpy() == 1, p.to_numpy() == 1
+    for truth, pred in zip(truths, preds, strict=True):
+        t, p = truth.to_numpy() == 1, pred.to_numpy() == 1
         tp += int((t & p).sum())
         fp += int((~t & p).sum())
         fn += int((t & ~p).sum())
@@ -125,8 +132,7 @@ def changepoints(pred: pd.Series) -> pd.Series:
 def _windows(cps: pd.DatetimeIndex) -> list[list[pd.Timestamp]]:
     windows = [[t, t + NAB_WINDOW] for t in cps]
     for i in range(len(windows) - 1):  # overlapping windows: the later one is cut
-        if windows[i][1] >= windows[i + 1][0]:
-            windows[i + 1][0] = windows[i][1]
+        windows[i + 1][0] = max(windows[i][1], windows[i + 1][0])
     return windows
 
 
@@ -271,7 +277,9 @@ class Scored:
 
 
 def evaluate(
-    files: list[tuple[str, pd.DataFrame]], name: str, flags: Callable[[str, pd.DataFrame], np.ndarray]
+    files: list[tuple[str, pd.DataFrame]],
+    name: str,
+    flags: Callable[[str, pd.DataFrame], np.ndarray],
 ) -> Scored:
     """Run ``flags`` over every file; score its test rows (after the first 400)."""
     truths, preds, true_cps, pred_cps = [], [], [], []
@@ -297,7 +305,9 @@ def report(rows: list[Scored]) -> str:
         f"{r.outliers['mar']} |"
         for r in rows
     ]
-    lines += [f"| {k} (published) | {f} | {a} | {m} |" for k, (f, a, m) in PUBLISHED_OUTLIERS.items()]
+    lines += [
+        f"| {k} (published) | {f} | {a} | {m} |" for k, (f, a, m) in PUBLISHED_OUTLIERS.items()
+    ]
     lines += [
         "",
         "Changepoint problem (NAB, 60 s windows; higher is better)",
@@ -309,7 +319,10 @@ def report(rows: list[Scored]) -> str:
         f"{r.nab['low_fn']} | {r.nab['missed_cps']} | {r.nab['fps']} |"
         for r in rows
     ]
-    lines += [f"| {k} (published) | {s} | {lfp} | {lfn} | | |" for k, (s, lfp, lfn) in PUBLISHED_NAB.items()]
+    lines += [
+        f"| {k} (published) | {s} | {lfp} | {lfn} | | |"
+        for k, (s, lfp, lfn) in PUBLISHED_NAB.items()
+    ]
     return "\n".join(lines)
 
 

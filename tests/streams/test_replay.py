@@ -73,7 +73,7 @@ def test_device_replay_flags_a_unit_that_stops_reporting(history, tmp_path):
 def test_bad_rows_are_skipped_and_counted(tmp_path):
     path = tmp_path / "readings.csv"
     rows = ["ts,unit,temp"] + [f"2026-01-05T{h:02d}:00:00,U1,{20 + h % 3}" for h in range(20)]
-    rows += ["2026-01-06T00:00:00,U1,1e300", "2026-01-06T01:00:00,,21"]
+    rows += ["2026-01-06T00:00:00,U1,inf", "2026-01-06T01:00:00,,21"]
     path.write_text("\n".join(rows) + "\n")
     result = replay_devices(path, time_column="ts", entity_column="unit")
     assert result.rows == 22
