@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -73,6 +74,7 @@ UNIT_CONVERSIONS: dict[str, tuple[float, float]] = {
 }
 
 
+@lru_cache(maxsize=256)
 def chi2_quantile(dof: int, tail: float) -> float:
     """Upper ``tail`` quantile of a chi-squared distribution with ``dof`` degrees of freedom,
     by the Wilson-Hilferty cube-root approximation (Wilson and Hilferty 1931; within 1% of
@@ -120,15 +122,18 @@ class MetricBaseline:
     level: float = 0.0
     scale: float = 0.0
     profile: list[float] = field(default_factory=lambda: [0.0] * HOURS)
+    # Readings seen per hour of the day, until every hour has ``profile_min`` (then emptied:
+    # it is the state's largest part and no longer needed).
     profile_n: list[int] = field(default_factory=lambda: [0] * HOURS)
     profile_ready: bool = False
+    profile_mean: float = 0.0
 
     def expected(self, hour: int) -> float:
         """The value expected at ``hour``: the level, plus the hour's share of the daily
         pattern once the whole day has been seen."""
         if not self.profile_ready:
             return self.level
-        return self.level + self.profile[hour] - sum(self.profile) / HOURS
+        return self.level + self.profile[hour] - self.profile_mean
 
     def score_one(self, x: float, hour: int) -> float:
         """Robust z-score of reading ``x`` at ``hour`` (0-23); 0.0 during warm-up."""
@@ -139,7 +144,9 @@ class MetricBaseline:
     def learn_one(self, x: float, hour: int) -> None:
         """Update the baseline with reading ``x`` taken at ``hour`` of the day."""
         self.n += 1
-        k = self.profile_n[hour] = self.profile_n[hour] + 1
+        k = HOURS * self.profile_min  # any count beyond the minimum: only the rate uses it
+        if not self.profile_ready:
+            k = self.profile_n[hour] = self.profile_n[hour] + 1
         if self.n == 1:
             self.level = x
             return
@@ -150,9 +157,13 @@ class MetricBaseline:
         warm = self.n < self.warmup
         self.level += (0.1 if warm else self.level_rate) * r
         # The hour's mean departure from the level: its share of the daily pattern.
-        self.profile[hour] += max(1 / k, self.profile_rate) * (x - self.level - self.profile[hour])
+        step = max(1 / k, self.profile_rate) * (x - self.level - self.profile[hour])
+        self.profile[hour] += step
+        self.profile_mean += step / HOURS
         if not self.profile_ready and k >= self.profile_min:
             self.profile_ready = min(self.profile_n) >= self.profile_min
+            if self.profile_ready:
+                self.profile_n = []
         # Mean absolute deviation x 1.25 estimates sigma for normal noise, robustly.
         self.scale += (0.1 if warm else self.scale_rate) * (1.25 * abs(r) - self.scale)
 
@@ -280,9 +291,19 @@ class DeviceState:
         # are left behind; those it lacks take their defaults.
         metrics = {}
         for name, m in data["metrics"].items():
-            b = {k: v for k, v in m["baseline"].items() if k in _BASELINE_FIELDS}
+            b = m["baseline"]
+            if "profile_mean" in b and "cusum_up" not in m:  # this version's own document
+                baseline = MetricBaseline(
+                    **{**b, "profile": list(b["profile"]), "profile_n": list(b["profile_n"])}
+                )
+                metrics[name] = MetricState(
+                    **{**m, "baseline": baseline, "recent_spikes": list(m["recent_spikes"])}
+                )
+                continue
+            b = {k: v for k, v in b.items() if k in _BASELINE_FIELDS}
             b["profile"] = list(b.get("profile", [0.0] * HOURS))
             b["profile_n"] = list(b.get("profile_n", [0] * HOURS))
+            b["profile_mean"] = sum(b["profile"]) / HOURS
             metrics[name] = MetricState(
                 baseline=MetricBaseline(**b),
                 recent_spikes=list(m.get("recent_spikes", [])),
@@ -806,6 +827,7 @@ class DeviceFaultDetector:
                 if m.pending_count >= self.unit_change_readings:
                     b.level = a * b.level + c
                     b.profile = [a * p for p in b.profile]
+                    b.profile_mean *= a
                     b.scale *= abs(a)
                     m.pending_unit, m.pending_count = -1, 0
                     m.ewma, m.since = 0.0, None
