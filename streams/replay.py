@@ -47,26 +47,61 @@ class ReplayResult:
     entities: int = 0
     alerts: list[Alert] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Error codes seen, by whether the detector counts them as faults (device replays).
+    codes: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"recognised": Counter(), "ignored": Counter()}
+    )
+    #: What was read but is worth knowing: times without a zone (read as UTC), missing values.
+    notes: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "rows": self.rows,
             "entities": self.entities,
             "alerts": len(self.alerts),
             "alerts_by_kind": dict(Counter(a.kind for a in self.alerts)),
             "skipped": dict(self.skipped),
+            "notes": dict(self.notes),
         }
+        if any(self.codes.values()):
+            out["error_codes"] = {
+                kind: {"total": sum(c.values()), "most_common": dict(c.most_common(10))}
+                for kind, c in self.codes.items()
+            }
+        return out
 
 
-def _read(path: Path, time_column: str, entity_column: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={entity_column: str}, keep_default_na=True)
+#: A time written with its zone: ``Z`` or an offset at the end.
+_ZONED = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _read(
+    path: Path, time_column: str, entity_column: str, notes: Counter[str] | None = None
+) -> pd.DataFrame:
+    """A CSV or Parquet history sorted by time; times without a zone are read as UTC and
+    counted in ``notes``; times that do not parse become missing (their rows are skipped)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        if entity_column in frame.columns:
+            frame[entity_column] = frame[entity_column].astype(str)
+    else:
+        frame = pd.read_csv(path, dtype={entity_column: str}, keep_default_na=True)
     for column in (time_column, entity_column):
         if column not in frame.columns:
             raise ValueError(
                 f"--{'time' if column == time_column else 'entity'}-column "
-                f"{column!r} is not in {path} (columns: {', '.join(frame.columns)})"
+                f"{column!r} is not in {path} (columns: {', '.join(map(str, frame.columns))}); "
+                "name the right one with that option"
             )
-    frame[time_column] = pd.to_datetime(frame[time_column], utc=True, format="mixed")
+    times = frame[time_column]
+    if notes is not None and not pd.api.types.is_datetime64_any_dtype(times):
+        text = times.astype(str).str.strip()
+        naive = int((~text.str.contains(_ZONED, regex=True) & times.notna()).sum())
+        if naive:
+            notes["times without a zone, read as UTC"] += naive
+    if pd.api.types.is_datetime64_any_dtype(times) and times.dt.tz is None and notes is not None:
+        notes["times without a zone, read as UTC"] += int(times.notna().sum())
+    frame[time_column] = pd.to_datetime(times, utc=True, format="mixed", errors="coerce")
     return frame.sort_values(time_column, kind="stable").reset_index(drop=True)
 
 
@@ -99,7 +134,8 @@ def replay_devices(
     are separated by ``;`` or ``,`` in their column.
     """
     detector = detector or DeviceFaultDetector()
-    frame = _read(path, time_column, entity_column)
+    notes: Counter[str] = Counter()
+    frame = _read(path, time_column, entity_column, notes)
     named = {
         time_column,
         entity_column,
@@ -113,8 +149,19 @@ def replay_devices(
     ]
     missing = [c for c in values if c not in frame.columns]
     if missing:
-        raise ValueError(f"--value-columns {missing} are not in {path}")
-    result = ReplayResult(rows=len(frame))
+        raise ValueError(
+            f"--value-columns {missing} are not in {path} "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    if not values:
+        raise ValueError(
+            f"no numeric metric column in {path}: name them with --value-columns "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    result = ReplayResult(rows=len(frame), notes=notes)
+    for c in values:
+        if (n := int(frame[c].isna().sum())) > 0:
+            result.notes[f"missing values in {c}"] += n
     readings: list[tuple[int, int, DeviceTelemetry]] = []
     for i, row in enumerate(frame.to_dict("records")):
         if _cell(row[entity_column]) is None or pd.isna(row[time_column]):
@@ -139,6 +186,9 @@ def replay_devices(
         except ValidationError as exc:
             result.skipped[f"invalid: {exc.errors()[0]['loc'][0]}"] += 1
             continue
+        for code in reading.error_codes:
+            kind = "recognised" if detector.is_fault_code(code) else "ignored"
+            result.codes[kind][code] += 1
         readings.append((0, i, reading))
     # The worker's own step, as one partition: silence is checked as of each whole event-time
     # hour the readings reach, as a worker does per partition (docs/detection.md).
