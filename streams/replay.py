@@ -12,7 +12,7 @@ import csv
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class ReplayResult:
     )
     #: What was read but is worth knowing: times without a zone (read as UTC), missing values.
     notes: Counter[str] = field(default_factory=Counter)
+    #: First and last reading time (epoch seconds) per entity (device replays).
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = {
@@ -128,11 +130,59 @@ def replay_devices(
     firmware_column: str | None = None,
     detector: DeviceFaultDetector | None = None,
 ) -> ReplayResult:
-    """Run the device-fault detector over a CSV of readings (one row per entity and time).
+    """Run the device-fault detector over a CSV or Parquet file of readings (one row per
+    entity and time).
 
     ``value_columns`` default to every numeric column other than the named ones. Error codes
     are separated by ``;`` or ``,`` in their column.
     """
+    detector = detector or DeviceFaultDetector()
+    readings, result = read_device_history(
+        path,
+        time_column=time_column,
+        entity_column=entity_column,
+        value_columns=value_columns,
+        error_codes_column=error_codes_column,
+        customer_column=customer_column,
+        mode_column=mode_column,
+        firmware_column=firmware_column,
+        detector=detector,
+    )
+    return run_devices(readings, result, detector)
+
+
+def run_devices(
+    readings: list[tuple[int, int, DeviceTelemetry]],
+    result: ReplayResult,
+    detector: DeviceFaultDetector,
+) -> ReplayResult:
+    """The worker's own step over readings from :func:`read_device_history`, as one
+    partition: silence is checked as of each whole event-time hour the readings reach, as a
+    worker does per partition (docs/detection.md). Returns a copy of ``result`` with the
+    alerts and the refusals."""
+    result = replace(result, alerts=[], skipped=Counter(result.skipped))
+    outcome = DeviceFaultStep({}, detector=detector).run(readings)
+    result.alerts = outcome.alerts
+    for refusal in outcome.refused:
+        result.skipped[REFUSALS[refusal.kind]] += 1
+    result.entities = len(outcome.states)
+    return result
+
+
+def read_device_history(
+    path: Path,
+    *,
+    time_column: str,
+    entity_column: str,
+    value_columns: Sequence[str] = (),
+    error_codes_column: str | None = None,
+    customer_column: str | None = None,
+    mode_column: str | None = None,
+    firmware_column: str | None = None,
+    detector: DeviceFaultDetector | None = None,
+) -> tuple[list[tuple[int, int, DeviceTelemetry]], ReplayResult]:
+    """The readings of a history as the step takes them (partition 0, row number as the
+    offset), and a result holding what was skipped and noted while reading them."""
     detector = detector or DeviceFaultDetector()
     notes: Counter[str] = Counter()
     frame = _read(path, time_column, entity_column, notes)
@@ -190,15 +240,11 @@ def replay_devices(
             kind = "recognised" if detector.is_fault_code(code) else "ignored"
             result.codes[kind][code] += 1
         readings.append((0, i, reading))
-    # The worker's own step, as one partition: silence is checked as of each whole event-time
-    # hour the readings reach, as a worker does per partition (docs/detection.md).
-    outcome = DeviceFaultStep({}, detector=detector).run(readings)
-    result.alerts = outcome.alerts
-    for refusal in outcome.refused:
-        result.skipped[REFUSALS[refusal.kind]] += 1
-    states = outcome.states
-    result.entities = len(states)
-    return result
+        t_s = reading.event_time.timestamp()
+        first, last = result.spans.get(entity, (t_s, t_s))
+        result.spans[entity] = (min(first, t_s), max(last, t_s))
+    result.entities = len(result.spans)
+    return readings, result
 
 
 def _customer_events(

@@ -77,11 +77,12 @@ UNIT_CONVERSIONS: dict[str, tuple[float, float]] = {
 @lru_cache(maxsize=256)
 def chi2_quantile(dof: int, tail: float) -> float:
     """Upper ``tail`` quantile of a chi-squared distribution with ``dof`` degrees of freedom,
-    by the Wilson-Hilferty cube-root approximation (Wilson and Hilferty 1931; within 1% of
-    scipy's for dof >= 1 at the tails used here), so the worker needs no scipy per reading.
+    by the Wilson-Hilferty cube-root approximation (Wilson and Hilferty 1931), so the worker
+    needs no scipy per reading. It errs high, so on the quiet side: against scipy's exact
+    15.1 and 31.8 at a tail of 1e-4, 7% over for one metric, 2% for eight.
 
     >>> round(chi2_quantile(1, 1e-4), 1), round(chi2_quantile(8, 1e-4), 1)
-    (15.4, 31.8)
+    (16.2, 32.3)
     """
     z = NormalDist().inv_cdf(1 - tail)
     return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
