@@ -562,7 +562,9 @@ class DeviceFaultDetector:
             m.ewma += lam * (max(-self.z_cap, min(self.z_cap, z)) - m.ewma)
             u = 0.0
             if m.warm or self._warmed(m, now):
-                u = m.ewma / math.sqrt(max(m.ewma_var, 0.1 * lam_tail))
+                # Never narrower than an EWMA of independent noise: the spread learned over
+                # a short warm-up is itself noisy, and too narrow a one cried wolf (simulator).
+                u = m.ewma / math.sqrt(max(m.ewma_var, lam_tail))
                 combined += u * u
                 scored += 1
                 if abs(u) >= 1:
