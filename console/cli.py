@@ -294,11 +294,18 @@ def replay(
 
 @main.command()
 @click.option(
+    "--detector",
+    type=click.Choice(["device", "customer"]),
+    default="device",
+    show_default=True,
+    help="device: readings against failures; customer: events against churn dates.",
+)
+@click.option(
     "--input",
     "input_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="Readings, CSV or Parquet, one row per device and time.",
+    help="Readings (device) or customer events, CSV or Parquet.",
 )
 @click.option(
     "--labels",
@@ -308,31 +315,44 @@ def replay(
     help="CSV of failures (entity,start) or labelled anomaly windows (entity,start,end).",
 )
 @click.option("--time-column", default="time", show_default=True, help="Reading time column.")
-@click.option("--entity-column", default="device_id", show_default=True, help="Device column.")
+@click.option(
+    "--entity-column", default=None, help="Device column (default device_id) or customer_id."
+)
+@click.option(
+    "--kind-column", default="event", show_default=True, help="order/ticket/... (customer)."
+)
 @click.option(
     "--value-columns", default="", help="Comma-separated metric columns (default: numeric)."
 )
 @click.option("--error-codes-column", default=None, help="Error codes, ';'-separated.")
+@click.option("--mode-column", default=None, help="normal/maintenance/self_test (device).")
+@click.option("--firmware-column", default=None, help="Firmware version (device).")
 @click.option("--labels-entity-column", default="entity", show_default=True)
 @click.option("--labels-start-column", default="start", show_default=True)
 @click.option("--labels-end-column", default="end", show_default=True)
 @click.option(
     "--lead-min-hours",
-    default=1.0,
-    show_default=True,
-    help="A visit must come at least this long before a failure.",
+    type=float,
+    default=None,
+    help="A visit must come at least this long before a failure (1; customer: 168).",
 )
 @click.option(
     "--lead-max-hours",
-    default=48.0,
-    show_default=True,
-    help="... and at most this long before it (or before a window's start).",
+    type=float,
+    default=None,
+    help="... and at most this long before it or a window's start (48; customer: 2160).",
 )
 @click.option(
     "--visit-hours",
-    default=24.0,
-    show_default=True,
-    help="Alerts of a device this close together are one visit.",
+    type=float,
+    default=None,
+    help="Alerts of an entity this close together are one visit (24; customer: 720).",
+)
+@click.option(
+    "--recovery-hours",
+    type=float,
+    default=None,
+    help="Visits this long after a failure are neither caught nor false (72; customer: 0).",
 )
 @click.option(
     "--output",
@@ -342,41 +362,63 @@ def replay(
     help="Folder for summary.json, sweep.csv, sweep.png.",
 )
 def evaluate(
+    detector: str,
     input_path: Path,
     labels_path: Path,
     time_column: str,
-    entity_column: str,
+    entity_column: str | None,
+    kind_column: str,
     value_columns: str,
     error_codes_column: str | None,
+    mode_column: str | None,
+    firmware_column: str | None,
     labels_entity_column: str,
     labels_start_column: str,
     labels_end_column: str,
-    lead_min_hours: float,
-    lead_max_hours: float,
-    visit_hours: float,
+    lead_min_hours: float | None,
+    lead_max_hours: float | None,
+    visit_hours: float | None,
+    recovery_hours: float | None,
     output: Path,
 ) -> None:
-    """Labelled backtest of the device detector: recall within the lead window, false visits
-    per device-quarter, lead times, and a threshold sweep (docs/detection.md)."""
+    """Labelled backtest of a detector: recall within the lead window, false visits per
+    device (or customer) and quarter, lead times, and a threshold sweep (docs/detection.md)."""
     import pandas as pd
 
-    from streams.evaluate import evaluate_devices, write
+    from streams.evaluate import evaluate_customers, evaluate_devices, write
 
+    customer = detector == "customer"
+    labels = dict(
+        labels_entity_column=labels_entity_column,
+        labels_start_column=labels_start_column,
+        labels_end_column=labels_end_column,
+        lead_min_hours=lead_min_hours if lead_min_hours is not None else (168 if customer else 1),
+        lead_max_hours=lead_max_hours if lead_max_hours is not None else (2160 if customer else 48),
+        visit_hours=visit_hours if visit_hours is not None else (720 if customer else 24),
+        recovery_hours=recovery_hours if recovery_hours is not None else (0 if customer else 72),
+    )
     try:
-        evaluation = evaluate_devices(
-            input_path,
-            labels_path,
-            time_column=time_column,
-            entity_column=entity_column,
-            value_columns=[c for c in value_columns.split(",") if c],
-            error_codes_column=error_codes_column,
-            labels_entity_column=labels_entity_column,
-            labels_start_column=labels_start_column,
-            labels_end_column=labels_end_column,
-            lead_min_hours=lead_min_hours,
-            lead_max_hours=lead_max_hours,
-            visit_hours=visit_hours,
-        )
+        if customer:
+            evaluation = evaluate_customers(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "customer_id",
+                kind_column=kind_column,
+                **labels,
+            )
+        else:
+            evaluation = evaluate_devices(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "device_id",
+                value_columns=[c for c in value_columns.split(",") if c],
+                error_codes_column=error_codes_column,
+                mode_column=mode_column,
+                firmware_column=firmware_column,
+                **labels,
+            )
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         _fail(ValueError(str(exc) or type(exc).__name__))
     except (OSError, ImportError) as exc:  # an unreadable file, Parquet without pyarrow
@@ -386,7 +428,7 @@ def evaluate(
     click.echo(evaluation.table())
     click.echo(
         f"\ndefault: recall {d.recall} ({d.caught} of {d.labels} labels), "
-        f"{d.false_visits_per_device_quarter} false visits per device-quarter "
+        f"{d.false_visits_per_device_quarter} false visits per {evaluation.unit}-quarter "
         f"({d.false_visits} of {d.visits} visits over {d.device_quarters} device-quarters), "
         f"lead hours {d.lead_quantiles() or '-'}; alerts inside labelled spans {d.alerts_inside}, "
         f"outside {d.alerts_outside}"

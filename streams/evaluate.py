@@ -7,15 +7,16 @@ sensitivities (the detector's ``alert_tail``), which gives the threshold sweep.
 
 Definitions, per label:
 
-* A failure (no end) is caught if a visit starts within its lead window, from
+* A failure (no end) is caught if its device alerts within its lead window, from
   ``lead_max_hours`` to ``lead_min_hours`` before it: earlier is a guess, later is too late to
-  send a technician. A window (with an end) is caught by a visit from ``lead_max_hours``
+  send a technician. A window (with an end) is caught by an alert from ``lead_max_hours``
   before its start to its end.
 * A visit is an alert of a device with no other alert of that device in the ``visit_hours``
   before it (one open visit per device: docs/architecture.md).
 * A false visit is a visit outside every label's span (``lead_max_hours`` before its start to
-  its end, or to its start for a failure) of its device. Visits between the lead window and a
-  failure are late, neither caught nor false.
+  its end, or to ``recovery_hours`` after a failure: the unit is down or being repaired) of its
+  device. Visits between the lead window and the end of that span are late, neither caught nor
+  false.
 * Device-quarters: each device's first to last reading, summed, in 91.25-day quarters.
 
 Examples
@@ -41,13 +42,22 @@ from typing import Any
 
 import pandas as pd
 
+from streams.customer_risk.detector import CustomerRiskDetector
 from streams.device_faults.detector import DeviceFaultDetector
-from streams.replay import read_device_history, run_devices
+from streams.replay import (
+    read_customer_history,
+    read_device_history,
+    run_customers,
+    run_devices,
+)
 
 QUARTER_S = 91.25 * 86400
 #: Sensitivities of the sweep: the detector's ``alert_tail`` (its default is 1e-6); the spike
 #: bursts' tail moves with it, 1000 times looser, as in the defaults.
 SWEEP = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10)
+#: Risks from which a customer is flagged (``CustomerRiskDetector.enter``; default 0.5), each
+#: with the detector's hysteresis below it.
+CHURN_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class Label:
 class Scorecard:
     """The figures of one replay against the labels."""
 
-    alert_tail: float = 0.0
+    setting: float = 0.0  # the swept setting: the device detector's alert_tail, or churn's enter
     labels: int = 0
     caught: int = 0
     recall: float = 0.0
@@ -142,9 +152,11 @@ def score(
     lead_min_hours: float = 1.0,
     lead_max_hours: float = 48.0,
     visit_hours: float = 24.0,
+    recovery_hours: float = 72.0,
 ) -> Scorecard:
     """Score alerts ``(entity, epoch seconds)`` against ``labels`` (module docstring)."""
     lead_min, lead_max, gap = lead_min_hours * 3600, lead_max_hours * 3600, visit_hours * 3600
+    recovery = recovery_hours * 3600
     by_entity: dict[str, list[Label]] = {}
     for label in labels:
         by_entity.setdefault(label.entity, []).append(label)
@@ -153,14 +165,14 @@ def score(
     first_catch: dict[Label, float] = {}
     for entity, t in sorted(alerts, key=lambda a: (a[1], a[0])):
         own = by_entity.get(entity, [])
-        inside = any(lb.start - lead_max <= t <= (lb.end or lb.start) for lb in own)
+        inside = any(
+            lb.start - lead_max <= t <= (lb.end if lb.end is not None else lb.start + recovery)
+            for lb in own
+        )
         card.alerts_inside += inside
         card.alerts_outside += not inside
-        new_visit = entity not in last_alert or t - last_alert[entity] > gap
-        last_alert[entity] = t
-        if not new_visit:
-            continue
-        card.visits += 1
+        # Caught by any alert in the window: a device flagged then (a visit started earlier
+        # may still be open); counted as a visit only if it starts one.
         caught = [
             lb
             for lb in own
@@ -168,6 +180,11 @@ def score(
         ]
         for lb in caught:
             first_catch.setdefault(lb, t)
+        new_visit = entity not in last_alert or t - last_alert[entity] > gap
+        last_alert[entity] = t
+        if not new_visit:
+            continue
+        card.visits += 1
         if not inside:
             card.false_visits += 1
         elif not caught:
@@ -188,17 +205,19 @@ class Evaluation:
     default: Scorecard
     sweep: list[Scorecard]
     summary: dict[str, Any]
+    setting_name: str = "alert_tail"
+    unit: str = "device"
 
     def table(self) -> str:
         lines = [
-            "| alert_tail | recall | false visits / device-quarter | visits | caught / labels "
-            "| median lead (h) |",
+            f"| {self.setting_name} | recall | false visits / {self.unit}-quarter | visits "
+            "| caught / labels | median lead (h) |",
             "|---|---|---|---|---|---|",
         ]
         for c in self.sweep:
-            mark = " (default)" if c.alert_tail == self.default.alert_tail else ""
+            mark = " (default)" if c.setting == self.default.setting else ""
             lines.append(
-                f"| {c.alert_tail:g}{mark} | {c.recall} | {c.false_visits_per_device_quarter} | "
+                f"| {c.setting:g}{mark} | {c.recall} | {c.false_visits_per_device_quarter} | "
                 f"{c.visits} | {c.caught} / {c.labels} | {c.lead_quantiles().get('median', '-')} |"
             )
         return "\n".join(lines)
@@ -212,12 +231,15 @@ def evaluate_devices(
     entity_column: str,
     value_columns: Sequence[str] = (),
     error_codes_column: str | None = None,
+    mode_column: str | None = None,
+    firmware_column: str | None = None,
     labels_entity_column: str = "entity",
     labels_start_column: str = "start",
     labels_end_column: str = "end",
     lead_min_hours: float = 1.0,
     lead_max_hours: float = 48.0,
     visit_hours: float = 24.0,
+    recovery_hours: float = 72.0,
     detector: DeviceFaultDetector | None = None,
     sweep: Sequence[float] = SWEEP,
 ) -> Evaluation:
@@ -234,6 +256,8 @@ def evaluate_devices(
         entity_column=entity_column,
         value_columns=value_columns,
         error_codes_column=error_codes_column,
+        mode_column=mode_column,
+        firmware_column=firmware_column,
         detector=detector,
     )
     if not readings:
@@ -267,8 +291,9 @@ def evaluate_devices(
             lead_min_hours=lead_min_hours,
             lead_max_hours=lead_max_hours,
             visit_hours=visit_hours,
+            recovery_hours=recovery_hours,
         )
-        card.alert_tail = tail
+        card.setting = tail
         cards.append(card)
         if variant is detector:
             default, default_result = card, result
@@ -281,6 +306,87 @@ def evaluate_devices(
         "default": {**asdict(default), "lead_quantiles": default.lead_quantiles()},
     }
     return Evaluation(default=default, sweep=cards, summary=summary)
+
+
+def evaluate_customers(
+    events_path: Path,
+    labels_path: Path,
+    *,
+    time_column: str,
+    entity_column: str,
+    kind_column: str = "event",
+    labels_entity_column: str = "entity",
+    labels_start_column: str = "start",
+    labels_end_column: str = "end",
+    lead_min_hours: float = 7 * 24,
+    lead_max_hours: float = 90 * 24,
+    visit_hours: float = 30 * 24,
+    recovery_hours: float = 0.0,
+    risk: CustomerRiskDetector | None = None,
+    sweep: Sequence[float] = CHURN_SWEEP,
+) -> Evaluation:
+    """The same for customers: churn-risk flags against churn dates (labels without an end),
+    at the risk detector's own threshold and at each of ``sweep``. A "visit" is a retention
+    task: flags of a customer within ``visit_hours`` of each other are one."""
+    if not 0 <= lead_min_hours < lead_max_hours:
+        raise ValueError(
+            f"--lead-min-hours ({lead_min_hours:g}) must be >= 0 and below --lead-max-hours "
+            f"({lead_max_hours:g})"
+        )
+    risk = risk or CustomerRiskDetector()
+    events, base = read_customer_history(
+        events_path, time_column=time_column, entity_column=entity_column, kind_column=kind_column
+    )
+    if not events:
+        raise ValueError(
+            f"no usable event in {events_path} (skipped: {dict(base.skipped) or 'none'})"
+        )
+    notes: Counter[str] = Counter()
+    labels = read_labels(
+        labels_path,
+        entity_column=labels_entity_column,
+        start_column=labels_start_column,
+        end_column=labels_end_column,
+        notes=notes,
+    )
+    unknown = [lb for lb in labels if lb.entity not in base.spans]
+    if unknown:
+        notes["labels of entities without events (not scored)"] += len(unknown)
+        labels = [lb for lb in labels if lb.entity in base.spans]
+    cards, default, default_result = [], None, None
+    gap = risk.enter - risk.exit
+    for enter in sorted({*sweep, risk.enter}):
+        variant = risk
+        if enter != risk.enter:
+            variant = replace(risk, enter=enter, exit=max(0.0, enter - gap))
+        result = run_customers(events, base, risk=variant)
+        churn_flags = (
+            (a.customer_id, a.event_time.timestamp())
+            for a in result.alerts
+            if a.kind == "churn_risk"
+        )
+        card = score(
+            churn_flags,
+            labels,
+            spans=base.spans,
+            lead_min_hours=lead_min_hours,
+            lead_max_hours=lead_max_hours,
+            visit_hours=visit_hours,
+            recovery_hours=recovery_hours,
+        )
+        card.setting = enter
+        cards.append(card)
+        if variant is risk:
+            default, default_result = card, result
+    assert default is not None and default_result is not None
+    summary = {
+        **default_result.summary(),
+        "labels": {"scored": len(labels), "notes": dict(notes)},
+        "lead_window_hours": [lead_min_hours, lead_max_hours],
+        "visit_hours": visit_hours,
+        "default": {**asdict(default), "lead_quantiles": default.lead_quantiles()},
+    }
+    return Evaluation(default, cards, summary, setting_name="enter", unit="customer")
 
 
 def write(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
@@ -309,9 +415,7 @@ def write(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     ys = [c.recall for c in evaluation.sweep]
     ax.plot(xs, ys, marker="o")
     for c, x, y in zip(evaluation.sweep, xs, ys, strict=True):
-        ax.annotate(
-            f"{c.alert_tail:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-        )
+        ax.annotate(f"{c.setting:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     d = evaluation.default
     ax.plot(
         [d.false_visits_per_device_quarter],
@@ -321,7 +425,7 @@ def write(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
         color="C3",
         label="default",
     )
-    ax.set_xlabel("false visits per device-quarter")
+    ax.set_xlabel(f"false visits per {evaluation.unit}-quarter")
     ax.set_ylabel("recall within the lead window")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)

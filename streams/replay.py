@@ -335,15 +335,43 @@ def replay_customers(
     columns named like the contract fields (``status``, ``amount``, ``ticket_id``,
     ``category``, ``csat``, ``nps``, ``contact_number``, ``channel``...) fill them.
     """
-    frame = _read(path, time_column, entity_column)
-    result = ReplayResult(rows=len(frame))
+    events, result = read_customer_history(
+        path, time_column=time_column, entity_column=entity_column, kind_column=kind_column
+    )
+    return run_customers(events, result, risk=risk, feedback=feedback)
+
+
+def read_customer_history(
+    path: Path, *, time_column: str, entity_column: str, kind_column: str = "event"
+) -> tuple[list[tuple[str, int, int, Event]], ReplayResult]:
+    """The events of a customer history as the customer step takes them, and a result holding
+    what was skipped and noted while reading them (``spans``: first and last event time)."""
+    notes: Counter[str] = Counter()
+    frame = _read(path, time_column, entity_column, notes)
+    result = ReplayResult(rows=len(frame), notes=notes)
     events: list[tuple[str, int, int, Event]] = []
     for i, event in _customer_events(frame, time_column, entity_column, kind_column):
         if isinstance(event, Exception):
             result.skipped[f"invalid: {type(event).__name__}"] += 1
             continue
         events.append(("replay", 0, i, event))
-    # The worker's own step, as one source read in event-time order.
+        t = event.event_time.timestamp()
+        first, last = result.spans.get(event.customer_id, (t, t))
+        result.spans[event.customer_id] = (min(first, t), max(last, t))
+    result.entities = len(result.spans)
+    return events, result
+
+
+def run_customers(
+    events: list[tuple[str, int, int, Event]],
+    result: ReplayResult,
+    *,
+    risk: CustomerRiskDetector | None = None,
+    feedback: NegativeFeedbackDetector | None = None,
+) -> ReplayResult:
+    """The worker's own customer step over events from :func:`read_customer_history`, as one
+    source read in event-time order; a copy of ``result`` with the alerts."""
+    result = replace(result, alerts=[], skipped=Counter(result.skipped))
     outcome = CustomerStep({}, risk=risk, feedback=feedback).run(events)
     result.alerts = outcome.alerts
     if outcome.refused:

@@ -27,6 +27,11 @@ def history(tmp_path_factory):
         "entity,start\n"
         + "".join(f"{f.device_id},{f.failure_time.isoformat()}\n" for f in world.faults)
     )
+    churns = folder / "churns.csv"
+    churns.write_text(
+        "customer,churned\n"
+        + "".join(f"{c.customer_id},{c.churn_time.isoformat()}\n" for c in world.churns)
+    )
     return world, folder, labels
 
 
@@ -56,6 +61,8 @@ def test_simulated_failures_are_caught_ahead_with_a_sweep(history, tmp_path):
         time_column="time",
         entity_column="device_id",
         error_codes_column="error_codes",
+        mode_column="mode",
+        firmware_column="firmware",
         lead_max_hours=96,
     )
     assert evaluation.default.labels == len(world.faults)
@@ -78,6 +85,10 @@ def test_the_command_prints_and_writes_the_table_and_the_plot(history, tmp_path)
             str(labels),
             "--error-codes-column",
             "error_codes",
+            "--mode-column",
+            "mode",
+            "--firmware-column",
+            "firmware",
             "--output",
             str(out),
         ],
@@ -87,7 +98,7 @@ def test_the_command_prints_and_writes_the_table_and_the_plot(history, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["default"]["labels"] > 0
     assert (out / "sweep.png").stat().st_size > 1000
-    assert (out / "sweep.csv").read_text().startswith("alert_tail,")
+    assert (out / "sweep.csv").read_text().startswith("setting,")
 
 
 @pytest.mark.parametrize(
@@ -175,3 +186,32 @@ def test_labels_ending_before_they_start_are_skipped_and_counted(tmp_path):
     assert [(lb.entity, lb.end) for lb in labels] == [("D1", None)]
     assert notes["labels skipped: end before start"] == 1
     assert notes["labels skipped: no entity or start time"] == 1
+
+
+def test_churn_flags_are_scored_against_churn_dates(history, tmp_path):
+    world, folder, _ = history
+    out = tmp_path / "churn"
+    done = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--detector",
+            "customer",
+            "--input",
+            str(folder / "customer_events.csv"),
+            "--labels",
+            str(folder / "churns.csv"),
+            "--labels-entity-column",
+            "customer",
+            "--labels-start-column",
+            "churned",
+            "--output",
+            str(out),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "false visits / customer-quarter" in done.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["default"]["labels"] == len(world.churns)
+    assert summary["default"]["recall"] > 0
+    assert summary["lead_window_hours"] == [168, 2160]
