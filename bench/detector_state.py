@@ -4,7 +4,8 @@ The worker writes each device's detector state to a Faust changelog on every rea
 cost that matters is update + state round trip (serialize, deserialize) per reading. This
 compares, in one process on the same readings:
 
-* ours: ``MetricBaseline`` + CUSUM (``DeviceFaultDetector``), JSON state as the table stores it;
+* ours: ``MetricBaseline`` + the EWMA evidence (``DeviceFaultDetector``), JSON state as the table
+  stores it;
 * river: ``stats.EWMean`` + ``stats.EWVar`` + ``drift.PageHinkley`` per metric, pickled.
 
 Run: ``python bench/detector_state.py`` in an environment with river installed
@@ -101,7 +102,7 @@ if __name__ == "__main__":
     r = statistics.median(r[0] for r in runs["river"])
     print(f"per reading, update + state round trip (median of 3 x {N:,}):")
     print(
-        f"  ours  (CUSUM, spikes, codes, hour profile; JSON) {o:7.1f} us, state "
+        f"  ours  (EWMA evidence, spikes, codes, hour profile; JSON) {o:7.1f} us, state "
         f"{runs['ours'][0][1]:,} bytes"
     )
     print(

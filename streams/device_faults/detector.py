@@ -6,10 +6,11 @@ file and in unit tests. Two layers, as in River:
 * :class:`MetricBaseline` is the scoring core for one metric of one unit, with River's
   contract: ``learn_one(x, hour)`` and ``score_one(x, hour) -> float`` where a higher absolute
   score means more anomalous (a robust z-score against this unit's own hour-of-day baseline).
-* :class:`DeviceFaultDetector` is the alerting layer on top: it combines CUSUM drift evidence,
-  bursts of spikes and error-code bursts per device, confirms before alerting, and keeps one
-  alert per episode (cooldown and hysteresis) with a severity, a confidence and an explanation
-  a technician can read.
+* :class:`DeviceFaultDetector` is the alerting layer on top: it combines each metric's
+  standardised EWMA evidence across the device's metrics (a multivariate EWMA chart), bursts
+  of spikes and error-code bursts, alerts when an episode opens or gets worse, ends the
+  episode when the unit is calm again or has settled at a new normal, and explains each alert
+  per metric with a severity and a confidence a technician can read.
 
 Examples
 --------
