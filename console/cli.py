@@ -156,6 +156,12 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
     help="Folder for the ground truth (default <home>/sim/truth).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="A harder world: faults without precursor codes, excursions that recover, unmarked "
+    "maintenance, sampling from 15 min to 2 h per device, count metrics (docs/detection.md).",
+)
 @click.pass_obj
 def simulate(
     settings: Settings,
@@ -168,6 +174,7 @@ def simulate(
     rate: float,
     out: Path | None,
     quiet: bool,
+    hard: bool,
 ) -> None:
     """Simulate customers, devices, orders and tickets with injected faults and churn."""
     from forewarn.publish import produce, write_lake
@@ -179,6 +186,7 @@ def simulate(
         "seed": seed,
         "start": start_date,
         "telemetry_minutes": telemetry_minutes,
+        "hard": hard,
     }
     world = build_world(
         n_customers=customers,
@@ -186,6 +194,7 @@ def simulate(
         seed=seed,
         start=datetime.fromisoformat(start_date).replace(tzinfo=UTC),
         telemetry_every=timedelta(minutes=telemetry_minutes),
+        hard=hard,
     )
     out = out or settings.home / "sim" / "truth"
     summary = write_truth(world, out, params)

@@ -628,14 +628,18 @@ class DeviceFaultDetector:
         )
 
     def _warmed(self, m: MetricState, now: float) -> bool:
-        """Warm-up by time: the whole daily cycle seen, else the fall-backs (see the class)."""
+        """Warm-up by time: the whole daily cycle seen on ``profile_min`` days, else the
+        fall-backs (see the class). Days, not readings per hour: 15-minute data fills every
+        hour twice in one day, and one day taught its EWMA spread too little (the hard
+        simulator's 15-minute units cried wolf the next morning)."""
         b = m.baseline
         if b.n < b.warmup:
             return False
+        span = now - (m.first_at or now)
         m.warm = (
-            b.profile_ready
+            (b.profile_ready and span >= 0.95 * b.profile_min * 86400)
             or b.n >= self.warmup_readings
-            or now - (m.first_at or now) >= self.warmup_hours_max * 3600
+            or span >= self.warmup_hours_max * 3600
         )
         return m.warm
 
