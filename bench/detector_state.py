@@ -10,8 +10,9 @@ compares, in one process on the same readings:
 
 Run: ``python bench/detector_state.py`` in an environment with river installed
 (``uv pip install river`` into a scratch venv; river is not a dependency of Forewarn). Without
-river, only ours is measured (``--ours-only`` says so explicitly); to compare two versions of
-the detector in the same session, run it twice with ``PYTHONPATH`` set to each checkout.
+river, only ours is measured (``--ours-only`` says so explicitly). ``--compare PATH`` times
+ours against the detector of another checkout (``PATH``, e.g. the main branch's) in one
+process, in alternating rounds, and prints the median ratio.
 """
 
 from __future__ import annotations
@@ -81,10 +82,58 @@ def river_based(events: list[DeviceTelemetry]) -> tuple[float, int]:
     return (time.perf_counter() - start) / len(events) * 1e6, len(blob)
 
 
+def compare(other_root: str, rounds_of: int = 1000) -> str:
+    """Ours against the detector of another checkout (``other_root``), in one process, in
+    alternating rounds of ``rounds_of`` readings after a shared warm-up: on a busy machine the
+    load moves between two separate runs, so only the per-round ratio means something."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "other_detector", f"{other_root}/streams/device_faults/detector.py"
+    )
+    assert spec is not None and spec.loader is not None
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["other_detector"] = other  # dataclasses look their module up
+    spec.loader.exec_module(other)
+    events = readings()
+
+    def run(detector, state_type, chunk, blob):
+        start = time.perf_counter()
+        for e in chunk:
+            state = state_type.from_dict(json.loads(blob))
+            detector.update(state, e)
+            blob = json.dumps(state.to_dict())
+        return (time.perf_counter() - start) / len(chunk) * 1e6, blob
+
+    sides = {
+        "ours": (DeviceFaultDetector(), DeviceState),
+        "other": (other.DeviceFaultDetector(), other.DeviceState),
+    }
+    blobs = {
+        k: run(d, t, events[:2000], json.dumps(t().to_dict()))[1] for k, (d, t) in sides.items()
+    }
+    times: dict[str, list[float]] = {"ours": [], "other": []}
+    for k in range(2000, N, rounds_of):
+        for side, (detector, state_type) in sides.items():
+            spent, blobs[side] = run(detector, state_type, events[k : k + rounds_of], blobs[side])
+            times[side].append(spent)
+    ratios = [o / t for o, t in zip(times["ours"], times["other"], strict=True)]
+    return (
+        f"per reading, update + state round trip, {len(ratios)} alternating rounds of "
+        f"{rounds_of:,}: ours {statistics.median(times['ours']):.1f} us, {other_root} "
+        f"{statistics.median(times['other']):.1f} us; median ratio ours / other "
+        f"{statistics.median(ratios):.3f}"
+    )
+
+
 if __name__ == "__main__":
     import importlib.util
     import sys
 
+    if "--compare" in sys.argv:
+        print(compare(sys.argv[sys.argv.index("--compare") + 1]))
+        sys.exit(0)
     events = readings()
     if "--ours-only" in sys.argv or importlib.util.find_spec("river") is None:
         times = [ours(events) for _ in range(3)]

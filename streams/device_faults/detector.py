@@ -240,10 +240,16 @@ class DeviceState:
         return {
             "metrics": {
                 name: {
+                    # What the baseline learned; its hyperparameters come from the code (a
+                    # third of the document, written on every reading, issue 15).
                     "baseline": {
-                        **vars(m.baseline),
+                        "n": m.baseline.n,
+                        "level": m.baseline.level,
+                        "scale": m.baseline.scale,
                         "profile": list(m.baseline.profile),
                         "profile_n": list(m.baseline.profile_n),
+                        "profile_ready": m.baseline.profile_ready,
+                        "profile_mean": m.baseline.profile_mean,
                     },
                     "first_at": m.first_at,
                     "warm": m.warm,
@@ -845,13 +851,14 @@ class DeviceFaultDetector:
         return False
 
 
-def _conversions(name: str) -> list[tuple[float, float]]:
+@lru_cache(maxsize=4096)
+def _conversions(name: str) -> tuple[tuple[float, float], ...]:
     """The unit conversions a metric's name allows: to its unit's counterpart and back."""
     folded = name.casefold()
     for suffix, (a, c) in UNIT_CONVERSIONS.items():
         if folded.endswith(suffix):
-            return [(a, c), (1 / a, -c / a)]
-    return []
+            return ((a, c), (1 / a, -c / a))
+    return ()
 
 
 def _poisson_tail(k: int, mean: float) -> float:
