@@ -156,6 +156,12 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
     help="Folder for the ground truth (default <home>/sim/truth).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="A harder world: faults without precursor codes, excursions that recover, unmarked "
+    "maintenance, sampling from 15 min to 2 h per device, count metrics (docs/detection.md).",
+)
 @click.pass_obj
 def simulate(
     settings: Settings,
@@ -168,6 +174,7 @@ def simulate(
     rate: float,
     out: Path | None,
     quiet: bool,
+    hard: bool,
 ) -> None:
     """Simulate customers, devices, orders and tickets with injected faults and churn."""
     from forewarn.publish import produce, write_lake
@@ -179,6 +186,7 @@ def simulate(
         "seed": seed,
         "start": start_date,
         "telemetry_minutes": telemetry_minutes,
+        "hard": hard,
     }
     world = build_world(
         n_customers=customers,
@@ -186,6 +194,7 @@ def simulate(
         seed=seed,
         start=datetime.fromisoformat(start_date).replace(tzinfo=UTC),
         telemetry_every=timedelta(minutes=telemetry_minutes),
+        hard=hard,
     )
     out = out or settings.home / "sim" / "truth"
     summary = write_truth(world, out, params)
@@ -290,6 +299,157 @@ def replay(
         _fail(exc)
     write_alerts(result.alerts, output)
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
+
+
+@main.command()
+@click.option(
+    "--detector",
+    type=click.Choice(["device", "customer"]),
+    default="device",
+    show_default=True,
+    help="device: readings against failures; customer: events against churn dates.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Readings (device) or customer events, CSV or Parquet.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV of failures (entity,start) or labelled anomaly windows (entity,start,end).",
+)
+@click.option("--time-column", default="time", show_default=True, help="Reading time column.")
+@click.option(
+    "--entity-column", default=None, help="Device column (default device_id) or customer_id."
+)
+@click.option(
+    "--kind-column", default="event", show_default=True, help="order/ticket/... (customer)."
+)
+@click.option(
+    "--value-columns", default="", help="Comma-separated metric columns (default: numeric)."
+)
+@click.option("--error-codes-column", default=None, help="Error codes, ';'-separated.")
+@click.option("--mode-column", default=None, help="normal/maintenance/self_test (device).")
+@click.option("--firmware-column", default=None, help="Firmware version (device).")
+@click.option("--labels-entity-column", default="entity", show_default=True)
+@click.option("--labels-start-column", default="start", show_default=True)
+@click.option("--labels-end-column", default="end", show_default=True)
+@click.option(
+    "--lead-min-hours",
+    type=float,
+    default=None,
+    help="A visit must come at least this long before a failure (1; customer: 168).",
+)
+@click.option(
+    "--lead-max-hours",
+    type=float,
+    default=None,
+    help="... and at most this long before it or a window's start (48; customer: 2160).",
+)
+@click.option(
+    "--visit-hours",
+    type=float,
+    default=None,
+    help="Alerts of an entity this close together are one visit (24; customer: 720).",
+)
+@click.option(
+    "--recovery-hours",
+    type=float,
+    default=None,
+    help="Visits this long after a failure are neither caught nor false (72; customer: 0).",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/evaluate"),
+    show_default=True,
+    help="Folder for summary.json, sweep.csv, sweep.png.",
+)
+def evaluate(
+    detector: str,
+    input_path: Path,
+    labels_path: Path,
+    time_column: str,
+    entity_column: str | None,
+    kind_column: str,
+    value_columns: str,
+    error_codes_column: str | None,
+    mode_column: str | None,
+    firmware_column: str | None,
+    labels_entity_column: str,
+    labels_start_column: str,
+    labels_end_column: str,
+    lead_min_hours: float | None,
+    lead_max_hours: float | None,
+    visit_hours: float | None,
+    recovery_hours: float | None,
+    output: Path,
+) -> None:
+    """Labelled backtest of a detector: recall within the lead window, false visits per
+    device (or customer) and quarter, lead times, and a threshold sweep (docs/detection.md)."""
+    import pandas as pd
+
+    from streams.evaluate import evaluate_customers, evaluate_devices, write
+
+    customer = detector == "customer"
+    labels = dict(
+        labels_entity_column=labels_entity_column,
+        labels_start_column=labels_start_column,
+        labels_end_column=labels_end_column,
+        lead_min_hours=lead_min_hours if lead_min_hours is not None else (168 if customer else 1),
+        lead_max_hours=lead_max_hours if lead_max_hours is not None else (2160 if customer else 48),
+        visit_hours=visit_hours if visit_hours is not None else (720 if customer else 24),
+        recovery_hours=recovery_hours if recovery_hours is not None else (0 if customer else 72),
+    )
+    try:
+        if customer:
+            evaluation = evaluate_customers(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "customer_id",
+                kind_column=kind_column,
+                **labels,
+            )
+        else:
+            evaluation = evaluate_devices(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "device_id",
+                value_columns=[c for c in value_columns.split(",") if c],
+                error_codes_column=error_codes_column,
+                mode_column=mode_column,
+                firmware_column=firmware_column,
+                **labels,
+            )
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        _fail(ValueError(str(exc) or type(exc).__name__))
+    except (OSError, ImportError) as exc:  # an unreadable file, Parquet without pyarrow
+        _fail(exc)
+    paths = write(evaluation, output)
+    d = evaluation.default
+    click.echo(evaluation.table())
+    click.echo(
+        f"\ndefault: recall {d.recall} ({d.caught} of {d.labels} labels), "
+        f"{d.false_visits_per_device_quarter} false visits per {evaluation.unit}-quarter "
+        f"({d.false_visits} of {d.visits} visits over {d.device_quarters} device-quarters), "
+        f"lead hours {d.lead_quantiles() or '-'}; alerts inside labelled spans {d.alerts_inside}, "
+        f"outside {d.alerts_outside}"
+    )
+    summary = evaluation.summary
+    click.echo(
+        json.dumps(
+            {k: summary[k] for k in ("rows", "entities", "skipped", "notes", "labels")}
+            | {k: str(p) for k, p in paths.items()},
+            indent=2,
+        )
+    )
 
 
 # --- lifetime value ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ MODULES = [
     "simulator",
     "streams.device_faults.detector",
     "streams.device_faults.step",
+    "streams.evaluate",
     "streams.customer_risk.detector",
     "streams.customer_risk.step",
     "models.customer_state",
