@@ -492,9 +492,11 @@ def outreach_import(settings: Settings, path: Path) -> None:
 @outreach.command("escalate")
 @click.pass_obj
 def outreach_escalate(settings: Settings) -> None:
-    """Raise the priority of tasks past their due time (the background loops do it every
-    minute)."""
-    click.echo(f"escalated {len(_outreach_store(settings).escalate_overdue())} tasks")
+    """Raise the priority of tasks past their due time and expire those left too long after
+    it (the background loops do both every minute)."""
+    store = _outreach_store(settings)
+    escalated, expired = store.escalate_overdue(), store.expire_stale()
+    click.echo(f"escalated {len(escalated)} tasks, expired {len(expired)}")
 
 
 # --- worker and demo ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ MODULES = [
     "models.clv",
     "outreach.api.ratelimit",
     "outreach.db",
+    "outreach.rules",
 ]
 
 

@@ -12,19 +12,11 @@ from sqlalchemy.orm import Session
 from outreach.config import OutreachSettings
 from outreach.crud import tokens
 from outreach.crud.tokens import Principal
-from outreach.rules import OutreachRules
+from outreach.rules import ROLE_KINDS, OutreachRules
 
 #: The page login's cookie: a server-side session id (outreach.crud.tokens.open_session),
 #: never the token itself, so a stolen cookie dies with the session and logout really ends it.
 COOKIE = "forewarn_session"
-#: Which task kinds each role works on (and so may read and change).
-ROLE_KINDS: dict[str, frozenset[str]] = {
-    "technician": frozenset({"visit"}),
-    "dispatcher": frozenset({"visit"}),
-    "retention": frozenset({"retention"}),
-    "support": frozenset({"feedback"}),
-    "admin": frozenset({"visit", "retention", "feedback"}),
-}
 HOME = {
     "technician": "/board",
     "dispatcher": "/board",

@@ -29,8 +29,12 @@ from outreach.rules import (
     priority_of,
     queue_of,
     suggestion_of,
+    task_key,
     title_of,
 )
+
+#: Kinds of task that are pointless once the customer has left (a reply is still owed).
+GONE_KINDS = ("visit", "retention")
 
 
 def upsert_alert(
@@ -43,19 +47,21 @@ def upsert_alert(
         if seen.task_id is None:
             return None
         return as_event(session.get_one(Task, seen.task_id), created=False)
-    task = session.scalars(
-        select(Task).where(Task.open_key == alert.dedup_key).with_for_update()
-    ).one_or_none()
     kind = TASK_KIND[alert.kind]
-    if task is None and _recently_done(session, alert, kind, rules):
+    key = task_key(alert, kind)
+    task = session.scalars(select(Task).where(Task.open_key == key).with_for_update()).one_or_none()
+    profile = session.get(CustomerProfile, alert.customer_id)
+    if task is None and (
+        _recently_done(session, alert, kind, key, rules) or _gone(profile, alert, kind)
+    ):
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=None))
         return None
     created = task is None
     if task is None:
-        task = _new_task(session, alert, kind, now, rules)
+        task = _new_task(session, alert, kind, key, profile, now, rules)
         action = "created"
     else:
-        _refresh(task, alert, now)
+        _refresh(task, alert, profile, now)
         action = "refreshed"
     session.add(AlertSeen(alert_id=alert.alert_id, task_id=task.id))
     add_history(
@@ -86,33 +92,62 @@ def as_event(task: Task, created: bool) -> OutreachTask:
     )
 
 
-def _recently_done(session: Session, alert: Alert, kind: str, rules: OutreachRules) -> bool:
+def _gone(profile: CustomerProfile | None, alert: Alert, kind: str) -> bool:
+    """The customer cancelled before this evidence: nobody to visit or keep."""
+    return (
+        kind in GONE_KINDS
+        and profile is not None
+        and profile.left_at is not None
+        and alert.event_time >= profile.left_at
+    )
+
+
+def _recently_done(
+    session: Session, alert: Alert, kind: str, key: str, rules: OutreachRules
+) -> bool:
     window = rules.suppress_after_done.get(kind)
     if window is None:
         return False
     last = session.scalars(
         select(Task)
-        .where(Task.dedup_key == alert.dedup_key, Task.status == "done")
+        .where(Task.dedup_key == key, Task.status == "done")
         .order_by(Task.closed_at.desc())
         .limit(1)
     ).one_or_none()
-    return (
-        last is not None
-        and last.closed_at is not None
-        and (alert.event_time - last.closed_at < window)
-    )
+    if last is None or last.closed_at is None or alert.event_time - last.closed_at >= window:
+        return False
+    if kind == "feedback":
+        # One reply task per customer: a new ticket after the reply is a new conversation;
+        # only news of a ticket already answered is suppressed.
+        return any(a.get("dedup_key") == alert.dedup_key for a in last.evidence.get("alerts", []))
+    return True
+
+
+def _tier_and_value(alert: Alert, profile: CustomerProfile | None) -> tuple[str, float]:
+    """The customer's value tier and value at stake: the alert's own (customer alerts carry
+    them), else the profile's (the nightly's customer-values, for device alerts)."""
+    tier = str(alert.evidence.get("value_tier") or (profile.value_tier if profile else ""))
+    value = alert.evidence.get("value_eur")
+    if not isinstance(value, int | float) or value <= 0:
+        value = profile.value_eur if profile and profile.value_eur else 0.0
+    return tier, float(value)
 
 
 def _new_task(
-    session: Session, alert: Alert, kind: str, now: datetime, rules: OutreachRules
+    session: Session,
+    alert: Alert,
+    kind: str,
+    key: str,
+    profile: CustomerProfile | None,
+    now: datetime,
+    rules: OutreachRules,
 ) -> Task:
-    profile = session.get(CustomerProfile, alert.customer_id)
-    tier = str(alert.evidence.get("value_tier") or (profile.value_tier if profile else ""))
+    tier, value = _tier_and_value(alert, profile)
     holdout = kind == "retention" and in_holdout(alert.customer_id, rules)
     task = Task(
         id=str(uuid.uuid4()),
-        dedup_key=alert.dedup_key,
-        open_key=None if holdout else alert.dedup_key,
+        dedup_key=key,
+        open_key=None if holdout else key,
         kind=kind,
         status="cancelled" if holdout else "open",
         customer_id=alert.customer_id,
@@ -122,8 +157,9 @@ def _new_task(
         evidence={"alerts": [_evidence(alert)]},
         severity=alert.severity,
         confidence=alert.confidence,
-        priority=priority_of(alert),
-        value_at_stake=float(alert.evidence.get("value_eur", 0.0) or 0.0),
+        priority=priority_of(alert, tier),
+        value_at_stake=value,
+        value_tier=tier,
         team=TEAM[kind],
         queue=queue_of(
             kind,
@@ -195,19 +231,21 @@ def _link(session: Session, task: Task, now: datetime) -> None:
         )
 
 
-def _refresh(task: Task, alert: Alert, now: datetime) -> None:
+def _refresh(task: Task, alert: Alert, profile: CustomerProfile | None, now: datetime) -> None:
     # Fresh evidence refreshes the task; priority and due time only ever tighten.
+    tier, value = _tier_and_value(alert, profile)
     task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
     task.explanation = alert.explanation
+    if task.kind == "visit":
+        task.title = title_of(alert, task.kind)
     task.confidence = max(task.confidence, alert.confidence)
     if SEVERITY_RANK[alert.severity] > SEVERITY_RANK[task.severity]:
         task.severity = alert.severity
-    task.priority = max(task.priority, priority_of(alert))
+    task.value_tier = tier or task.value_tier
+    task.priority = max(task.priority, priority_of(alert, task.value_tier))
     task.due_at = min(task.due_at, due_of(alert, task.kind))
     task.last_evidence_at = max(task.last_evidence_at, alert.event_time)
-    task.value_at_stake = max(
-        task.value_at_stake, float(alert.evidence.get("value_eur", 0.0) or 0.0)
-    )
+    task.value_at_stake = max(task.value_at_stake, value)
     task.alert_count += 1
     task.updated_at = now
 
@@ -215,6 +253,7 @@ def _refresh(task: Task, alert: Alert, now: datetime) -> None:
 def _evidence(alert: Alert) -> dict:
     return {
         "alert_id": alert.alert_id,
+        "dedup_key": alert.dedup_key,
         "at": alert.event_time.isoformat(),
         "detector": alert.detector,
         "fault_kind": alert.fault_kind,
