@@ -38,10 +38,32 @@ class TaskPublic(BaseModel):
     linked_task_id: str | None
     holdout: bool
     escalated: bool
+    value_tier: str
+    flag: str
+    close_reason: str
+    missed: bool
+    attempts: int
+    snoozed_until: datetime | None
     detected_at: datetime
     due_at: datetime
+    closed_at: datetime | None
     alert_count: int
     version: int
+
+
+class TaskPage(BaseModel):
+    """One page of a task list; pass ``next_cursor`` as ``cursor`` for the next (None: the
+    last page)."""
+
+    items: list[TaskPublic]
+    next_cursor: str | None
+    total: int = Field(description="tasks matching the filters, on every page")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: what went wrong and how to fix it, in words."""
+
+    detail: str | list[dict[str, Any]]
 
 
 class TaskDetail(TaskPublic):
@@ -61,6 +83,50 @@ class TaskDetail(TaskPublic):
             evidence=task.evidence,
             history=history,
         )
+
+
+Note = Field(default="", max_length=2000)
+Reason = Field(max_length=2000, min_length=1)
+
+
+class AssignIn(BaseModel):
+    """Give an open task to someone (a known member of the team), or take it back."""
+
+    assignee: str = Field(max_length=64, min_length=1)
+    note: str = Note
+    expected_version: int | None = None
+
+
+class VersionIn(BaseModel):
+    expected_version: int | None = None
+
+
+class RescheduleIn(BaseModel):
+    due_at: datetime
+    reason: str = Reason
+    expected_version: int | None = None
+
+
+class SnoozeIn(BaseModel):
+    until: datetime
+    reason: str = Reason
+    expected_version: int | None = None
+
+
+class ReopenIn(BaseModel):
+    reason: str = Reason
+    expected_version: int | None = None
+
+
+class OutcomeIn(BaseModel):
+    """What a contact achieved. ``no_answer`` counts an attempt and keeps the task open; any
+    other outcome closes it. ``linked_outcome`` closes the linked task too (one contact covers
+    both); without it the linked task is told about the contact and stays open."""
+
+    outcome: str = Field(max_length=32)
+    note: str = Note
+    linked_outcome: str | None = Field(default=None, max_length=32)
+    expected_version: int | None = None
 
 
 class TransitionIn(BaseModel):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from outreach import background as background_loops
+from outreach.api.deps import system_clock
 from outreach.api.headers import SecurityHeaders
 from outreach.api.ratelimit import LoginLimits
 from outreach.api.routes import customers, docs, lists, pages, tasks, webhooks
@@ -51,10 +53,14 @@ class OutreachApp(FastAPI):
 
 
 def create_app(
-    settings: OutreachSettings, store: TaskStore | None = None, background: bool | None = None
+    settings: OutreachSettings,
+    store: TaskStore | None = None,
+    background: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """The service on ``store`` (default: one on ``settings.database_url``). ``background``
-    overrides ``settings.background``: whether this process runs the background loops."""
+    overrides ``settings.background``: whether this process runs the background loops.
+    ``clock`` is the one clock of every view (default: the system's, aware UTC)."""
     store = store or TaskStore(settings.database_url)
     run_loops = settings.background if background is None else background
     stop = threading.Event()
@@ -85,6 +91,7 @@ def create_app(
     app.state.store, app.state.settings = store, settings
     app.state.sessions, app.state.rules = store.sessions, store.rules
     app.state.csrf_key = secrets.token_bytes(32)
+    app.state.clock = clock or system_clock
     app.state.login_limits = LoginLimits()
     for router in (tasks.router, lists.router, customers.router, webhooks.router):
         app.include_router(router)
