@@ -21,6 +21,7 @@ MODULES = [
     "outreach.api.ratelimit",
     "outreach.db",
     "outreach.rules",
+    "outreach.uplift",
 ]
 
 
