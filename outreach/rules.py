@@ -267,9 +267,10 @@ def suggestion_of(alert: Alert, kind: str) -> str:
     """A suggested next step, so nobody starts from a blank page."""
     if kind == "visit":
         skill = SKILLS.get(str(alert.evidence.get("device_type", "")), "general")
+        problem = problem_of(alert.fault_kind, alert.explanation)
         return (
-            f"Call the customer to book a visit; send a {skill} technician with spare "
-            f"parts for {alert.fault_kind or 'the fault'}; check and tune after the fix."
+            f"Call the customer to book a visit; send a {skill} technician with the spare "
+            f"parts for what the unit shows ({problem}); check and tune after the fix."
         )
     if kind == "retention":
         reasons = alert.evidence.get("reasons") or []
