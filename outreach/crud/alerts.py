@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.events import Alert, OutreachTask
-from outreach.crud.tasks import add_history
+from outreach.crud.tasks import add_history, close_as_missed
 from outreach.crud.webhooks import add_delivery
 from outreach.models import OPEN_STATUSES, AlertSeen, CustomerProfile, Task
 from outreach.rules import (
+    LEFT_BEFORE_CONTACT,
     SEVERITY_RANK,
     TASK_KIND,
     TEAM,
@@ -72,7 +73,27 @@ def upsert_alert(
         detail={"alert_id": alert.alert_id, "severity": alert.severity},
     )
     add_delivery(session=session, task=task, event=f"task.{action}", now=now)
+    if created and task.status == "open" and _left_after(profile, alert, kind):
+        # The cancellation was applied before this older evidence arrived (tickets and alerts
+        # are separate topics): the task is born closed, as it would have been closed had the
+        # alert come first. Either order ends the same way.
+        close_as_missed(
+            session=session,
+            task=task,
+            reason=LEFT_BEFORE_CONTACT,
+            now=now,
+            detail={"left_at": profile.left_at.isoformat() if profile and profile.left_at else ""},
+        )
     return as_event(task, created=created)
+
+
+def _left_after(profile: CustomerProfile | None, alert: Alert, kind: str) -> bool:
+    return (
+        kind in GONE_KINDS
+        and profile is not None
+        and profile.left_at is not None
+        and alert.event_time < profile.left_at
+    )
 
 
 def as_event(task: Task, created: bool) -> OutreachTask:

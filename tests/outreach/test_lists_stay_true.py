@@ -87,7 +87,20 @@ def test_no_new_proactive_task_opens_for_a_customer_who_left(any_store):
     any_store.apply_ticket(_ticket("cancellation", 5))
     assert any_store.upsert_alert(_visit(9)) is None, "evidence after the cancellation"
     assert any_store.upsert_alert(_retention(10)) is None
-    assert any_store.upsert_alert(_visit(2)) is not None, "evidence from before it still counts"
+    assert any_store.daily_list("visit") == [] and any_store.daily_list("retention") == []
+
+
+def test_late_evidence_from_before_a_cancellation_ends_as_if_it_had_come_first(any_store):
+    """Tickets and alerts are separate topics: either order ends with the same task."""
+    any_store.apply_ticket(_ticket("cancellation", 5))
+    late = any_store.upsert_alert(_visit(2))
+    task = any_store.get(late.task_id)
+    assert (task.status, task.close_reason, task.missed) == (
+        "cancelled",
+        LEFT_BEFORE_CONTACT,
+        True,
+    )
+    assert any_store.daily_list("visit") == []
 
 
 def test_a_replayed_cancellation_changes_nothing(any_store):
