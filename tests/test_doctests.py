@@ -11,6 +11,7 @@ MODULES = [
     "forewarn.events",
     "forewarn.registry",
     "forewarn.settings",
+    "forewarn.value",
     "simulator",
     "streams.device_faults.detector",
     "streams.device_faults.step",

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forewarn.events import Alert, OutreachTask
+from forewarn.value import churn_probability, value_at_risk
 from outreach.crud.tasks import add_history, close_as_missed
 from outreach.crud.webhooks import add_delivery
 from outreach.models import OPEN_STATUSES, AlertSeen, CustomerProfile, Task
@@ -146,12 +147,22 @@ def _recently_done(
 
 def _tier_and_value(alert: Alert, profile: CustomerProfile | None) -> tuple[str, float]:
     """The customer's value tier and value at stake: the alert's own (customer alerts carry
-    them), else the profile's (the nightly's customer-values, for device alerts)."""
+    them), else the profile's (the nightly's customer-values, for device alerts).
+
+    For a churn alert the value at stake is the value at risk, P(churn) x 365-day value
+    (:func:`forewarn.value.value_at_risk`), as the nightly's at-risk list has it; for a
+    visit or a reply, the customer's 365-day value."""
     tier = str(alert.evidence.get("value_tier") or (profile.value_tier if profile else ""))
     value = alert.evidence.get("value_eur")
     if not isinstance(value, int | float) or value <= 0:
         value = profile.value_eur if profile and profile.value_eur else 0.0
-    return tier, float(value)
+    p_churn = churn_probability(alert.evidence) if alert.kind == "churn_risk" else None
+    at_risk = alert.evidence.get("value_at_risk")
+    if alert.kind == "churn_risk" and isinstance(at_risk, int | float):
+        value = at_risk  # the nightly's own figure, to the cent
+    elif p_churn is not None:
+        value = value_at_risk(p_churn, float(value))
+    return tier, round(float(value), 2)
 
 
 def _new_task(
@@ -263,10 +274,14 @@ def _refresh(task: Task, alert: Alert, profile: CustomerProfile | None, now: dat
     if SEVERITY_RANK[alert.severity] > SEVERITY_RANK[task.severity]:
         task.severity = alert.severity
     task.value_tier = tier or task.value_tier
+    if task.kind == "retention":
+        task.queue = queue_of(task.kind, "", task.value_tier, "")  # one tier on every screen
     task.priority = max(task.priority, priority_of(alert, task.value_tier))
     task.due_at = min(task.due_at, due_of(alert, task.kind))
     task.last_evidence_at = max(task.last_evidence_at, alert.event_time)
-    task.value_at_stake = max(task.value_at_stake, value)
+    # The latest figure, not the largest: the value at risk moves with P(churn) (issue 17:
+    # the list and the nightly's at-risk page must show the same number).
+    task.value_at_stake = value if task.kind == "retention" else max(task.value_at_stake, value)
     task.alert_count += 1
     task.updated_at = now
 

@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "device_id",
     "severity",
     "queue",
+    "value_tier",
     "value_at_stake",
     "due_at",
     "status",
