@@ -481,7 +481,8 @@ def outreach_token_revoke(settings: Settings, name: str | None, token_file: str 
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
 def outreach_import(settings: Settings, path: Path) -> None:
-    """Load customer_id, territory, value_tier, preferred_channel from a CSV (for routing)."""
+    """Load customers from a CSV: customer_id, and any of territory, value_tier,
+    preferred_channel (routing) and name, phone, email, address (contact details)."""
     import csv
 
     with path.open() as fh:
