@@ -302,3 +302,25 @@ def test_every_time_uses_one_format_and_the_service_clock(site):
     shown = [t for t in times if not t.startswith(("2026-01-05T", "2026-01-06T"))]
     assert shown and all(t.endswith(" UTC") for t in shown), shown
     assert datetime(2026, 1, 6, 6, tzinfo=UTC) == NOW
+
+
+def test_claiming_from_the_list_returns_to_the_list_on_this_site_only(site):
+    login, store = site
+    first, second = _visits(store, 2)
+    client = login("technician")
+    board = client.get("/board?severity=critical").text
+    csrf = _csrf(board)
+    back = client.post(
+        f"/tasks/{first}/claim",
+        data={"csrf": csrf, "version": "1", "back": "/board?severity=critical"},
+        follow_redirects=False,
+    )
+    assert back.headers["location"] == "/board?severity=critical"
+    assert store.get(first).assignee == "technician-user"
+    for evil in ("//evil.example/board", "/\\evil.example", "https://evil.example/"):
+        answer = client.post(
+            f"/tasks/{second}/claim",
+            data={"csrf": csrf, "version": str(store.get(second).version), "back": evil},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == "/board", evil

@@ -8,6 +8,7 @@ due window, assignee and a search over customer id and name, device and title.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -193,5 +194,6 @@ def claim_from_list(
         session.rollback()
         flash(request, session, f"Could not take “{title}”: {exc}", "error")
     session.commit()
-    target = back if back.startswith("/") and not back.startswith("//") else PAGE_OF_KIND["visit"]
+    # Back to the list it came from, on this site only ("//x" or "/\\x" would leave it).
+    target = back if re.fullmatch(r"/[a-z]+(\?[^\\]*)?", back) else PAGE_OF_KIND[task.kind]
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
