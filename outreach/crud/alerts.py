@@ -268,8 +268,8 @@ def _refresh(task: Task, alert: Alert, profile: CustomerProfile | None, now: dat
     tier, value = _tier_and_value(alert, profile)
     task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
     task.explanation = alert.explanation
-    if task.kind == "visit":
-        task.title = title_of(alert, task.kind)
+    if task.kind == "visit" and alert.event_time >= task.last_evidence_at:
+        task.title = title_of(alert, task.kind)  # the newest evidence says what is wrong now
     task.confidence = max(task.confidence, alert.confidence)
     if SEVERITY_RANK[alert.severity] > SEVERITY_RANK[task.severity]:
         task.severity = alert.severity
