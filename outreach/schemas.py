@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from outreach.models import Task
+from outreach.models import CustomerProfile, Task
 
 
 class TaskPublic(BaseModel):
@@ -66,14 +66,32 @@ class ErrorOut(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+class CustomerPublic(BaseModel):
+    """Whom to contact and how (the customer's profile)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    customer_id: str
+    name: str
+    preferred_channel: str
+    phone: str
+    email: str
+    address: str
+    territory: str
+    value_tier: str
+    value_eur: float | None
+    left_at: datetime | None
+
+
 class TaskDetail(TaskPublic):
-    """One task with its evidence and history."""
+    """One task with its evidence, history and the customer's contact details."""
 
     evidence: dict[str, Any]
     history: list[dict[str, Any]]
+    customer: CustomerPublic | None = None
 
     @classmethod
-    def of(cls, task: Task) -> TaskDetail:
+    def of(cls, task: Task, profile: CustomerProfile | None = None) -> TaskDetail:
         history = [
             {"at": h.at, "actor": h.actor, "action": h.action, "detail": h.detail}
             for h in task.history
@@ -82,6 +100,7 @@ class TaskDetail(TaskPublic):
             **TaskPublic.model_validate(task).model_dump(),
             evidence=task.evidence,
             history=history,
+            customer=CustomerPublic.model_validate(profile) if profile else None,
         )
 
 

@@ -244,3 +244,12 @@ def test_kpis_count_misses_for_your_kinds(api, any_store):
     (kpis,) = client.get("/api/kpis", headers=auth(tokens, "dispatcher")).json()
     assert kpis["kind"] == "visit" and kpis["missed"] == 1
     assert kpis["missed_by_reason"] == {"customer left before contact": 1}
+
+
+def test_a_task_comes_with_the_customers_contact_details(api, any_store):
+    client, tokens, visit = api
+    any_store.import_customers(
+        [{"customer_id": "C00001", "name": "Ada Lovelace", "phone": "+44 1", "email": "a@x.org"}]
+    )
+    task = client.get(f"/api/tasks/{visit.task_id}", headers=auth(tokens, "technician")).json()
+    assert task["customer"]["name"] == "Ada Lovelace" and task["customer"]["phone"] == "+44 1"

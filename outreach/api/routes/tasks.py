@@ -20,6 +20,7 @@ from outreach.api.deps import (
     require_action,
     require_kind,
 )
+from outreach.crud import customers as customer_crud
 from outreach.crud import tasks as crud
 from outreach.crud import tokens
 from outreach.crud.tasks import InvalidTransition, StaleTask, TaskFilter, TaskNotFound, UnknownStaff
@@ -145,7 +146,11 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail)
 def read_task(task_id: str, session: SessionDep, user: CurrentUser) -> TaskDetail:
-    return TaskDetail.of(_get(session, task_id, user))
+    """The task with its evidence, history and the customer's contact details."""
+    task = _get(session, task_id, user)
+    return TaskDetail.of(
+        task, customer_crud.get_profile(session=session, customer_id=task.customer_id)
+    )
 
 
 @router.post("/tasks/{task_id}/transition", response_model=TaskPublic, responses=CHANGE_ERRORS)
