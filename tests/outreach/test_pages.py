@@ -324,3 +324,12 @@ def test_claiming_from_the_list_returns_to_the_list_on_this_site_only(site):
             follow_redirects=False,
         )
         assert answer.headers["location"] == "/board", evil
+
+
+def test_an_admin_is_offered_no_take_it_button_they_could_not_use(site):
+    login, store = site
+    (visit,) = _visits(store, 1)
+    admin = login("admin")
+    assert "Take it" not in admin.get("/board").text
+    assert 'id="claim"' not in admin.get(f"/tasks/{visit}").text
+    assert "Take it" in login("technician").get("/board").text

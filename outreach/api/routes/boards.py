@@ -102,6 +102,7 @@ def list_page(
         now=now,
     )
     capacity = task_crud.capacity(rules=rules, kind=kind)
+    staff = staff_for(session, kind)
     total = task_crud.count_tasks(session=session, where=where)
     tasks = task_crud.list_tasks(session=session, where=where, limit=capacity * n)
     tasks = tasks[capacity * (n - 1) :]
@@ -137,11 +138,13 @@ def list_page(
         "skills": sorted(set(SKILLS.values()) | {"general"}) if kind == "visit" else [],
         "severities": SEVERITIES,
         "due_windows": {k: label for k, (label, _) in DUE_WINDOWS.items()},
-        "staff": sorted(staff_for(session, kind)),
+        "staff": sorted(staff),
         "kpis": task_crud.proactive_kpis(session=session, kind=kind),
+        # "Take it" only for people tasks of this kind can be given to (not an admin).
         "can": {
             t.id: may_act(user.role, user.name, kind, t.assignee, "claim") is None
             and t.assignee != user.name
+            and user.name in staff
             for t in tasks
         },
     }

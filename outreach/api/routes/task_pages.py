@@ -73,7 +73,9 @@ def task_context(
         for a in task.evidence.get("alerts", [])
     ]
     can = {a: may_act(user.role, user.name, task.kind, task.assignee, a) is None for a in ACTIONS}
-    staff = sorted(staff_for(session, task.kind)) if can["assign"] else []
+    team = staff_for(session, task.kind)
+    can["claim"] = can["claim"] and user.name in team  # an admin is nobody's assignee
+    staff = sorted(team) if can["assign"] else []
     history = list(task.history)
     session.commit()
     return {
