@@ -260,7 +260,8 @@ def _login(driver, url: str, token: str) -> WebDriverWait:
     driver.get(f"{url}/login")
     wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(token)
     driver.find_element(By.ID, "login").click()
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "main h1")))
+    # The login page has a heading too: wait for the list the login leads to.
+    wait.until(ec.presence_of_element_located((By.ID, "filters")))
     return wait
 
 
