@@ -641,7 +641,8 @@ def outreach_token_revoke(settings: Settings, name: str | None, token_file: str 
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
 def outreach_import(settings: Settings, path: Path) -> None:
-    """Load customer_id, territory, value_tier, preferred_channel from a CSV (for routing)."""
+    """Load customers from a CSV: customer_id, and any of territory, value_tier,
+    preferred_channel (routing) and name, phone, email, address (contact details)."""
     import csv
 
     with path.open() as fh:
@@ -652,9 +653,11 @@ def outreach_import(settings: Settings, path: Path) -> None:
 @outreach.command("escalate")
 @click.pass_obj
 def outreach_escalate(settings: Settings) -> None:
-    """Raise the priority of tasks past their due time (the background loops do it every
-    minute)."""
-    click.echo(f"escalated {len(_outreach_store(settings).escalate_overdue())} tasks")
+    """Raise the priority of tasks past their due time and expire those left too long after
+    it (the background loops do both every minute)."""
+    store = _outreach_store(settings)
+    escalated, expired = store.escalate_overdue(), store.expire_stale()
+    click.echo(f"escalated {len(escalated)} tasks, expired {len(expired)}")
 
 
 # --- worker and demo ---------------------------------------------------------------------------

@@ -252,6 +252,7 @@ def build_at_risk_list(
     """Rank today's customers by value at risk (P(churn) x 365-day CLV), keep the team's
     capacity, upsert them as retention tasks (one per customer, shared with the streams) and
     export the list as CSV."""
+    from forewarn.value import value_at_risk
     from models.churn import ModelRegistry
     from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
     from outreach.migrate import migrate
@@ -269,7 +270,7 @@ def build_at_risk_list(
     today = today.join(values[["clv_365d", "value_tier"]], on="customer_id")
     today["clv_365d"] = today["clv_365d"].fillna(0.0)
     today["value_tier"] = today["value_tier"].fillna("bronze")
-    today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
+    today["value_at_risk"] = value_at_risk(today["p_churn"], today["clv_365d"])
     top = today.sort_values("value_at_risk", ascending=False).head(capacity)
     migrate(database_url)  # the nightly may run before the outreach service ever started
     store = TaskStore(database_url)
@@ -296,6 +297,7 @@ def build_at_risk_list(
                     "value_eur": round(float(r["clv_365d"]), 2),
                     "value_tier": r["value_tier"],
                     "p_churn": float(r["p_churn"]),
+                    "value_at_risk": round(float(r["value_at_risk"]), 2),
                     "features": features,
                 },
                 detector="nightly_at_risk.v1",

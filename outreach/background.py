@@ -1,9 +1,9 @@
 """The outreach service's background loops, started in one place.
 
-Two loops run beside the web pages: escalation of overdue tasks (every minute) and, when a
-webhook is configured, delivery of the outbox. Several web replicas must not each run them,
-so a replica runs them only if ``FOREWARN_OUTREACH_BACKGROUND`` is on (the default, right for
-the single-process local stack); with several replicas, turn it off on all of them and run
+Two loops run beside the web pages: escalation and expiry of overdue tasks (every minute)
+and, when a webhook is configured, delivery of the outbox. Several web replicas must not each
+run them, so a replica runs them only if ``FOREWARN_OUTREACH_BACKGROUND`` is on (the default,
+right for the single-process local stack); with several replicas, turn it off on all of them and run
 ``forewarn outreach background`` once (docs/operations.md). Run per replica, two passes
 could escalate one task twice and post one delivery twice (issue 14, item 7).
 """
@@ -23,10 +23,12 @@ ESCALATE_EVERY_S = 60.0
 
 
 def escalate_forever(store: TaskStore, stop: threading.Event) -> None:
-    """Escalate overdue tasks every :data:`ESCALATE_EVERY_S` until ``stop`` is set."""
+    """Every :data:`ESCALATE_EVERY_S` until ``stop`` is set: escalate overdue tasks, and
+    expire those left too long after their due time (outreach.rules.EXPIRE_AFTER_DUE)."""
     while not stop.wait(ESCALATE_EVERY_S):
         try:
             store.escalate_overdue()
+            store.expire_stale()
         except Exception:
             log.exception("escalation pass failed; retrying")
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from forewarn.events import Alert, OutreachTask
+from forewarn.events import Alert, CustomerValue, OutreachTask, Ticket
 from outreach.crud import alerts, customers, tokens
 from outreach.crud import tasks as task_crud
 from outreach.crud.tasks import SYSTEM_ACTOR, InvalidTransition, StaleTask, TaskNotFound
@@ -105,6 +105,66 @@ class TaskStore:
                 session=session, rules=self.rules, now=now or datetime.now(UTC)
             )
 
+    def expire_stale(self, now: datetime | None = None) -> list[str]:
+        """Close open tasks long past due as expired (:func:`outreach.crud.tasks.expire_stale`)."""
+        with self.sessions.begin() as session:
+            return task_crud.expire_stale(session=session, now=now or datetime.now(UTC))
+
+    def record_outcome(
+        self,
+        task_id: str,
+        *,
+        outcome: str,
+        actor: str,
+        note: str = "",
+        linked_outcome: str | None = None,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Task:
+        """See :func:`outreach.crud.tasks.record_outcome`."""
+        with self.sessions.begin() as session:
+            task, _ = task_crud.record_outcome(
+                session=session,
+                task_id=task_id,
+                outcome=outcome,
+                actor=actor,
+                now=now or datetime.now(UTC),
+                note=note,
+                linked_outcome=linked_outcome,
+                expected_version=expected_version,
+            )
+            return task
+
+    def reopen(self, task_id: str, *, reason: str, actor: str, now: datetime | None = None) -> Task:
+        with self.sessions.begin() as session:
+            return task_crud.reopen_task(
+                session=session,
+                task_id=task_id,
+                reason=reason,
+                actor=actor,
+                now=now or datetime.now(UTC),
+            )
+
+    def proactive_kpis(self, kind: str) -> dict:
+        """See :func:`outreach.crud.tasks.proactive_kpis`."""
+        with self.sessions() as session:
+            return task_crud.proactive_kpis(session=session, kind=kind)
+
+    # -- customer events in (outreach.crud.customers) ------------------------------------------
+
+    def apply_ticket(self, ticket: Ticket, now: datetime | None = None) -> list[str]:
+        """Close or flag the customer's open proactive tasks a ticket makes stale (safe to call
+        again with the same ticket); return the ids of the tasks changed."""
+        with self.sessions.begin() as session:
+            return customers.apply_ticket(
+                session=session, ticket=ticket, now=now or datetime.now(UTC)
+            )
+
+    def apply_customer_value(self, value: CustomerValue) -> None:
+        """Keep the customer's value tier and 365-day value for ranking their tasks."""
+        with self.sessions.begin() as session:
+            customers.apply_customer_value(session=session, value=value)
+
     def get(self, task_id: str) -> Task:
         with self.sessions() as session:
             return task_crud.get_task(session=session, task_id=task_id)
@@ -131,10 +191,10 @@ class TaskStore:
         """Tasks of ``kind`` the team can finish in a day."""
         return task_crud.capacity(rules=self.rules, kind=kind)
 
-    def daily_list(self, kind: str) -> list[Task]:
+    def daily_list(self, kind: str, now: datetime | None = None) -> list[Task]:
         """Today's open tasks of a kind, best first, cut to the team's capacity."""
         with self.sessions() as session:
-            return task_crud.daily_list(session=session, rules=self.rules, kind=kind)
+            return task_crud.daily_list(session=session, rules=self.rules, kind=kind, now=now)
 
     def counts(self) -> dict[str, dict[tuple[str, str], int]]:
         """Tasks by (kind, status) and webhook deliveries by (event, status), for metrics."""

@@ -11,6 +11,7 @@ MODULES = [
     "forewarn.events",
     "forewarn.registry",
     "forewarn.settings",
+    "forewarn.value",
     "simulator",
     "streams.device_faults.detector",
     "streams.device_faults.step",
@@ -21,6 +22,8 @@ MODULES = [
     "models.clv",
     "outreach.api.ratelimit",
     "outreach.db",
+    "outreach.rules",
+    "outreach.uplift",
 ]
 
 

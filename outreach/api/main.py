@@ -11,22 +11,25 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from outreach import background as background_loops
+from outreach.api.deps import system_clock
 from outreach.api.headers import SecurityHeaders
 from outreach.api.ratelimit import LoginLimits
-from outreach.api.routes import customers, docs, lists, pages, tasks, webhooks
+from outreach.api.render import page_user, render
+from outreach.api.routes import boards, customers, docs, lists, pages, task_pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
 from outreach.migrate import upgrade
@@ -51,10 +54,14 @@ class OutreachApp(FastAPI):
 
 
 def create_app(
-    settings: OutreachSettings, store: TaskStore | None = None, background: bool | None = None
+    settings: OutreachSettings,
+    store: TaskStore | None = None,
+    background: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """The service on ``store`` (default: one on ``settings.database_url``). ``background``
-    overrides ``settings.background``: whether this process runs the background loops."""
+    overrides ``settings.background``: whether this process runs the background loops.
+    ``clock`` is the one clock of every view (default: the system's, aware UTC)."""
     store = store or TaskStore(settings.database_url)
     run_loops = settings.background if background is None else background
     stop = threading.Event()
@@ -85,6 +92,7 @@ def create_app(
     app.state.store, app.state.settings = store, settings
     app.state.sessions, app.state.rules = store.sessions, store.rules
     app.state.csrf_key = secrets.token_bytes(32)
+    app.state.clock = clock or system_clock
     app.state.login_limits = LoginLimits()
     for router in (tasks.router, lists.router, customers.router, webhooks.router):
         app.include_router(router)
@@ -103,7 +111,9 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "down"}, 503)
         return JSONResponse({"status": "ok", "database": "up"})
 
-    app.include_router(pages.router)
+    # The list pages' /{page} comes last: it would take any one-segment path before it.
+    for router in (pages.router, task_pages.router, boards.router):
+        app.include_router(router)
 
     @app.exception_handler(HTTPException)
     async def pages_or_json(request: Request, exc: HTTPException) -> Response:
@@ -111,17 +121,39 @@ def create_app(
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         if exc.status_code == 303:
             return RedirectResponse(exc.headers["Location"], 303)
-        html = pages.templates.get_template("error.html").render(
-            request=request, user=None, status=exc.status_code, detail=exc.detail
-        )
-        return HTMLResponse(html, exc.status_code, headers=exc.headers)
+        # An error page keeps the navigation: who you are and where you can go (issue 17).
+        with request.app.state.sessions() as session:
+            user = page_user(request, session)
+            return render(
+                request,
+                session,
+                "error.html",
+                user=user,
+                status_code=exc.status_code,
+                headers=exc.headers,
+                status=exc.status_code,
+                detail=exc.detail,
+            )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
         # Where and why, never the input itself: FastAPI's default echoes it, so a 1 MiB body
         # came back whole in the 422, and a lone UTF-16 surrogate in it ("\ud800", refused by
         # pydantic as string_unicode) could not be encoded in the answer: a 500 (issue 13).
         errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+        if request.url.path.startswith("/api") or request.url.path in MACHINE_PATHS:
+            return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+        # A page or its form: say which field and why, on a page with the navigation.
+        fields = "; ".join(
+            f"{e['loc'][-1]}: {str(e.get('msg', 'not valid')).lower()}" for e in errors[:5]
+        )
+        return await pages_or_json(
+            request,
+            HTTPException(
+                422,
+                f"The form could not be taken ({fields}). Nothing was changed: go back, "
+                "correct it and send it again.",
+            ),
+        )
 
     return app

@@ -131,3 +131,37 @@ def close_session(*, session: Session, session_id: str | None) -> None:
     """Log out: the session ends whatever its expiry."""
     if session_id:
         session.execute(delete(WebSession).where(WebSession.id_hash == hash_token(session_id)))
+
+
+def staff(*, session: Session, roles: tuple[str, ...]) -> frozenset[str]:
+    """Names of the people with a live token of one of ``roles``: whom tasks can be given."""
+    now = datetime.now(UTC)
+    return frozenset(
+        session.scalars(
+            select(ApiToken.name).where(
+                ApiToken.role.in_(roles),
+                ApiToken.revoked.is_(False),
+                ApiToken.expires_at > now,
+            )
+        )
+    )
+
+
+def pop_flash(*, session: Session, session_id: str | None) -> list[dict[str, str]]:
+    """The messages waiting for this page session, removed as they are read."""
+    if not session_id:
+        return []
+    row = session.get(WebSession, hash_token(session_id))
+    if row is None or not row.flash:
+        return []
+    messages, row.flash = list(row.flash), None
+    return messages
+
+
+def push_flash(*, session: Session, session_id: str | None, text: str, level: str = "ok") -> None:
+    """A message for the next page this session shows ("Recorded: fixed")."""
+    if not session_id:
+        return
+    row = session.get(WebSession, hash_token(session_id))
+    if row is not None:
+        row.flash = [*(row.flash or [])[-4:], {"level": level, "text": text[:300]}]

@@ -84,10 +84,13 @@ def record_attempt(
         row.delivered_at = now
 
 
-def redrive(*, session: Session, delivery_id: int) -> None:
-    """Give a dead delivery a fresh set of attempts."""
-    row = session.get_one(WebhookDelivery, delivery_id)
+def redrive(*, session: Session, delivery_id: int) -> bool:
+    """Give a dead delivery a fresh set of attempts; False if there is no such delivery."""
+    row = session.get(WebhookDelivery, delivery_id)
+    if row is None:
+        return False
     row.status, row.attempts, row.next_attempt_at = "pending", 0, datetime.now(UTC)
+    return True
 
 
 def dead_deliveries(*, session: Session) -> list[WebhookDelivery]:

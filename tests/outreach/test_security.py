@@ -69,7 +69,9 @@ def test_a_technician_cannot_assign_a_visit_to_someone_else_through_any_state(ap
     url = f"/api/tasks/{visit.task_id}/transition"
     if to == "open":  # open -> open is not a transition; start from assigned
         client.post(
-            url, json={"to": "assigned", "assignee": "tom"}, headers=auth(tokens, "dispatcher")
+            url,
+            json={"to": "assigned", "assignee": "technician-user"},
+            headers=auth(tokens, "dispatcher"),
         )
     denied = client.post(
         url,
@@ -89,10 +91,10 @@ def test_a_dispatcher_assigns_visits_through_in_progress(api):
     client, tokens, visit = api
     done = client.post(
         f"/api/tasks/{visit.task_id}/transition",
-        json={"to": "in_progress", "assignee": "tom"},
+        json={"to": "in_progress", "assignee": "technician-user"},
         headers=auth(tokens, "dispatcher"),
     )
-    assert done.status_code == 200 and done.json()["assignee"] == "tom"
+    assert done.status_code == 200 and done.json()["assignee"] == "technician-user"
 
 
 # -- request bodies ----------------------------------------------------------------------------

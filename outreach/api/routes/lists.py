@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from outreach.api.deps import CurrentUser, RulesDep, SessionDep, require_kind
+from outreach.api.deps import ERRORS, CurrentUser, NowDep, RulesDep, SessionDep, require_kind
 from outreach.api.routes.tasks import Kind
 from outreach.crud import tasks as crud
 from outreach.schemas import TaskPublic
 
-router = APIRouter(prefix="/api", tags=["lists"])
+router = APIRouter(prefix="/api", tags=["lists"], responses=ERRORS)
 
 CSV_COLUMNS = (
     "priority",
@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "device_id",
     "severity",
     "queue",
+    "value_tier",
     "value_at_stake",
     "due_at",
     "status",
@@ -46,12 +47,14 @@ def _safe_cell(value: Any) -> Any:
 
 # The CSV route comes first: /lists/{kind} would otherwise take 'visit.csv' as a kind.
 @router.get("/lists/{kind}.csv")
-def daily_list_csv(kind: Kind, session: SessionDep, rules: RulesDep, user: CurrentUser) -> Response:
+def daily_list_csv(
+    kind: Kind, session: SessionDep, rules: RulesDep, user: CurrentUser, now: NowDep
+) -> Response:
     require_kind(user, kind)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for t in crud.daily_list(session=session, rules=rules, kind=kind):
+    for t in crud.daily_list(session=session, rules=rules, kind=kind, now=now):
         row = TaskPublic.model_validate(t).model_dump()
         writer.writerow([_safe_cell(row[c]) for c in CSV_COLUMNS])
     return Response(
@@ -63,9 +66,10 @@ def daily_list_csv(kind: Kind, session: SessionDep, rules: RulesDep, user: Curre
 
 @router.get("/lists/{kind}", response_model=list[TaskPublic])
 def daily_list(
-    kind: Kind, session: SessionDep, rules: RulesDep, user: CurrentUser
+    kind: Kind, session: SessionDep, rules: RulesDep, user: CurrentUser, now: NowDep
 ) -> list[TaskPublic]:
-    """Today's list for the team: open tasks, best first, cut to the team's capacity."""
+    """Today's list for the team: open tasks not snoozed, best first, cut to the team's
+    capacity (the rest: ``GET /api/tasks``)."""
     require_kind(user, kind)
-    tasks = crud.daily_list(session=session, rules=rules, kind=kind)
+    tasks = crud.daily_list(session=session, rules=rules, kind=kind, now=now)
     return [TaskPublic.model_validate(t) for t in tasks]

@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from outreach.api.deps import AdminUser, SessionDep, SettingsDep
+from outreach.api.deps import ERRORS, AdminUser, SessionDep, SettingsDep
 from outreach.crud import webhooks as crud
 from outreach.schemas import DeadDelivery
 
-router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=ERRORS)
 
 
 def _configured(settings: SettingsDep) -> None:
@@ -29,6 +29,7 @@ def redrive(
     delivery_id: int, session: SessionDep, settings: SettingsDep, _: AdminUser
 ) -> dict[str, Any]:
     _configured(settings)
-    crud.redrive(session=session, delivery_id=delivery_id)
+    if not crud.redrive(session=session, delivery_id=delivery_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id}")
     session.commit()
     return {"id": delivery_id, "status": "pending"}
