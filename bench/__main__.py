@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Result, machine
 
-NAMES = ("clv", "stream", "nightly")
+NAMES = ("clv", "stream", "nightly", "detection")
 AIRFLOW_PYTHON = ROOT / ".venv" / "airflow" / "bin" / "python"
 
 
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import stream
 
                 results.extend(stream.run(quick=args.quick))
+            elif name == "detection":
+                from bench import detection
+
+                results.extend(detection.run(quick=args.quick))
             else:
                 results.extend(run_nightly(args.quick, args.nightly_customers))
         except Exception as exc:  # one benchmark failing must not lose the others' figures

@@ -181,12 +181,14 @@ def once_only(settings: Settings) -> dict[str, float]:
     """What shows that every event was processed once: lake rows against distinct events
     (the archive), readings scored by the workers' own counters (the detector), and open
     tasks per root cause (the sink)."""
+    from outreach.migrate import migrate
     from outreach.models import OPEN_STATUSES
     from outreach.store import TaskStore
 
     counts = [lake_rows(settings, topic) for topic in INPUT_TOPICS]  # (rows, distinct) each
     rows, distinct = sum(r for r, _ in counts), sum(d for _, d in counts)
     scored = worker_counters(settings)
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     try:
         tasks = store.tasks()

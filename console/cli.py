@@ -157,6 +157,12 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
     help="Folder for the ground truth (default <home>/sim/truth).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="A harder world: faults without precursor codes, excursions that recover, unmarked "
+    "maintenance, sampling from 15 min to 2 h per device, count metrics (docs/detection.md).",
+)
 @click.pass_obj
 def simulate(
     settings: Settings,
@@ -169,6 +175,7 @@ def simulate(
     rate: float,
     out: Path | None,
     quiet: bool,
+    hard: bool,
 ) -> None:
     """Simulate customers, devices, orders and tickets with injected faults and churn."""
     from forewarn.publish import produce, write_lake
@@ -180,6 +187,7 @@ def simulate(
         "seed": seed,
         "start": start_date,
         "telemetry_minutes": telemetry_minutes,
+        "hard": hard,
     }
     world = build_world(
         n_customers=customers,
@@ -187,6 +195,7 @@ def simulate(
         seed=seed,
         start=datetime.fromisoformat(start_date).replace(tzinfo=UTC),
         telemetry_every=timedelta(minutes=telemetry_minutes),
+        hard=hard,
     )
     out = out or settings.home / "sim" / "truth"
     summary = write_truth(world, out, params)
@@ -518,6 +527,157 @@ def churn_fit(
     click.echo(f"card, report and model in {out}")
 
 
+@main.command()
+@click.option(
+    "--detector",
+    type=click.Choice(["device", "customer"]),
+    default="device",
+    show_default=True,
+    help="device: readings against failures; customer: events against churn dates.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Readings (device) or customer events, CSV or Parquet.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV of failures (entity,start) or labelled anomaly windows (entity,start,end).",
+)
+@click.option("--time-column", default="time", show_default=True, help="Reading time column.")
+@click.option(
+    "--entity-column", default=None, help="Device column (default device_id) or customer_id."
+)
+@click.option(
+    "--kind-column", default="event", show_default=True, help="order/ticket/... (customer)."
+)
+@click.option(
+    "--value-columns", default="", help="Comma-separated metric columns (default: numeric)."
+)
+@click.option("--error-codes-column", default=None, help="Error codes, ';'-separated.")
+@click.option("--mode-column", default=None, help="normal/maintenance/self_test (device).")
+@click.option("--firmware-column", default=None, help="Firmware version (device).")
+@click.option("--labels-entity-column", default="entity", show_default=True)
+@click.option("--labels-start-column", default="start", show_default=True)
+@click.option("--labels-end-column", default="end", show_default=True)
+@click.option(
+    "--lead-min-hours",
+    type=float,
+    default=None,
+    help="A visit must come at least this long before a failure (1; customer: 168).",
+)
+@click.option(
+    "--lead-max-hours",
+    type=float,
+    default=None,
+    help="... and at most this long before it or a window's start (48; customer: 2160).",
+)
+@click.option(
+    "--visit-hours",
+    type=float,
+    default=None,
+    help="Alerts of an entity this close together are one visit (24; customer: 720).",
+)
+@click.option(
+    "--recovery-hours",
+    type=float,
+    default=None,
+    help="Visits this long after a failure are neither caught nor false (72; customer: 0).",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/evaluate"),
+    show_default=True,
+    help="Folder for summary.json, sweep.csv, sweep.png.",
+)
+def evaluate(
+    detector: str,
+    input_path: Path,
+    labels_path: Path,
+    time_column: str,
+    entity_column: str | None,
+    kind_column: str,
+    value_columns: str,
+    error_codes_column: str | None,
+    mode_column: str | None,
+    firmware_column: str | None,
+    labels_entity_column: str,
+    labels_start_column: str,
+    labels_end_column: str,
+    lead_min_hours: float | None,
+    lead_max_hours: float | None,
+    visit_hours: float | None,
+    recovery_hours: float | None,
+    output: Path,
+) -> None:
+    """Labelled backtest of a detector: recall within the lead window, false visits per
+    device (or customer) and quarter, lead times, and a threshold sweep (docs/detection.md)."""
+    import pandas as pd
+
+    from streams.evaluate import evaluate_customers, evaluate_devices, write
+
+    customer = detector == "customer"
+    labels = dict(
+        labels_entity_column=labels_entity_column,
+        labels_start_column=labels_start_column,
+        labels_end_column=labels_end_column,
+        lead_min_hours=lead_min_hours if lead_min_hours is not None else (168 if customer else 1),
+        lead_max_hours=lead_max_hours if lead_max_hours is not None else (2160 if customer else 48),
+        visit_hours=visit_hours if visit_hours is not None else (720 if customer else 24),
+        recovery_hours=recovery_hours if recovery_hours is not None else (0 if customer else 72),
+    )
+    try:
+        if customer:
+            evaluation = evaluate_customers(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "customer_id",
+                kind_column=kind_column,
+                **labels,
+            )
+        else:
+            evaluation = evaluate_devices(
+                input_path,
+                labels_path,
+                time_column=time_column,
+                entity_column=entity_column or "device_id",
+                value_columns=[c for c in value_columns.split(",") if c],
+                error_codes_column=error_codes_column,
+                mode_column=mode_column,
+                firmware_column=firmware_column,
+                **labels,
+            )
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        _fail(ValueError(str(exc) or type(exc).__name__))
+    except (OSError, ImportError) as exc:  # an unreadable file, Parquet without pyarrow
+        _fail(exc)
+    paths = write(evaluation, output)
+    d = evaluation.default
+    click.echo(evaluation.table())
+    click.echo(
+        f"\ndefault: recall {d.recall} ({d.caught} of {d.labels} labels), "
+        f"{d.false_visits_per_device_quarter} false visits per {evaluation.unit}-quarter "
+        f"({d.false_visits} of {d.visits} visits over {d.device_quarters} device-quarters), "
+        f"lead hours {d.lead_quantiles() or '-'}; alerts inside labelled spans {d.alerts_inside}, "
+        f"outside {d.alerts_outside}"
+    )
+    summary = evaluation.summary
+    click.echo(
+        json.dumps(
+            {k: summary[k] for k in ("rows", "entities", "skipped", "notes", "labels")}
+            | {k: str(p) for k, p in paths.items()},
+            indent=2,
+        )
+    )
+
+
 # --- lifetime value ----------------------------------------------------------------------------
 
 
@@ -765,6 +925,27 @@ def outreach() -> None:
     """The outreach task service: web pages, REST API, tokens, webhook."""
 
 
+def _outreach_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The task store, its schema brought up first: these commands may be the first to run."""
+    from outreach.migrate import migrate
+    from outreach.store import TaskStore
+
+    migrate(settings.database_url)
+    return TaskStore(settings.database_url)
+
+
+@outreach.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision.")
+@click.pass_obj
+def outreach_migrate(settings: Settings, revision: str) -> None:
+    """Bring the outreach database to the latest schema (the service also does it on start-up,
+    once; opening the store never does)."""
+    from outreach.migrate import migrate
+
+    migrate(settings.database_url, revision)
+    click.echo(f"outreach database at revision {revision}")
+
+
 @outreach.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8088, show_default=True)
@@ -786,6 +967,30 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_config=logging_config())
 
 
+@outreach.command("background")
+@click.pass_obj
+def outreach_background(settings: Settings) -> None:
+    """Run escalation and webhook delivery (and nothing else) until stopped: the one place they
+    run when the web replicas are started with FOREWARN_OUTREACH_BACKGROUND=0."""
+    import signal
+    import threading
+
+    from outreach.background import run
+    from outreach.config import OutreachSettings
+    from outreach.migrate import migrate
+
+    try:
+        outreach_settings = OutreachSettings.from_env(settings)
+    except ValueError as exc:
+        _fail(exc)
+    migrate(settings.database_url)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("outreach background loops running (Ctrl-C stops them)")
+    run(outreach_settings, stop)
+
+
 # A group, so that `token revoke` can exist; `token --role R --name N` still creates one.
 @outreach.group("token", invoke_without_command=True)
 @click.option(
@@ -801,9 +1006,7 @@ def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> No
         return
     if not role or not name:
         raise click.UsageError("creating a token needs --role and --name")
-    from outreach.store import TaskStore
-
-    click.echo(TaskStore(ctx.obj.database_url).create_token(name, role))
+    click.echo(_outreach_store(ctx.obj).create_token(name, role))
 
 
 @outreach_token.command("revoke")
@@ -816,15 +1019,13 @@ def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> No
 @click.pass_obj
 def outreach_token_revoke(settings: Settings, name: str | None, token_file: str | None) -> None:
     """Revoke tokens now, and end the page sessions opened with them."""
-    from outreach.store import TaskStore
-
     if (name is None) == (token_file is None):
         raise click.UsageError("give exactly one of --name or --token-file")
     raw = None
     if token_file is not None:
         with click.open_file(token_file) as fh:
             raw = fh.read().strip()
-    revoked = TaskStore(settings.database_url).revoke_tokens(name=name, raw=raw)
+    revoked = _outreach_store(settings).revoke_tokens(name=name, raw=raw)
     click.echo(f"revoked {revoked} token{'s' if revoked != 1 else ''}")
     if not revoked:
         raise SystemExit(1)
@@ -834,23 +1035,23 @@ def outreach_token_revoke(settings: Settings, name: str | None, token_file: str 
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
 def outreach_import(settings: Settings, path: Path) -> None:
-    """Load customer_id, territory, value_tier, preferred_channel from a CSV (for routing)."""
+    """Load customers from a CSV: customer_id, and any of territory, value_tier,
+    preferred_channel (routing) and name, phone, email, address (contact details)."""
     import csv
-
-    from outreach.store import TaskStore
 
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
-    click.echo(f"imported {TaskStore(settings.database_url).import_customers(rows)} customers")
+    click.echo(f"imported {_outreach_store(settings).import_customers(rows)} customers")
 
 
 @outreach.command("escalate")
 @click.pass_obj
 def outreach_escalate(settings: Settings) -> None:
-    """Raise the priority of tasks past their due time (the server does it every minute)."""
-    from outreach.store import TaskStore
-
-    click.echo(f"escalated {len(TaskStore(settings.database_url).escalate_overdue())} tasks")
+    """Raise the priority of tasks past their due time and expire those left too long after
+    it (the background loops do both every minute)."""
+    store = _outreach_store(settings)
+    escalated, expired = store.escalate_overdue(), store.expire_stale()
+    click.echo(f"escalated {len(escalated)} tasks, expired {len(expired)}")
 
 
 # --- worker and demo ---------------------------------------------------------------------------

@@ -131,10 +131,12 @@ def import_customers(settings: Settings, path: Path) -> None:
     """Territories and channels for routing, as a CRM export would provide them."""
     import csv
 
+    from outreach.migrate import migrate
     from outreach.store import TaskStore
 
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     try:
         store.import_customers(rows)
@@ -144,8 +146,10 @@ def import_customers(settings: Settings, path: Path) -> None:
 
 def demo_tokens(settings: Settings) -> dict[str, str]:
     """One fresh token per role for the demo; printed once, stored hashed."""
+    from outreach.migrate import migrate
     from outreach.store import TaskStore
 
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     try:
         return {

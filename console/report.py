@@ -119,14 +119,16 @@ def score_churn(churns: list[Churn], flags: dict[str, datetime]) -> dict[str, An
 
 def first_tasks(database_url: str, kind: str) -> dict[str, datetime]:
     """Entity (device for visits, customer otherwise) -> when its first task was detected."""
-    from outreach.store import TaskStore, aware
+    from outreach.migrate import migrate
+    from outreach.store import TaskStore
 
+    migrate(database_url)
     store = TaskStore(database_url)
     try:
         first: dict[str, datetime] = {}
-        for t in sorted(store.tasks(kind=kind), key=lambda t: aware(t.detected_at)):
+        for t in sorted(store.tasks(kind=kind), key=lambda t: t.detected_at):
             entity = t.device_id if kind == "visit" else t.customer_id
-            first.setdefault(entity or "", aware(t.detected_at))
+            first.setdefault(entity or "", t.detected_at)
         return first
     finally:
         store.close()

@@ -108,8 +108,9 @@ Deadline = Annotated[AwareDatetime, BeforeValidator(_instant_input), AfterValida
 # Types are strict on the wire: no bool where a number or a version goes, no numbers in text.
 Id = Annotated[str, Strict(), Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Text = Annotated[str, Strict(), Field(max_length=4000)]
-# Absurd values are invalid input, not extreme readings: a sensor saying 1e300 is broken.
-Reading = Annotated[float, Strict(), Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+# Any finite value: a real meter can read beyond a million (issue 15: a +-1e6 bound refused
+# real readings, silently). Infinities are invalid; NaN means "no reading" (below).
+Reading = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Money = Annotated[float, Strict(), Field(ge=0, le=1e7, allow_inf_nan=False)]
 #: Lifetime values: no per-order cap, but finite and below a trillion.
 Value = Annotated[float, Strict(), Field(ge=0, le=SCORE_MAX, allow_inf_nan=False)]

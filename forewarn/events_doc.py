@@ -89,7 +89,7 @@ def examples() -> list[Event]:
             explanation="vibration_mm_s 4.2 sigma above this unit's baseline (2.41 seen, "
             "2.02 expected at this hour) for 14 h; error E42 x3 in 24 h",
             evidence={"signals": ["drift:vibration_mm_s", "error_codes"]},
-            detector="device_faults.v1",
+            detector="device_faults.v2",
         ),
         CustomerSignal(
             event_id="alert-D00042-233",
@@ -104,7 +104,7 @@ def examples() -> list[Event]:
             confidence=0.74,
             score=4.2,
             explanation="vibration_mm_s 4.2 sigma above baseline",
-            detector="device_faults.v1",
+            detector="device_faults.v2",
         ),
         OutreachTask(
             event_id="6f1c-1",

@@ -291,8 +291,10 @@ def build_at_risk_list(
     probability and no money at risk, since the points are not a probability (issue 16:
     they averaged 0.21 where the churn rate was 0.04). Ties always break by customer id, so
     a rerun gives the same list."""
+    from forewarn.value import value_at_risk
     from models.churn import ModelRegistry
     from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
+    from outreach.migrate import migrate
     from outreach.store import TaskStore
 
     table = pd.read_parquet(features_path)
@@ -308,7 +310,7 @@ def build_at_risk_list(
     if champion is not None:
         model = f"churn model {champion[0]}"
         today["p_churn"] = champion[1]["estimator"].predict_proba(x)[:, 1]
-        today["value_at_risk"] = today["p_churn"] * today["clv_365d"]
+        today["value_at_risk"] = value_at_risk(today["p_churn"], today["clv_365d"])
         order = ["value_at_risk", "customer_id"]
     else:
         model = NO_TRUSTED_MODEL
@@ -317,6 +319,7 @@ def build_at_risk_list(
         order = ["points", "clv_365d", "customer_id"]
     ascending = [False] * (len(order) - 1) + [True]
     top = today.sort_values(order, ascending=ascending, kind="stable").head(capacity)
+    migrate(database_url)  # the nightly may run before the outreach service ever started
     store = TaskStore(database_url)
     rows = []
     try:
@@ -349,7 +352,14 @@ def build_at_risk_list(
                     "value_eur": round(float(r["clv_365d"]), 2),
                     "value_tier": r["value_tier"],
                     "model": model,
-                    **({"p_churn": float(r["p_churn"])} if trusted else {"points": r["points"]}),
+                    **(
+                        {
+                            "p_churn": float(r["p_churn"]),
+                            "value_at_risk": round(float(r["value_at_risk"]), 2),
+                        }
+                        if trusted
+                        else {"points": r["points"]}
+                    ),
                     "features": features,
                 },
                 detector="nightly_at_risk.v1",

@@ -18,6 +18,14 @@ def _secret(name: str) -> str:
     return os.environ.get(f"FOREWARN_{name}", "")
 
 
+def _flag(name: str, *, default: bool) -> bool:
+    """A yes/no setting: ``1``/``0`` (empty or unset: ``default``)."""
+    raw = os.environ.get(name, "")
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"{name} must be 1 or 0, got {raw!r}; unset it for {int(default)}")
+    return default if raw == "" else raw == "1"
+
+
 #: Largest request body the service reads (FOREWARN_MAX_REQUEST_BYTES): a form or a transition
 #: is a few kB, and a bigger body is refused (413) before it is parsed or anyone is identified.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -48,6 +56,8 @@ class OutreachSettings:
     secure_cookies: bool = True
     max_request_bytes: int = MAX_REQUEST_BYTES
     metrics_token: str = ""
+    #: Run escalation and webhook delivery in this process (outreach.background).
+    background: bool = True
 
     def __post_init__(self) -> None:
         if self.metrics_token and len(self.metrics_token) < 16:
@@ -80,4 +90,5 @@ class OutreachSettings:
             max_request_bytes=int(
                 os.environ.get("FOREWARN_MAX_REQUEST_BYTES", "") or MAX_REQUEST_BYTES
             ),
+            background=_flag("FOREWARN_OUTREACH_BACKGROUND", default=True),
         )

@@ -6,6 +6,8 @@ metric                                      type       meaning
 forewarn_outreach_requests_total            counter    requests by method, route and status
 forewarn_outreach_request_seconds           histogram  request latency by route
 forewarn_outreach_tasks{kind,status}        gauge      tasks in the store (read at scrape time)
+forewarn_outreach_missed_tasks{kind,reason}  gauge      proactive misses: the customer left or
+                                                       complained first, or the task expired
 forewarn_outreach_webhook_deliveries        gauge      outbox rows by event and status
 forewarn_outreach_store_up                  gauge      1 if the last scrape reached the database
 ==========================================  =========  ========================================
@@ -67,6 +69,15 @@ class StoreCollector(Collector):
         for (kind, status), n in sorted(counts["tasks"].items()):
             tasks.add_metric([kind, status], n)
         yield tasks
+        misses = GaugeMetricFamily(
+            "forewarn_outreach_missed_tasks",
+            "Proactive tasks the customer overtook (left, complained) or that expired.",
+            labels=["kind", "reason"],
+        )
+        for (kind, reason), n in sorted(counts["misses"].items()):
+            # The reason's words before any colon: "expired", never free text with numbers.
+            misses.add_metric([kind, reason.split(":")[0]], n)
+        yield misses
         deliveries = GaugeMetricFamily(
             "forewarn_outreach_webhook_deliveries",
             "Webhook outbox rows by event and status (pending, delivered, dead).",

@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from outreach.db import UTCDateTime
 
 OPEN_STATUSES = ("open", "assigned", "in_progress")
 CLOSED_STATUSES = ("done", "cancelled", "expired")
@@ -25,7 +27,8 @@ ROLES = ("technician", "dispatcher", "retention", "support", "admin")
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    # Every datetime column reads back aware UTC, on SQLite too (outreach.db.UTCDateTime).
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
 
 
 class Task(Base):
@@ -55,6 +58,17 @@ class Task(Base):
     linked_task_id: Mapped[str | None] = mapped_column(String(36))
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The owner's value tier when the task was opened or refreshed: part of the priority.
+    value_tier: Mapped[str] = mapped_column(String(16), default="")
+    # Why the task was closed or flagged by what happened to the customer, in plain words
+    # ("customer left before contact"); ``missed`` counts it as a proactive miss (issue 17).
+    close_reason: Mapped[str] = mapped_column(String(200), default="")
+    flag: Mapped[str] = mapped_column(String(200), default="")
+    missed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # Contact attempts without an answer ("no answer" keeps the task open).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Hidden from the lists until then (a snooze, with its reason in the history).
+    snoozed_until: Mapped[datetime | None]
     # Event time of the first and latest evidence: how early we knew, independent of lag.
     detected_at: Mapped[datetime]
     last_evidence_at: Mapped[datetime]
@@ -123,6 +137,9 @@ class WebSession(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # Messages to show on the next page ("Recorded: fixed"), popped when shown: flash messages
+    # live on the server, so a link cannot print its own banner (issue 17, item 7).
+    flash: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
 
 class WebhookDelivery(Base):
@@ -144,7 +161,9 @@ class WebhookDelivery(Base):
 
 
 class CustomerProfile(Base):
-    """What routing needs to know of a customer (imported from the CRM or the simulator)."""
+    """What staff need to know of a customer: routing (territory, value tier), how to reach
+    them (name, channel, contact details; imported from the CRM or the simulator), their value
+    (the nightly's customer-values, through the stream's sink) and whether they left."""
 
     __tablename__ = "customers"
 
@@ -152,3 +171,10 @@ class CustomerProfile(Base):
     territory: Mapped[str] = mapped_column(String(32), default="")
     value_tier: Mapped[str] = mapped_column(String(16), default="")
     preferred_channel: Mapped[str] = mapped_column(String(16), default="")
+    name: Mapped[str] = mapped_column(String(120), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(300), default="")
+    value_eur: Mapped[float | None] = mapped_column(Float)
+    # Event time of the customer's cancellation: no new proactive task opens after it.
+    left_at: Mapped[datetime | None]

@@ -3,17 +3,20 @@ store, so nobody starts over when the customer switches channel."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from outreach.store import TaskStore, aware
+from outreach.models import Task
 
 LIMIT = 200
 
 
-def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> list[dict[str, Any]]:
-    """Newest first: ``{"at", "channel", "type", "summary"}`` per entry."""
+def customer_timeline(
+    lake_dir: Path, customer_id: str, tasks: Iterable[Task]
+) -> list[dict[str, Any]]:
+    """Newest first: ``{"at", "channel", "type", "summary"}`` per entry; ``tasks`` are the
+    customer's tasks."""
     from forewarn.lake import read_events
 
     entries: list[dict[str, Any]] = []
@@ -40,10 +43,10 @@ def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> lis
                 + (f": {row['text']}" if row["text"] else ""),
             }
         )
-    for task in store.tasks(customer_id=customer_id):
+    for task in tasks:
         entries.append(
             {
-                "at": aware(task.detected_at),
+                "at": task.detected_at,
                 "channel": "forewarn",
                 "type": f"{task.kind} task",
                 "summary": f"{task.title} "
@@ -52,7 +55,6 @@ def customer_timeline(store: TaskStore, lake_dir: Path, customer_id: str) -> lis
                 "task_id": task.id,
             }
         )
-    entries.sort(
-        key=lambda e: e["at"] if isinstance(e["at"], datetime) else aware(e["at"]), reverse=True
-    )
+    # The lake's times are aware UTC (forewarn.lake), and so are the store's (outreach.db).
+    entries.sort(key=lambda e: e["at"], reverse=True)
     return entries[:LIMIT]

@@ -1,7 +1,7 @@
 """Outbound webhook to a CRM: HMAC-signed, retried with back-off, dead-lettered, never lost.
 
 Every task change writes a row to the ``webhook_deliveries`` outbox in the same transaction as
-the change (:mod:`outreach.store`), so a crash between the two is impossible. The deliverer
+the change (:mod:`outreach.crud.webhooks`), so a crash between the two is impossible. The deliverer
 posts due rows in order; a 2xx answer marks a row delivered, anything else (including a
 receiver that is down) schedules a retry after ``base_delay_s * 2**attempts`` (capped), and
 after ``max_attempts`` the row is ``dead``: kept, listed for admins, and re-drivable.
@@ -22,8 +22,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
 
+from outreach.crud import webhooks
 from outreach.models import WebhookDelivery
 from outreach.store import TaskStore
 
@@ -93,16 +93,7 @@ class WebhookDeliverer:
         now = now or datetime.now(UTC)
         counts = {"delivered": 0, "retry": 0, "dead": 0}
         with self.store.sessions() as session:
-            due = list(
-                session.scalars(
-                    select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
-                    )
-                    .order_by(WebhookDelivery.id)
-                    .limit(limit)
-                )
-            )
+            due = webhooks.due_deliveries(session=session, now=now, limit=limit)
         for delivery in due:
             result = self._attempt(delivery, now)
             counts[result] += 1
@@ -160,33 +151,25 @@ class WebhookDeliverer:
         next_at: datetime | None = None,
     ) -> str:
         with self.store.sessions.begin() as session:
-            row = session.get_one(WebhookDelivery, delivery_id)
-            row.status = status
-            row.last_error = error[:2000]
-            if attempts is not None:
-                row.attempts = attempts
-            if next_at is not None:
-                row.next_attempt_at = next_at
-            if status == "delivered":
-                row.attempts += 1
-                row.delivered_at = now
+            webhooks.record_attempt(
+                session=session,
+                delivery_id=delivery_id,
+                status=status,
+                now=now,
+                attempts=attempts,
+                error=error,
+                next_at=next_at,
+            )
         return "dead" if status == "dead" else "delivered" if status == "delivered" else "retry"
 
     def redrive(self, delivery_id: int) -> None:
         """Give a dead delivery a fresh set of attempts."""
         with self.store.sessions.begin() as session:
-            row = session.get_one(WebhookDelivery, delivery_id)
-            row.status, row.attempts, row.next_attempt_at = "pending", 0, datetime.now(UTC)
+            webhooks.redrive(session=session, delivery_id=delivery_id)
 
     def dead(self) -> list[WebhookDelivery]:
         with self.store.sessions() as session:
-            return list(
-                session.scalars(
-                    select(WebhookDelivery)
-                    .where(WebhookDelivery.status == "dead")
-                    .order_by(WebhookDelivery.id)
-                )
-            )
+            return webhooks.dead_deliveries(session=session)
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Deliver until ``stop`` is set (the serve process runs this in a thread)."""

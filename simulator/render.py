@@ -36,7 +36,7 @@ def _sigma(device: Device, name: str) -> float:
 def device_telemetry(device: Device, world: World) -> Iterator[DeviceTelemetry]:
     """Readings of one device every ``world.telemetry_every``, with its faults and surprises."""
     rng = np.random.default_rng(device.rng_seed)
-    step = world.telemetry_every
+    step = device.every or world.telemetry_every
     n = int((world.end - world.start) / step)
     hours = np.arange(n) * (step.total_seconds() / HOUR_S)
     start_hour = world.start.hour + world.start.minute / 60
@@ -51,6 +51,10 @@ def device_telemetry(device: Device, world: World) -> Iterator[DeviceTelemetry]:
         noise = rng.standard_t(5, n) * sigma * 0.8
         values[spec.name] = device.levels[spec.name] + daily + weekend + noise
     codes: list[list[str]] = [["W10"] if u < BENIGN_WARNING_RATE else [] for u in rng.random(n)]
+    hard = np.random.default_rng([device.rng_seed, 16])  # a hard world's draws, apart
+    if device.counts:
+        # Starts of the unit per interval: mostly zeros, never a fault signal on its own.
+        values["starts_count"] = hard.poisson(0.4, n).astype(float)
     mode = ["normal"] * n
     firmware = ["1.0.0"] * n
     alive = np.ones(n, dtype=bool)
@@ -67,12 +71,23 @@ def device_telemetry(device: Device, world: World) -> Iterator[DeviceTelemetry]:
             mode[i:j] = ["maintenance"] * (j - i)
             codes[i] = [*codes[i], "M01"]
             for name, v in values.items():  # a technician on site: readings are all over
-                v[i:j] += rng.normal(0, 6, j - i) * _sigma(device, name)
+                if name in device.levels:
+                    v[i:j] += rng.normal(0, 6, j - i) * _sigma(device, name)
         elif b.kind == "firmware_update":
             firmware[i:] = ["1.1.0"] * (n - i)
             values[b.metric][i:] += float(b.detail) * _sigma(device, b.metric)
         elif b.kind == "glitch":
             values[b.metric][i] += float(b.detail) * _sigma(device, b.metric)
+        elif b.kind == "maintenance_unmarked":  # on site, but the readings do not say so
+            j = min(n, i + max(1, round(int(b.detail.rstrip("h")) * HOUR_S / step.total_seconds())))
+            for name, v in values.items():
+                if name in device.levels:
+                    v[i:j] += hard.normal(0, 6, j - i) * _sigma(device, name)
+        elif b.kind == "excursion":  # up and back down over the hours given, no failure
+            size, hours = b.detail.rstrip("h").split("/")
+            j = min(n, i + max(2, round(float(hours) * HOUR_S / step.total_seconds())))
+            shape = np.sin(np.linspace(0, math.pi, j - i))
+            values[b.metric][i:j] += float(size) * _sigma(device, b.metric) * shape
 
     fault = device.fault
     if fault is not None:
@@ -92,7 +107,7 @@ def device_telemetry(device: Device, world: World) -> Iterator[DeviceTelemetry]:
         else:  # sudden: hours of warning at most
             values[fault.metric][i0:i1] += push * 2.0
             precursor = rng.random(len(frac)) < 0.5
-        for k in np.flatnonzero(precursor):
+        for k in np.flatnonzero(precursor) if fault.precursor_codes else ():
             codes[i0 + k] = [*codes[i0 + k], code]
         if i1 < n:
             codes[i1] = [*codes[i1], "F01"]  # last words, then silence until the repair

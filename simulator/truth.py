@@ -47,7 +47,14 @@ def write_truth(world: World, folder: Path, params: dict[str, Any]) -> dict[str,
         "churns": len(world.churns),
         "benign": {
             k: sum(b.kind == k for b in world.benign)
-            for k in ("maintenance", "firmware_update", "glitch")
+            for k in (
+                "maintenance",
+                "firmware_update",
+                "glitch",
+                "excursion",
+                "maintenance_unmarked",
+            )
+            if k in ("maintenance", "firmware_update", "glitch") or world.hard
         },
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -64,7 +71,9 @@ def read_faults(folder: Path) -> list[Fault]:
             **{
                 k: datetime.fromisoformat(v)
                 if k in time_fields
-                else (float(v) if k == "magnitude" else v)
+                else (
+                    float(v) if k == "magnitude" else (v == "True" if k == "precursor_codes" else v)
+                )
                 for k, v in row.items()
             }
         )

@@ -8,7 +8,7 @@ spawned from the seed, so adding a customer does not change what happens to the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -74,14 +74,16 @@ class Fault:
     complaint_time: datetime
     repair_time: datetime
     magnitude: float  # sigmas reached at failure (drift) or spike size (spikes)
+    precursor_codes: bool = True  # False: the unit raises no E* code before it fails
 
 
 @dataclass(frozen=True)
 class Benign:
-    """A surprise that is *not* a fault: maintenance, a firmware update, a single glitch."""
+    """A surprise that is *not* a fault: maintenance, a firmware update, a single glitch, and
+    in a hard world an excursion that recovers by itself or maintenance only in the records."""
 
     device_id: str
-    kind: str  # maintenance | firmware_update | glitch
+    kind: str  # maintenance | firmware_update | glitch | excursion | maintenance_unmarked
     time: datetime
     metric: str = ""
     detail: str = ""
@@ -106,6 +108,8 @@ class Device:
     rng_seed: int
     fault: Fault | None = None
     benign: list[Benign] = field(default_factory=list)
+    every: timedelta | None = None  # its own sampling interval (hard world), else the world's
+    counts: bool = False  # reports a count-like metric, mostly zeros (hard world)
 
 
 @dataclass
@@ -126,6 +130,7 @@ class World:
     end: datetime
     telemetry_every: timedelta
     customers: list[Customer]
+    hard: bool = False
 
     @property
     def devices(self) -> list[Device]:
@@ -161,8 +166,18 @@ def build_world(
     churn_rate: float = 0.10,
     maintenance_rate: float = 0.10,
     firmware_rate: float = 0.20,
+    hard: bool = False,
 ) -> World:
-    """Draw the world and its plan. Rates are shares of devices/customers over the run."""
+    """Draw the world and its plan. Rates are shares of devices/customers over the run.
+
+    ``hard`` (issue 15) adds what real fleets have and the default world lacks, drawn from
+    separate generators so the default world stays the same for the same seed: half the
+    faults raise no precursor error codes; excursions (3-6 sigma for one to three days) that
+    recover by themselves and never end in a failure, on 15% of devices; half of the
+    maintenance visits only in the records, not in the readings' mode; sampling intervals of
+    15 minutes to 2 hours per device; and a count-like metric (mostly zeros) on a third of the
+    devices.
+    """
     root = np.random.SeedSequence(seed)
     customer_seeds = root.spawn(n_customers)
     end = start + timedelta(days=days)
@@ -194,10 +209,48 @@ def build_world(
                 rng_seed=int(rng.integers(2**31)),
             )
             _plan_device(device, rng, start, days, fault_rate, maintenance_rate, firmware_rate)
+            if hard:
+                _harden(device, start, days)
             customer.devices.append(device)
         _plan_churn(customer, rng, start, days, churn_rate)
         customers.append(customer)
-    return World(start=start, end=end, telemetry_every=telemetry_every, customers=customers)
+    return World(
+        start=start, end=end, telemetry_every=telemetry_every, customers=customers, hard=hard
+    )
+
+
+#: Sampling intervals of a hard world's devices, and their shares.
+HARD_INTERVALS = ((timedelta(minutes=15), 0.2), (timedelta(minutes=30), 0.2), (HOUR, 0.4))
+HARD_INTERVALS += ((2 * HOUR, 0.2),)
+
+
+def _harden(device: Device, start: datetime, days: int) -> None:
+    """What a hard world adds to a device's plan, from the device's own second generator."""
+    rng = np.random.default_rng([device.rng_seed, 15])
+    every, shares = zip(*HARD_INTERVALS, strict=True)
+    device.every = every[int(rng.choice(len(every), p=shares))]
+    device.counts = bool(rng.random() < 1 / 3)
+    if device.fault is not None and rng.random() < 0.5:
+        device.fault = replace(device.fault, precursor_codes=False)
+    device.benign = [
+        replace(b, kind="maintenance_unmarked")
+        if b.kind == "maintenance" and rng.random() < 0.5
+        else b
+        for b in device.benign
+    ]
+    if rng.random() < 0.15 and days >= 6:
+        spec = DEVICE_TYPES[device.device_type][int(rng.integers(3))]
+        size = float(rng.uniform(3, 6) * rng.choice([-1, 1]))
+        hours = float(rng.uniform(24, 72))
+        device.benign.append(
+            Benign(
+                device.device_id,
+                "excursion",
+                _at(start, rng, 3, days - 3),
+                metric=spec.name,
+                detail=f"{size:+.2f}/{hours:.0f}h",
+            )
+        )
 
 
 def _plan_device(

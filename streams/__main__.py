@@ -22,4 +22,9 @@ if __name__ == "__main__":
         if "worker" in sys.argv[1:]:
             coroutine = ensure_changelogs(settings.kafka_bootstrap, changelogs)
             pool.submit(asyncio.run, coroutine).result()
+            # The outreach sink writes tasks: bring the store's schema up before any agent runs
+            # (the worker may start before the outreach service).
+            from outreach.migrate import migrate
+
+            migrate(settings.database_url)
     app.main()

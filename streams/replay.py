@@ -12,7 +12,7 @@ import csv
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +47,63 @@ class ReplayResult:
     entities: int = 0
     alerts: list[Alert] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Error codes seen, by whether the detector counts them as faults (device replays).
+    codes: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"recognised": Counter(), "ignored": Counter()}
+    )
+    #: What was read but is worth knowing: times without a zone (read as UTC), missing values.
+    notes: Counter[str] = field(default_factory=Counter)
+    #: First and last reading time (epoch seconds) per entity (device replays).
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "rows": self.rows,
             "entities": self.entities,
             "alerts": len(self.alerts),
             "alerts_by_kind": dict(Counter(a.kind for a in self.alerts)),
             "skipped": dict(self.skipped),
+            "notes": dict(self.notes),
         }
+        if any(self.codes.values()):
+            out["error_codes"] = {
+                kind: {"total": sum(c.values()), "most_common": dict(c.most_common(10))}
+                for kind, c in self.codes.items()
+            }
+        return out
 
 
-def _read(path: Path, time_column: str, entity_column: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={entity_column: str}, keep_default_na=True)
+#: A time written with its zone: ``Z`` or an offset at the end.
+_ZONED = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _read(
+    path: Path, time_column: str, entity_column: str, notes: Counter[str] | None = None
+) -> pd.DataFrame:
+    """A CSV or Parquet history sorted by time; times without a zone are read as UTC and
+    counted in ``notes``; times that do not parse become missing (their rows are skipped)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        if entity_column in frame.columns:
+            frame[entity_column] = frame[entity_column].astype(str)
+    else:
+        frame = pd.read_csv(path, dtype={entity_column: str}, keep_default_na=True)
     for column in (time_column, entity_column):
         if column not in frame.columns:
             raise ValueError(
                 f"--{'time' if column == time_column else 'entity'}-column "
-                f"{column!r} is not in {path} (columns: {', '.join(frame.columns)})"
+                f"{column!r} is not in {path} (columns: {', '.join(map(str, frame.columns))}); "
+                "name the right one with that option"
             )
-    frame[time_column] = pd.to_datetime(frame[time_column], utc=True, format="mixed")
+    times = frame[time_column]
+    if notes is not None and not pd.api.types.is_datetime64_any_dtype(times):
+        text = times.astype(str).str.strip()
+        naive = int((~text.str.contains(_ZONED, regex=True) & times.notna()).sum())
+        if naive:
+            notes["times without a zone, read as UTC"] += naive
+    if pd.api.types.is_datetime64_any_dtype(times) and times.dt.tz is None and notes is not None:
+        notes["times without a zone, read as UTC"] += int(times.notna().sum())
+    frame[time_column] = pd.to_datetime(times, utc=True, format="mixed", errors="coerce")
     return frame.sort_values(time_column, kind="stable").reset_index(drop=True)
 
 
@@ -93,13 +130,62 @@ def replay_devices(
     firmware_column: str | None = None,
     detector: DeviceFaultDetector | None = None,
 ) -> ReplayResult:
-    """Run the device-fault detector over a CSV of readings (one row per entity and time).
+    """Run the device-fault detector over a CSV or Parquet file of readings (one row per
+    entity and time).
 
     ``value_columns`` default to every numeric column other than the named ones. Error codes
     are separated by ``;`` or ``,`` in their column.
     """
     detector = detector or DeviceFaultDetector()
-    frame = _read(path, time_column, entity_column)
+    readings, result = read_device_history(
+        path,
+        time_column=time_column,
+        entity_column=entity_column,
+        value_columns=value_columns,
+        error_codes_column=error_codes_column,
+        customer_column=customer_column,
+        mode_column=mode_column,
+        firmware_column=firmware_column,
+        detector=detector,
+    )
+    return run_devices(readings, result, detector)
+
+
+def run_devices(
+    readings: list[tuple[int, int, DeviceTelemetry]],
+    result: ReplayResult,
+    detector: DeviceFaultDetector,
+) -> ReplayResult:
+    """The worker's own step over readings from :func:`read_device_history`, as one
+    partition: silence is checked as of each whole event-time hour the readings reach, as a
+    worker does per partition (docs/detection.md). Returns a copy of ``result`` with the
+    alerts and the refusals."""
+    result = replace(result, alerts=[], skipped=Counter(result.skipped))
+    outcome = DeviceFaultStep({}, detector=detector).run(readings)
+    result.alerts = outcome.alerts
+    for refusal in outcome.refused:
+        result.skipped[REFUSALS[refusal.kind]] += 1
+    result.entities = len(outcome.states)
+    return result
+
+
+def read_device_history(
+    path: Path,
+    *,
+    time_column: str,
+    entity_column: str,
+    value_columns: Sequence[str] = (),
+    error_codes_column: str | None = None,
+    customer_column: str | None = None,
+    mode_column: str | None = None,
+    firmware_column: str | None = None,
+    detector: DeviceFaultDetector | None = None,
+) -> tuple[list[tuple[int, int, DeviceTelemetry]], ReplayResult]:
+    """The readings of a history as the step takes them (partition 0, row number as the
+    offset), and a result holding what was skipped and noted while reading them."""
+    detector = detector or DeviceFaultDetector()
+    notes: Counter[str] = Counter()
+    frame = _read(path, time_column, entity_column, notes)
     named = {
         time_column,
         entity_column,
@@ -113,8 +199,19 @@ def replay_devices(
     ]
     missing = [c for c in values if c not in frame.columns]
     if missing:
-        raise ValueError(f"--value-columns {missing} are not in {path}")
-    result = ReplayResult(rows=len(frame))
+        raise ValueError(
+            f"--value-columns {missing} are not in {path} "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    if not values:
+        raise ValueError(
+            f"no numeric metric column in {path}: name them with --value-columns "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    result = ReplayResult(rows=len(frame), notes=notes)
+    for c in values:
+        if (n := int(frame[c].isna().sum())) > 0:
+            result.notes[f"missing values in {c}"] += n
     readings: list[tuple[int, int, DeviceTelemetry]] = []
     for i, row in enumerate(frame.to_dict("records")):
         if _cell(row[entity_column]) is None or pd.isna(row[time_column]):
@@ -139,16 +236,15 @@ def replay_devices(
         except ValidationError as exc:
             result.skipped[f"invalid: {exc.errors()[0]['loc'][0]}"] += 1
             continue
+        for code in reading.error_codes:
+            kind = "recognised" if detector.is_fault_code(code) else "ignored"
+            result.codes[kind][code] += 1
         readings.append((0, i, reading))
-    # The worker's own step, as one partition: silence is checked as of each whole event-time
-    # hour the readings reach, as a worker does per partition (docs/detection.md).
-    outcome = DeviceFaultStep({}, detector=detector).run(readings)
-    result.alerts = outcome.alerts
-    for refusal in outcome.refused:
-        result.skipped[REFUSALS[refusal.kind]] += 1
-    states = outcome.states
-    result.entities = len(states)
-    return result
+        t_s = reading.event_time.timestamp()
+        first, last = result.spans.get(entity, (t_s, t_s))
+        result.spans[entity] = (min(first, t_s), max(last, t_s))
+    result.entities = len(result.spans)
+    return readings, result
 
 
 def _customer_events(
@@ -239,15 +335,43 @@ def replay_customers(
     columns named like the contract fields (``status``, ``amount``, ``ticket_id``,
     ``category``, ``csat``, ``nps``, ``contact_number``, ``channel``...) fill them.
     """
-    frame = _read(path, time_column, entity_column)
-    result = ReplayResult(rows=len(frame))
+    events, result = read_customer_history(
+        path, time_column=time_column, entity_column=entity_column, kind_column=kind_column
+    )
+    return run_customers(events, result, risk=risk, feedback=feedback)
+
+
+def read_customer_history(
+    path: Path, *, time_column: str, entity_column: str, kind_column: str = "event"
+) -> tuple[list[tuple[str, int, int, Event]], ReplayResult]:
+    """The events of a customer history as the customer step takes them, and a result holding
+    what was skipped and noted while reading them (``spans``: first and last event time)."""
+    notes: Counter[str] = Counter()
+    frame = _read(path, time_column, entity_column, notes)
+    result = ReplayResult(rows=len(frame), notes=notes)
     events: list[tuple[str, int, int, Event]] = []
     for i, event in _customer_events(frame, time_column, entity_column, kind_column):
         if isinstance(event, Exception):
             result.skipped[f"invalid: {type(event).__name__}"] += 1
             continue
         events.append(("replay", 0, i, event))
-    # The worker's own step, as one source read in event-time order.
+        t = event.event_time.timestamp()
+        first, last = result.spans.get(event.customer_id, (t, t))
+        result.spans[event.customer_id] = (min(first, t), max(last, t))
+    result.entities = len(result.spans)
+    return events, result
+
+
+def run_customers(
+    events: list[tuple[str, int, int, Event]],
+    result: ReplayResult,
+    *,
+    risk: CustomerRiskDetector | None = None,
+    feedback: NegativeFeedbackDetector | None = None,
+) -> ReplayResult:
+    """The worker's own customer step over events from :func:`read_customer_history`, as one
+    source read in event-time order; a copy of ``result`` with the alerts."""
+    result = replace(result, alerts=[], skipped=Counter(result.skipped))
     outcome = CustomerStep({}, risk=risk, feedback=feedback).run(events)
     result.alerts = outcome.alerts
     if outcome.refused:

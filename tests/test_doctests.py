@@ -11,9 +11,11 @@ MODULES = [
     "forewarn.events",
     "forewarn.registry",
     "forewarn.settings",
+    "forewarn.value",
     "simulator",
     "streams.device_faults.detector",
     "streams.device_faults.step",
+    "streams.evaluate",
     "streams.customer_risk.detector",
     "streams.customer_risk.step",
     "models.customer_state",
@@ -25,6 +27,9 @@ MODULES = [
     "models.churn",
     "models.churn_table",
     "outreach.api.ratelimit",
+    "outreach.db",
+    "outreach.rules",
+    "outreach.uplift",
 ]
 
 

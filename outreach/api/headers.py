@@ -2,10 +2,11 @@
 
 The pages have no script and one style sheet from ``/static``, so their Content-Security-Policy
 allows nothing else: injected markup could neither run nor load anything, and no other site may
-frame the pages (clickjacking). Swagger UI and ReDoc (``/docs``, ``/redoc``, behind login) load
-their bundles from jsDelivr and start with an inline script, so those two pages get a policy that
-allows exactly that. Answers are ``no-store`` (tasks hold customers' personal data, and a shared
-or back-buttoned browser must not show them after logout), except the static style sheet.
+frame the pages (clickjacking). Swagger UI (``/docs``, behind login) is served from ``/static``
+too and started by a script file; it sets inline style attributes, so that one page's policy
+allows scripts from this service and inline styles, and nothing from any other origin. Answers
+are ``no-store`` (tasks hold customers' personal data, and a shared or back-buttoned browser
+must not show them after logout), except the static files.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ PAGE_CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 DOCS_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/redoc"})
+DOCS_PATHS = frozenset({"/docs"})
 #: A year of HTTPS only, sent when cookies are Secure (the service is behind TLS then).
 HSTS = "max-age=31536000"
 

@@ -2,8 +2,8 @@
 the web pages, ``/metrics`` (Prometheus, admin token) and ``/healthz`` (open, for load balancers).
 
 ``forewarn outreach serve`` runs it with uvicorn; tests build it with :func:`create_app`.
-A background thread escalates overdue tasks every minute and, when a webhook is configured,
-delivers the outbox.
+Start-up migrates the database, once. The background loops (escalation, webhook delivery) run
+here only if the settings say this replica runs them (:mod:`outreach.background`).
 """
 
 from __future__ import annotations
@@ -11,28 +11,31 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from outreach import background as background_loops
+from outreach.api.deps import system_clock
 from outreach.api.headers import SecurityHeaders
 from outreach.api.ratelimit import LoginLimits
-from outreach.api.routes import docs, pages, tasks, webhooks
+from outreach.api.render import page_user, render
+from outreach.api.routes import boards, customers, docs, lists, pages, task_pages, tasks, webhooks
 from outreach.config import OutreachSettings
 from outreach.metrics import instrument
+from outreach.migrate import upgrade
 from outreach.store import TaskStore
-from outreach.webhook import WebhookDeliverer
 
 log = logging.getLogger(__name__)
-ESCALATE_EVERY_S = 60.0
 #: Outside /api, the paths whose errors are JSON for programs rather than pages for people.
 MACHINE_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json"})
 
@@ -51,32 +54,25 @@ class OutreachApp(FastAPI):
 
 
 def create_app(
-    settings: OutreachSettings, store: TaskStore | None = None, background: bool = True
+    settings: OutreachSettings,
+    store: TaskStore | None = None,
+    background: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
+    """The service on ``store`` (default: one on ``settings.database_url``). ``background``
+    overrides ``settings.background``: whether this process runs the background loops.
+    ``clock`` is the one clock of every view (default: the system's, aware UTC)."""
     store = store or TaskStore(settings.database_url)
-    deliverer = (
-        WebhookDeliverer(store, settings.webhook_url, settings.webhook_secret.encode())
-        if settings.webhook_url
-        else None
-    )
+    run_loops = settings.background if background is None else background
     stop = threading.Event()
-
-    def escalate_forever() -> None:
-        while not stop.wait(ESCALATE_EVERY_S):
-            try:
-                store.escalate_overdue()
-            except Exception:
-                log.exception("escalation pass failed; retrying")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        threads = []
-        if background:
-            threads.append(threading.Thread(target=escalate_forever, daemon=True))
-            if deliverer is not None:
-                threads.append(threading.Thread(target=deliverer.run, args=(stop,), daemon=True))
-        for t in threads:
-            t.start()
+        # Start-up is where the service migrates, once (creating the app or the store never
+        # does); replicas starting together take turns (outreach.migrate.MIGRATION_LOCK).
+        upgrade(store.engine)
+        if run_loops:
+            background_loops.start(store, settings, stop)
         yield
         stop.set()
 
@@ -93,11 +89,13 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.store, app.state.settings, app.state.deliverer = store, settings, deliverer
+    app.state.store, app.state.settings = store, settings
+    app.state.sessions, app.state.rules = store.sessions, store.rules
     app.state.csrf_key = secrets.token_bytes(32)
+    app.state.clock = clock or system_clock
     app.state.login_limits = LoginLimits()
-    app.include_router(tasks.router)
-    app.include_router(webhooks.router)
+    for router in (tasks.router, lists.router, customers.router, webhooks.router):
+        app.include_router(router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parents[1] / "static"), "static")
 
@@ -113,7 +111,9 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "down"}, 503)
         return JSONResponse({"status": "ok", "database": "up"})
 
-    app.include_router(pages.router)
+    # The list pages' /{page} comes last: it would take any one-segment path before it.
+    for router in (pages.router, task_pages.router, boards.router):
+        app.include_router(router)
 
     @app.exception_handler(HTTPException)
     async def pages_or_json(request: Request, exc: HTTPException) -> Response:
@@ -121,17 +121,39 @@ def create_app(
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         if exc.status_code == 303:
             return RedirectResponse(exc.headers["Location"], 303)
-        html = pages.templates.get_template("error.html").render(
-            request=request, user=None, status=exc.status_code, detail=exc.detail
-        )
-        return HTMLResponse(html, exc.status_code, headers=exc.headers)
+        # An error page keeps the navigation: who you are and where you can go (issue 17).
+        with request.app.state.sessions() as session:
+            user = page_user(request, session)
+            return render(
+                request,
+                session,
+                "error.html",
+                user=user,
+                status_code=exc.status_code,
+                headers=exc.headers,
+                status=exc.status_code,
+                detail=exc.detail,
+            )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
         # Where and why, never the input itself: FastAPI's default echoes it, so a 1 MiB body
         # came back whole in the 422, and a lone UTF-16 surrogate in it ("\ud800", refused by
         # pydantic as string_unicode) could not be encoded in the answer: a 500 (issue 13).
         errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+        if request.url.path.startswith("/api") or request.url.path in MACHINE_PATHS:
+            return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+        # A page or its form: say which field and why, on a page with the navigation.
+        fields = "; ".join(
+            f"{e['loc'][-1]}: {str(e.get('msg', 'not valid')).lower()}" for e in errors[:5]
+        )
+        return await pages_or_json(
+            request,
+            HTTPException(
+                422,
+                f"The form could not be taken ({fields}). Nothing was changed: go back, "
+                "correct it and send it again.",
+            ),
+        )
 
     return app

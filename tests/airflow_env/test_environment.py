@@ -8,6 +8,7 @@ from importlib.metadata import version
 
 from console.envcheck import check
 from forewarn.lake import LakeWriter, read_events
+from outreach.migrate import migrate
 from outreach.store import TaskStore
 from tests.utils import factories
 
@@ -25,5 +26,7 @@ def test_faust_is_not_in_this_environment():
 def test_shared_lake_and_store_work_here(tmp_path):
     LakeWriter(tmp_path / "lake").write([factories.telemetry(i) for i in range(3)])
     assert read_events(tmp_path / "lake", "device-telemetry").num_rows == 3
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     assert store.upsert_alert(factories.alert()).created

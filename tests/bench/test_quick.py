@@ -18,6 +18,8 @@ EXPECTED = {
     "latency",
     "nightly_at_scale",
     "churn_model",
+    "skab_outliers",
+    "skab_changepoints",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]

@@ -98,3 +98,28 @@ def test_files_under_home_are_private(tmp_path):
         if stat.S_IMODE(p.stat().st_mode) & 0o077
     ]
     assert not loose, loose
+
+
+def test_outreach_migrate_creates_the_schema(tmp_path):
+    import sqlalchemy as sa
+
+    from forewarn.settings import Settings
+
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "outreach", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert "outreach database at revision head" in result.output
+    engine = sa.create_engine(Settings().with_home(tmp_path).database_url)
+    try:
+        assert "tasks" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_outreach_token_works_on_a_fresh_database(tmp_path):
+    """The token commands may come first (a new install), so they bring the schema up."""
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]
+    created = runner.invoke(main, [*home, "outreach", "token", "--role", "admin", "--name", "ann"])
+    assert created.exit_code == 0, created.output
+    revoked = runner.invoke(main, [*home, "outreach", "token", "revoke", "--name", "ann"])
+    assert revoked.output.strip() == "revoked 1 token"

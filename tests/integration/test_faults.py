@@ -26,8 +26,9 @@ from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
 from forewarn.kafka.admin import committed_offsets, group_lag
 from forewarn.publish import produce
+from outreach.migrate import migrate
 from outreach.models import TaskHistory
-from outreach.store import TaskStore, aware
+from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
@@ -80,6 +81,7 @@ def _check_nothing_lost_or_doubled(settings, world, produced: Counter) -> dict:
             f"{topic}: {produced[topic] - distinct} lost: {missing_from_lake(settings, topic)}"
         )
         figures[f"lake_rows_{topic}"] = raw
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     try:
         tasks = store.tasks()
@@ -175,7 +177,7 @@ def test_database_outage_commits_nothing_unstored_and_loses_nothing(stack):
     pg = PostgresServer().start()
     try:
         on_pg = replace(settings, database_url=pg.url)
-        TaskStore(on_pg.database_url).close()  # schema first, as a deployment's migration does
+        migrate(on_pg.database_url)  # schema first, as a deployment's migration does
         world = scenario(customers=60, days=21, seed=4)
         events = list(world_events(world))
         producer = Producer(settings.kafka_bootstrap, events, rate=1500)
@@ -233,7 +235,7 @@ def test_database_outage_commits_nothing_unstored_and_loses_nothing(stack):
 
 def _stored_at(settings) -> dict[str, datetime]:
     """When each alert was first stored (the task history the store writes per alert)."""
-    store = TaskStore(settings.database_url, migrate=False)
+    store = TaskStore(settings.database_url)
     try:
         with store.sessions() as session:
             rows = session.scalars(
@@ -243,7 +245,7 @@ def _stored_at(settings) -> dict[str, datetime]:
             for row in rows:
                 alert_id = row.detail.get("alert_id")
                 if alert_id:
-                    at = aware(row.at)
+                    at = row.at
                     firsts[alert_id] = min(firsts.get(alert_id, at), at)
             return firsts
     finally:
@@ -251,7 +253,7 @@ def _stored_at(settings) -> dict[str, datetime]:
 
 
 def _stored(settings) -> int:
-    store = TaskStore(settings.database_url, migrate=False)
+    store = TaskStore(settings.database_url)
     try:
         return len(store.tasks())
     finally:

@@ -35,6 +35,7 @@ from forewarn.events import (
     encode,
 )
 from forewarn.lake import read_events
+from outreach.migrate import migrate
 from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils.hostile import sample
@@ -235,6 +236,7 @@ def test_hostile_input_loses_nothing_and_stops_nothing(stack):
     assert not any(a.alert_id == f"alert-{thief.event_id}" for a in alerts), "owner moved"
     silence = [a for a in alerts if a.fault_kind == "silence"]
     assert all(a.score < 24 * 30 for a in silence), [a.explanation for a in silence]
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     try:
         big_tasks = store.tasks(customer_id=big)

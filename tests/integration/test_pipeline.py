@@ -17,7 +17,8 @@ import pytest
 from console.stack import DRAIN_TOPICS, wait_drained
 from forewarn.events import INPUT_TOPICS, encode
 from forewarn.kafka.admin import group_lag
-from outreach.store import TaskStore, aware
+from outreach.migrate import migrate
+from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils import factories
 from tests.utils.kafka import read_topic
@@ -60,7 +61,7 @@ def test_faults_reach_outreach_tasks_once(stack):
         assert per_device[fault.device_id] == 1, f"fault on {fault.device_id} has no single task"
     assert max(per_device.values()) == 1
     tasks = {t.device_id: t for t in visit_tasks(settings)}
-    early = [f for f in world.faults if aware(tasks[f.device_id].detected_at) < f.complaint_time]
+    early = [f for f in world.faults if tasks[f.device_id].detected_at < f.complaint_time]
     assert len(early) == len(world.faults), "every fault should be caught before the complaint"
     for topic in INPUT_TOPICS:
         assert lake_rows(settings, topic) == (produced[topic], produced[topic]), topic
@@ -141,6 +142,7 @@ def test_restart_mid_stream_creates_no_duplicates(stack):
     per_device = tasks_per_device(settings)
     assert max(per_device.values()) == 1, "a restart must not duplicate a task"
     assert {f.device_id for f in world.faults} <= set(per_device)
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     assert all(t.alert_count >= 1 for t in store.tasks())
     for topic in INPUT_TOPICS:
@@ -196,14 +198,13 @@ def test_customers_at_risk_and_a_hot_reloaded_churn_model(stack, tmp_path):
         if json.loads(v)["source_topic"] == "model-updates"
     ]
     assert sorted(d["source_offset"] for d in letters) == [1, 2]
+    migrate(settings.database_url)
     store = TaskStore(settings.database_url)
     retention = store.tasks(kind="retention")
     feedback = store.tasks(kind="feedback")
     assert {t.customer_id for t in retention} & {c.customer_id for c in world.churns}
     assert any("churn model v7" in t.explanation for t in retention)
-    assert feedback and all(
-        (aware(t.due_at) - aware(t.detected_at)).total_seconds() == 3600 for t in feedback
-    )
+    assert feedback and all((t.due_at - t.detected_at).total_seconds() == 3600 for t in feedback)
 
 
 class _Exploit:

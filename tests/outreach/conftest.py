@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from outreach.api.main import create_app
 from outreach.config import OutreachSettings
+from outreach.migrate import migrate
 from outreach.store import TaskStore
 from tests.conftest import free_port_pair
 from tests.utils import factories
@@ -37,9 +38,12 @@ def postgres_url():
 def any_store(request, tmp_path):
     """The same tests on both databases; PostgreSQL tables are emptied between tests."""
     if request.param == "sqlite":
-        store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+        url = f"sqlite:///{tmp_path / 'outreach.db'}"
+        migrate(url)
+        store = TaskStore(url)
     else:
         url = request.getfixturevalue("postgres_url")
+        migrate(url)
         store = TaskStore(url)
         from outreach.models import Base
 

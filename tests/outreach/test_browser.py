@@ -14,11 +14,12 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import WebDriverWait
 
 from forewarn.lake import LakeWriter
 from outreach.api.main import create_app
 from outreach.config import OutreachSettings
+from outreach.migrate import migrate
 from outreach.rules import OutreachRules, in_holdout
 from outreach.store import TaskStore
 from tests.conftest import free_port_pair
@@ -30,7 +31,9 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 @pytest.fixture
 def server(tmp_path):
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     customers = [f"C{i:05d}" for i in range(40) if not in_holdout(f"C{i:05d}", OutreachRules())]
     for i, (customer, severity) in enumerate(
         zip(customers, ["medium", "critical", "high"], strict=False)
@@ -120,15 +123,16 @@ def test_retention_agent_records_an_outcome(server, browser, tmp_path):
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.task-row")
     assert len(rows) == 3
     assert "critical" in rows[0].text and top in rows[0].text, "highest priority first"
-    assert "<b>bold?</b>" in rows[0].text, "customer text is shown as text, not markup"
 
     rows[0].find_element(By.CSS_SELECTOR, "a.task-link").click()
     wait.until(ec.presence_of_element_located((By.ID, "timeline")))
+    explanation = browser.find_element(By.ID, "explanation").text
+    assert "<b>bold?</b>" in explanation, "customer text is shown as text, not markup"
     assert "3 late orders" in browser.find_element(By.ID, "reasons").text
     timeline = browser.find_element(By.ID, "timeline").text
     assert "Where is my order?" in timeline and "order o1 late" in timeline
     assert "chat" in timeline
-    Select(browser.find_element(By.ID, "outcome")).select_by_value("customer_kept")
+    browser.find_element(By.ID, "outcome-customer_kept").click()
     browser.find_element(By.ID, "note").send_keys("Offered a goodwill credit; staying.")
     browser.find_element(By.ID, "record").click()
     message = wait.until(ec.presence_of_element_located((By.ID, "message")))

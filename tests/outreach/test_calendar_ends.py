@@ -11,7 +11,6 @@ import pytest
 
 from forewarn.events import EVENT_TIME_CEILING, EVENT_TIME_FLOOR
 from outreach.rules import due_of
-from outreach.store import aware
 from tests.utils import factories
 
 LAST = EVENT_TIME_CEILING - timedelta(microseconds=1)
@@ -32,7 +31,7 @@ def test_tasks_at_the_ends_of_event_time(any_store, when, kind, dedup_key):
     )
     task = any_store.upsert_alert(alert, now=when)
     assert task is not None
-    assert aware(task.due_time) - when in (timedelta(hours=1), timedelta(days=7))
+    assert task.due_time - when in (timedelta(hours=1), timedelta(days=7))
     (stored,) = any_store.tasks(customer_id=alert.customer_id)
-    assert aware(stored.due_at) == task.due_time
+    assert stored.due_at == task.due_time
     assert due_of(alert, "feedback") > when

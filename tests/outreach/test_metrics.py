@@ -56,6 +56,20 @@ def test_metrics_count_tasks_and_requests_by_route(any_store, tmp_path):
     assert not any("nope-1" in str(labels) for _, labels in samples)
 
 
+def test_metrics_count_proactive_misses_by_reason(any_store, tmp_path):
+    client = _client(any_store, tmp_path)
+    any_store.upsert_alert(factories.alert())
+    any_store.apply_ticket(
+        factories.ticket(category="cancellation", event_id="c", ticket_id="c", status="opened")
+    )
+    samples = _samples(client.get("/metrics", headers=SCRAPER).text)
+    key = (
+        "forewarn_outreach_missed_tasks",
+        (("kind", "visit"), ("reason", "customer left before contact")),
+    )
+    assert samples[key] == 1
+
+
 def test_healthz_says_when_the_database_is_gone(any_store, tmp_path):
     client = _client(any_store, tmp_path)
     assert client.get("/healthz").json() == {"status": "ok", "database": "up"}

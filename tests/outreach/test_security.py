@@ -23,9 +23,9 @@ from console.cli import main
 from outreach.api.deps import COOKIE
 from outreach.api.main import create_app
 from outreach.api.ratelimit import FAILURES_PER_ADDRESS, LOGINS_PER_NAME, SlidingWindow
-from outreach.api.routes import pages, tasks, webhooks
+from outreach.api.routes import customers, lists, pages, tasks, webhooks
 from outreach.config import MAX_REQUEST_BYTES, OutreachSettings
-from outreach.migrate import upgrade
+from outreach.migrate import migrate, upgrade
 from outreach.models import ApiToken
 from outreach.store import TaskStore, hash_token
 from tests.outreach.conftest import auth, serving
@@ -69,7 +69,9 @@ def test_a_technician_cannot_assign_a_visit_to_someone_else_through_any_state(ap
     url = f"/api/tasks/{visit.task_id}/transition"
     if to == "open":  # open -> open is not a transition; start from assigned
         client.post(
-            url, json={"to": "assigned", "assignee": "tom"}, headers=auth(tokens, "dispatcher")
+            url,
+            json={"to": "assigned", "assignee": "technician-user"},
+            headers=auth(tokens, "dispatcher"),
         )
     denied = client.post(
         url,
@@ -89,10 +91,10 @@ def test_a_dispatcher_assigns_visits_through_in_progress(api):
     client, tokens, visit = api
     done = client.post(
         f"/api/tasks/{visit.task_id}/transition",
-        json={"to": "in_progress", "assignee": "tom"},
+        json={"to": "in_progress", "assignee": "technician-user"},
         headers=auth(tokens, "dispatcher"),
     )
-    assert done.status_code == 200 and done.json()["assignee"] == "tom"
+    assert done.status_code == 200 and done.json()["assignee"] == "technician-user"
 
 
 # -- request bodies ----------------------------------------------------------------------------
@@ -100,7 +102,14 @@ def test_a_dispatcher_assigns_visits_through_in_progress(api):
 
 def test_every_route_refuses_an_oversized_body_before_authentication(api):
     client, _, visit = api
-    routers = (client.app, tasks.router, pages.router, webhooks.router)
+    routers = (
+        client.app,
+        tasks.router,
+        lists.router,
+        customers.router,
+        pages.router,
+        webhooks.router,
+    )
     routes = [r for router in routers for r in router.routes if isinstance(r, Route)]
     assert len(routes) > 15
     for route in routes:
@@ -146,7 +155,9 @@ def _send_until_answered(port: int, head: bytes, chunks: Iterator[bytes]) -> tup
 def test_the_real_server_answers_413_without_reading_a_100_mb_body(tmp_path, framing):
     """An anonymous 100 MB POST: the answer is 413 (not 401 after parsing it), and it comes
     before the client has sent more than a few MiB."""
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     settings = OutreachSettings(
         database_url=store.url, lake_dir=tmp_path / "lake", secure_cookies=False
     )
@@ -289,7 +300,9 @@ def test_metrics_need_the_scrape_token(any_store, tmp_path):
 
 
 def test_metrics_without_a_token_answer_only_on_loopback(tmp_path):
-    store = TaskStore(f"sqlite:///{tmp_path / 'outreach.db'}")
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    migrate(url)
+    store = TaskStore(url)
     settings = OutreachSettings(
         database_url=store.url, lake_dir=tmp_path / "lake", secure_cookies=False
     )
@@ -407,7 +420,8 @@ def test_the_migration_gives_existing_tokens_an_expiry(empty_database):
             f"VALUES ('{hash_token('old-token')}', 'olga', 'support', '2025-01-01', false)"
         )
     engine.dispose()
-    store = TaskStore(empty_database)  # migrates to head
+    migrate(empty_database)
+    store = TaskStore(empty_database)
     assert store.authenticate("old-token").name == "olga", "still valid after the upgrade"
     with store.sessions() as session:
         token = session.scalars(sa.select(ApiToken)).one()

@@ -137,3 +137,40 @@ def test_truth_files_round_trip(world, tmp_path):
     assert summary["faults"] == len(world.faults)
     assert read_faults(tmp_path) == world.faults
     assert (tmp_path / "churns.csv").read_text().count("\n") == len(world.churns) + 1
+
+
+def test_a_hard_world_has_what_real_fleets_have_and_the_default_does_not():
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    hard = build_world(n_customers=120, days=20, start=start, seed=3, hard=True)
+    easy = build_world(n_customers=120, days=20, start=start, seed=3)
+    assert [f.device_id for f in hard.faults] == [f.device_id for f in easy.faults]
+    assert any(not f.precursor_codes for f in hard.faults)
+    assert all(f.precursor_codes for f in easy.faults)
+    kinds = {b.kind for b in hard.benign}
+    assert {"excursion", "maintenance_unmarked"} <= kinds
+    assert len({d.every for d in hard.devices}) >= 3
+    counting = next(d for d in hard.devices if d.counts)
+    readings = [
+        e
+        for e in world_events(hard)
+        if e.topic == "device-telemetry" and e.device_id == counting.device_id
+    ]
+    zeros = sum(e.metrics["starts_count"] == 0 for e in readings)
+    assert zeros / len(readings) > 0.5
+    silent = next(f for f in hard.faults if not f.precursor_codes)
+    codes = {
+        c
+        for e in world_events(hard)
+        if e.topic == "device-telemetry" and e.device_id == silent.device_id
+        for c in e.error_codes
+    }
+    assert not codes & {"E42", "E17", "E99"}
+
+
+def test_a_hard_world_s_truth_reads_back(tmp_path):
+    hard = build_world(
+        n_customers=60, days=20, start=datetime(2026, 1, 5, tzinfo=UTC), seed=3, hard=True
+    )
+    summary = write_truth(hard, tmp_path, {"hard": True})
+    assert read_faults(tmp_path) == hard.faults
+    assert summary["benign"]["excursion"] == sum(b.kind == "excursion" for b in hard.benign)

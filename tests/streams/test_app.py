@@ -11,6 +11,7 @@ def test_every_agent_is_discovered():
         "streams.customer_risk.agents.track_customers",
         "streams.device_faults.agents.track_device_faults",
         "streams.intake.agents.archive_events",
+        "streams.outreach_sink.agents.close_stale_tasks",
         "streams.outreach_sink.agents.store_outreach_tasks",
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -231,7 +232,8 @@ def test_missing_and_nan_values_are_skipped():
 def test_frozen_sensor_is_not_a_fault():
     values = _normal_day(24 * 10)
     values[24 * 5 : 24 * 7] = 2.9  # stuck on one (odd) value for two days
-    detector, state = DeviceFaultDetector(), DeviceState()
+    # Opt-in per metric since issue 15 (by default a run of equal readings is scored).
+    detector, state = DeviceFaultDetector(stuck_metrics=("vibration_*",)), DeviceState()
     alerts = [
         detector.update(state, factories.telemetry(i, metrics={"vibration_mm_s": float(v)}))
         for i, v in enumerate(values)
@@ -267,3 +269,194 @@ def test_state_read_from_a_document_shares_nothing_with_it():
         value = None if i % 10 == 0 else 2.0 + i % 3
         detector.update(again, factories.telemetry(i, metrics={"vibration_mm_s": value}))
     assert json.dumps(document, sort_keys=True) == before
+
+
+# --- issue 15: the four causes, each reproduced first -----------------------------------------
+
+
+def _readings(values, metric="vibration_mm_s", every=timedelta(hours=1), codes=None):
+    t0 = factories.telemetry(0).event_time
+    return [
+        factories.telemetry(
+            i,
+            event_time=t0 + i * every,
+            metrics={metric: None if v is None else float(v)},
+            error_codes=(codes or {}).get(i, []),
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def _alerts(readings, detector=None, state=None):
+    detector, state = detector or DeviceFaultDetector(), state or DeviceState()
+    return [(i, a) for i, r in enumerate(readings) if (a := detector.update(state, r))], state
+
+
+def test_a_lasting_harmless_shift_does_not_swallow_a_later_fault():
+    """Cause 1: the CUSUM grew without bound, learning stayed frozen and the first episode
+    never ended, so a real fault days later raised nothing."""
+    values = _normal_day(24 * 16)
+    values[24 * 3 :] += 0.6  # a lasting, harmless move to a new normal (6 sigma)
+    values[24 * 12 :] += np.linspace(0, 1.5, 24 * 4)  # the real fault, days later
+    alerts, state = _alerts(_readings(values))
+    assert [i // 24 for i, _ in alerts][:1] == [3]
+    assert any(i >= 24 * 12 for i, _ in alerts), "the later fault must alert again"
+    assert state.counters["settled"] >= 1, "the held shift became the new normal"
+
+
+def test_drift_evidence_is_bounded_and_resets_when_the_unit_is_calm_again():
+    values = _normal_day(24 * 12)
+    values[24 * 4 : 24 * 4 + 12] += 30.0  # a huge excursion for half a day, then back
+    detector = DeviceFaultDetector()
+    alerts, state = _alerts(_readings(values, metric="vibration"), detector)
+    m = state.metrics["vibration"]
+    assert abs(m.ewma) <= detector.z_cap
+    assert [i // 24 for i, _ in alerts] == [4]
+    assert not detector.in_episode(state), "the episode ended once the unit was calm"
+    assert state.counters["episodes_ended"] == 1
+
+
+def test_a_distinct_deterioration_after_an_episode_alerts_again():
+    values = _normal_day(24 * 12)
+    values[24 * 4 : 24 * 4 + 6] += 1.0
+    values[24 * 9 : 24 * 9 + 6] += 1.0
+    alerts, _ = _alerts(_readings(values))
+    assert [i // 24 for i, _ in alerts] == [4, 9]
+
+
+def test_warm_up_waits_for_a_whole_day_on_five_minute_data():
+    """Cause 2: warm-up counted 36 readings (3 h of 5-minute data); the first daily cycle
+    then read as drift."""
+    n = 12 * 24 * 4
+    rng = np.random.default_rng(5)
+    minutes = np.arange(n) * 5
+    values = 20 + 3 * np.sin(2 * np.pi * minutes / 1440) + rng.normal(0, 0.3, n)
+    readings = _readings(values, metric="outlet_temp_c", every=timedelta(minutes=5))
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for r in readings[: 12 * 6]:
+        detector.update(state, r)
+    assert not state.metrics["outlet_temp_c"].warm, "6 h of 5-minute data is not a day"
+    alerts, _ = _alerts(readings[12 * 6 :], detector, state)
+    assert alerts == []
+    assert state.metrics["outlet_temp_c"].baseline.profile_ready
+
+
+def test_sparse_data_warms_up_by_the_fall_back():
+    values = _normal_day(10, level=5.0)  # one reading a day at the same hour
+    readings = _readings(list(values) * 4, every=timedelta(days=1))
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for r in readings:
+        detector.update(state, r)
+    m = state.metrics["vibration_mm_s"]
+    assert not m.baseline.profile_ready
+    assert m.warm, "after warmup_hours_max the hours never seen no longer hold scoring back"
+
+
+def test_count_data_with_repeated_zeros_keeps_every_reading_and_its_excursion():
+    """Cause 3: three equal readings were a stuck sensor; count data lost 94% of a series."""
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(0.3, 24 * 20).astype(float)  # mostly zeros
+    counts[24 * 14 : 24 * 16] = rng.poisson(6, 48)  # a real excursion
+    alerts, state = _alerts(_readings(counts, metric="door_openings"))
+    assert "frozen" not in state.counters, "by default no reading is dropped as stuck"
+    assert [i // 24 for i, _ in alerts][:1] == [14]
+    # Opted in, runs of zeros are judged against this metric's own rate of repeats.
+    opted = DeviceFaultDetector(stuck_metrics=("door_*",))
+    alerts, state = _alerts(_readings(counts, metric="door_openings"), opted)
+    assert state.counters.get("frozen", 0) <= 1
+    assert [i // 24 for i, _ in alerts][:1] == [14]
+
+
+def test_unit_change_rule_leaves_metrics_without_a_unit_in_their_name_alone():
+    """Cause 3: the unit-change rule explained real excursions away on series that had no
+    unit change (a real excursion to 1.8 x the level looks like Celsius to Fahrenheit)."""
+    rng = np.random.default_rng(3)
+    values = 45 + rng.normal(0, 0.3, 24 * 10)
+    values[24 * 6 :] = values[24 * 6 :] * 1.8 + 32  # a real excursion, not a unit change
+    alerts, state = _alerts(_readings(values, metric="pressure"))
+    assert "unit_change" not in state.counters
+    assert [i // 24 for i, _ in alerts][:1] == [6]
+
+
+def test_readings_of_any_finite_magnitude_are_scored():
+    """Cause 3: the contract refused readings beyond +-1e6, silently for a replay."""
+    big = factories.telemetry(0, metrics={"energy_wh": 3.5e9})
+    assert big.metrics == {"energy_wh": 3.5e9}
+    values = _normal_day(24 * 6, level=2e12, sigma=1e9)
+    values[24 * 4 :] += 3e10
+    alerts, _ = _alerts(_readings(values, metric="energy_wh"))
+    assert alerts and alerts[0][0] // 24 == 4
+    _, state = _alerts(_readings([1e300, -1e300, 1e300] * 20, metric="x"))
+    assert math.isfinite(state.metrics["x"].baseline.level)
+
+
+def test_fault_codes_match_case_insensitively_and_are_counted():
+    """Cause 3: `error3` was ignored (codes matched case-sensitively) and nothing said so."""
+    values = _normal_day(24 * 4)
+    codes = {50: ["error3"], 52: ["e3"], 55: ["Error3", "w10"]}
+    alerts, state = _alerts(_readings(values, codes=codes))
+    assert [(i, a.fault_kind) for i, a in alerts] == [(55, "error_codes")]
+    assert state.counters["codes_recognised"] == 3
+    assert state.counters["codes_ignored"] == 1
+    custom = DeviceFaultDetector(fault_code_patterns=("ALM-*",), failure_codes=("ALM-99",))
+    alerts, state = _alerts(_readings(values, codes={60: ["alm-99"]}), custom)
+    assert [(i, a.fault_kind) for i, a in alerts] == [(60, "failure")]
+
+
+def test_modest_moves_of_several_metrics_at_once_alert_with_each_named():
+    """Cause 4 and item 2: 1.5 sigma on three metrics for a day; none alone is much."""
+    rng = np.random.default_rng(11)
+    n, names = 24 * 12, ("a", "b", "c")
+    data = {k: 10 + rng.normal(0, 1, n) for k in names}
+    for k in names:
+        data[k][24 * 8 :] += 1.5
+    t0 = factories.telemetry(0).event_time
+    readings = [
+        factories.telemetry(
+            i,
+            event_time=t0 + timedelta(hours=i),
+            metrics={k: float(data[k][i]) for k in names},
+        )
+        for i in range(n)
+    ]
+    alerts, _ = _alerts(readings)
+    assert alerts, "a modest shift on three metrics at once was missed"
+    first_at, alert = alerts[0]
+    assert 24 * 8 <= first_at < 24 * 9
+    assert alert.fault_kind.startswith("drift:")
+    assert sum(f"{k} " in alert.explanation for k in names) >= 2
+    assert "together" in alert.explanation
+
+
+def test_visit_outcome_ends_the_episode():
+    values = _normal_day(24 * 8)
+    values[24 * 4 :] += 0.6
+    detector = DeviceFaultDetector()
+    alerts, state = _alerts(_readings(values[: 24 * 5]), detector)
+    assert alerts and detector.in_episode(state)
+    detector.visit_outcome(state, "no_fault_found")
+    assert not detector.in_episode(state)
+    more, _ = _alerts(_readings(values)[24 * 5 :], detector, state)
+    assert more == [], "the unit's new level is its normal now"
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        detector.visit_outcome(state, "kicked")
+
+
+def test_a_document_written_before_issue_15_still_loads():
+    old = DeviceState().to_dict()
+    old["metrics"] = {
+        "v": {
+            "baseline": {"warmup": 36, "n": 40, "level": 2.0, "scale": 0.1, "profile": [0.0] * 24},
+            "cusum_up": 13000.0,
+            "cusum_down": 0.0,
+            "rising_since": 1.0,
+            "recent_spikes": [],
+            "last_z": 0.0,
+            "last_value": 2.0,
+            "same_count": 0,
+            "pending_unit": -1,
+        }
+    }
+    old["quiet_since"] = None
+    state = DeviceState.from_dict(old)
+    assert state.metrics["v"].baseline.level == 2.0

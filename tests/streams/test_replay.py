@@ -73,7 +73,7 @@ def test_device_replay_flags_a_unit_that_stops_reporting(history, tmp_path):
 def test_bad_rows_are_skipped_and_counted(tmp_path):
     path = tmp_path / "readings.csv"
     rows = ["ts,unit,temp"] + [f"2026-01-05T{h:02d}:00:00,U1,{20 + h % 3}" for h in range(20)]
-    rows += ["2026-01-06T00:00:00,U1,1e300", "2026-01-06T01:00:00,,21"]
+    rows += ["2026-01-06T00:00:00,U1,inf", "2026-01-06T01:00:00,,21"]
     path.write_text("\n".join(rows) + "\n")
     result = replay_devices(path, time_column="ts", entity_column="unit")
     assert result.rows == 22
@@ -142,3 +142,29 @@ def test_customer_rows_with_pandas_types_are_taken_in(tmp_path):
     result = replay_customers(path, time_column="time", entity_column="customer")
     assert not result.skipped, result.skipped
     assert "negative_feedback" in {a.kind for a in result.alerts}
+
+
+def test_summary_counts_recognised_and_ignored_codes_and_zoneless_times(tmp_path):
+    path = tmp_path / "readings.csv"
+    rows = ["ts,unit,temp,codes"]
+    rows += [
+        f"2026-01-05T{h:02d}:00:00,U1,{20 + h % 3},{'error3;W1' if h == 5 else ''}"
+        for h in range(20)
+    ]
+    rows += ["2026-01-06T00:00:00+00:00,U1,21,E7", "2026-01-06T01:00:00Z,U1,,"]
+    path.write_text("\n".join(rows) + "\n")
+    result = replay_devices(
+        path, time_column="ts", entity_column="unit", error_codes_column="codes"
+    )
+    summary = result.summary()
+    assert summary["error_codes"]["recognised"]["most_common"] == {"error3": 1, "E7": 1}
+    assert summary["error_codes"]["ignored"]["most_common"] == {"W1": 1}
+    assert summary["notes"]["times without a zone, read as UTC"] == 20
+    assert summary["notes"]["missing values in temp"] == 1
+
+
+def test_a_file_without_numeric_metrics_is_a_clear_error(tmp_path):
+    path = tmp_path / "readings.csv"
+    path.write_text("ts,unit,state\n2026-01-05T00:00:00Z,U1,on\n")
+    with pytest.raises(ValueError, match="no numeric metric column"):
+        replay_devices(path, time_column="ts", entity_column="unit")

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from console.stack import WorkerProcess
 from forewarn.lake import read_events
 from forewarn.publish import produce
+from outreach.migrate import migrate
 from outreach.store import TaskStore
 from simulator import build_world
 from tests.utils.kafka import read_records
@@ -75,6 +76,7 @@ def tasks_per_device(settings) -> Counter:
 
 
 def visit_tasks(settings) -> list:
+    migrate(settings.database_url)  # no alert may have reached the sink yet
     store = TaskStore(settings.database_url)
     try:
         return store.tasks(kind="visit")

@@ -1,206 +1,326 @@
-"""REST API: tasks, daily lists (JSON and CSV), customer timelines, uplift, webhook admin."""
+"""REST API for tasks: list (filters, cursor pages), read, and act: transition, assign,
+claim, reschedule, snooze, reopen, record an outcome. Every change takes ``expected_version``
+and answers 409 if someone changed the task since it was read."""
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.orm import Session
 
-from outreach.api.deps import ROLE_KINDS, CurrentUser, SettingsDep, StoreDep, require_kind
+from outreach.api.deps import (
+    CHANGE_ERRORS,
+    ERRORS,
+    CurrentUser,
+    NowDep,
+    SessionDep,
+    require_action,
+    require_kind,
+)
+from outreach.crud import customers as customer_crud
+from outreach.crud import tasks as crud
+from outreach.crud import tokens
+from outreach.crud.tasks import InvalidTransition, StaleTask, TaskFilter, TaskNotFound, UnknownStaff
+from outreach.crud.tokens import Principal
 from outreach.models import KINDS, STATUSES, Task
-from outreach.store import InvalidTransition, StaleTask, TaskNotFound, aware
-from outreach.timeline import customer_timeline
-from outreach.uplift import churn_times, uplift_report
+from outreach.rules import ASSIGNABLE_ROLES, ROLE_KINDS
+from outreach.schemas import (
+    AssignIn,
+    OutcomeIn,
+    ReopenIn,
+    RescheduleIn,
+    SnoozeIn,
+    TaskDetail,
+    TaskPage,
+    TaskPublic,
+    TransitionIn,
+    VersionIn,
+)
 
-router = APIRouter(prefix="/api", tags=["tasks"])
+router = APIRouter(prefix="/api", tags=["tasks"], responses=ERRORS)
 
 Kind = Literal["visit", "retention", "feedback"]
+Status = Literal["open", "assigned", "in_progress", "done", "cancelled", "expired"]
+Severity = Literal["low", "medium", "high", "critical"]
+#: Largest page; a bigger ``limit`` is a 422 that says so, not silently clamped (issue 17).
+PAGE_MAX = 500
 
 
-class TaskPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    kind: str
-    status: str
-    customer_id: str
-    device_id: str | None
-    title: str
-    explanation: str
-    suggestion: str
-    severity: str
-    confidence: float
-    priority: int
-    value_at_stake: float
-    team: str
-    queue: str
-    assignee: str | None
-    outcome: str | None
-    linked_task_id: str | None
-    holdout: bool
-    escalated: bool
-    detected_at: datetime
-    due_at: datetime
-    alert_count: int
-    version: int
-
-
-class TaskDetail(TaskPublic):
-    evidence: dict[str, Any]
-    history: list[dict[str, Any]]
-
-
-class TransitionIn(BaseModel):
-    to: Literal["open", "assigned", "in_progress", "done", "cancelled", "expired"]
-    outcome: str | None = Field(default=None, max_length=32)
-    assignee: str | None = Field(default=None, max_length=64)
-    note: str = Field(default="", max_length=2000)
-    expected_version: int | None = None
-
-
-def public(task: Task) -> TaskPublic:
-    data = TaskPublic.model_validate(task)
-    return data.model_copy(
-        update={"detected_at": aware(task.detected_at), "due_at": aware(task.due_at)}
-    )
-
-
-def _get(store: StoreDep, task_id: str, user: CurrentUser) -> Task:
+def _get(session: Session, task_id: str, user: Principal) -> Task:
     try:
-        task = store.get(task_id)
+        task = crud.get_task(session=session, task_id=task_id)
     except TaskNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}") from None
     require_kind(user, task.kind)
     return task
 
 
-@router.get("/tasks", response_model=list[TaskPublic])
-def list_tasks(
-    store: StoreDep, user: CurrentUser, kind: Kind, open_only: bool = True, limit: int = 200
-) -> list[TaskPublic]:
-    require_kind(user, kind)
-    tasks = store.tasks(kind=kind, open_only=open_only, include_holdout=False)
-    return [public(t) for t in tasks[: max(1, min(limit, 1000))]]
-
-
-@router.get("/tasks/{task_id}", response_model=TaskDetail)
-def read_task(task_id: str, store: StoreDep, user: CurrentUser) -> TaskDetail:
-    task = _get(store, task_id, user)
-    history = [
-        {"at": aware(h.at), "actor": h.actor, "action": h.action, "detail": h.detail}
-        for h in task.history
-    ]
-    return TaskDetail(**public(task).model_dump(), evidence=task.evidence, history=history)
-
-
-@router.post("/tasks/{task_id}/transition", response_model=TaskPublic)
-def transition_task(
-    task_id: str, body: TransitionIn, store: StoreDep, user: CurrentUser
-) -> TaskPublic:
-    task = _get(store, task_id, user)
-    # Any transition can carry an assignee (issue 13: a technician reassigned a visit through
-    # in_progress), so the rule is checked whatever the target state.
-    if (
-        task.kind == "visit"
-        and user.role == "technician"
-        and body.assignee not in (None, user.name)
-    ):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only dispatchers assign visits to others")
+def _change(session: Session, task_id: str, change: Callable[[], Task]) -> TaskPublic:
+    """Run ``change`` and commit; domain errors become 409 (or 422 for unknown staff)."""
     try:
-        return public(
-            store.transition(
-                task.id,
-                to=body.to,
-                actor=user.name,
-                outcome=body.outcome,
-                assignee=body.assignee,
-                note=body.note,
-                expected_version=body.expected_version,
+        task = change()
+        session.commit()
+    except TaskNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}") from None
+    except UnknownStaff as exc:
+        session.rollback()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    except (InvalidTransition, StaleTask) as exc:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return TaskPublic.model_validate(task)
+
+
+def staff_for(session: Session, kind: str) -> frozenset[str]:
+    """Whom a ``kind`` task may be given: people with a live token of the team's roles."""
+    return tokens.staff(session=session, roles=ASSIGNABLE_ROLES[kind])
+
+
+@router.get("/tasks", response_model=TaskPage)
+def list_tasks(
+    session: SessionDep,
+    user: CurrentUser,
+    now: NowDep,
+    kind: Kind | None = None,
+    status_: Annotated[list[Status] | None, Query(alias="status")] = None,
+    open_only: bool = True,
+    assignee: Annotated[str | None, Query(max_length=64, description="'' for unassigned")] = None,
+    queue: Annotated[str | None, Query(max_length=64)] = None,
+    territory: Annotated[str | None, Query(max_length=32)] = None,
+    skill: Annotated[str | None, Query(max_length=32)] = None,
+    severity: Severity | None = None,
+    customer_id: Annotated[str | None, Query(max_length=64)] = None,
+    due_before: datetime | None = None,
+    due_after: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=100, description="customer, device or title")] = None,
+    include_snoozed: bool = True,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TaskPage:
+    """Tasks of your team, best first (priority, then due time), a page at a time.
+
+    Without ``kind``, the kind your role works on (admins: pass one). ``status`` may repeat;
+    without it, ``open_only`` picks open, assigned and in-progress tasks. Held-out retention
+    tasks are never listed here.
+    """
+    mine = sorted(ROLE_KINDS.get(user.role, frozenset()))
+    if kind is None:
+        if len(mine) != 1:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY, f"say which kind: one of {', '.join(mine)}"
             )
-        )
-    except InvalidTransition as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except StaleTask as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-
-
-# The CSV route comes first: /lists/{kind} would otherwise take 'visit.csv' as a kind.
-CSV_COLUMNS = (
-    "priority",
-    "id",
-    "title",
-    "customer_id",
-    "device_id",
-    "severity",
-    "queue",
-    "value_at_stake",
-    "due_at",
-    "status",
-    "assignee",
-    "explanation",
-    "suggestion",
-)
-
-
-@router.get("/lists/{kind}.csv")
-def daily_list_csv(kind: Kind, store: StoreDep, user: CurrentUser) -> Response:
+        kind = mine[0]  # type: ignore[assignment]
     require_kind(user, kind)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for t in store.daily_list(kind):
-        row = public(t).model_dump()
-        writer.writerow([_safe_cell(row[c]) for c in CSV_COLUMNS])
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{kind}-list.csv"'},
+    statuses = tuple(status_) if status_ else (crud.OPEN if open_only else None)
+    where = TaskFilter(
+        kind=kind,
+        statuses=statuses,
+        assignee=assignee,
+        queue=queue,
+        territory=territory,
+        skill=skill,
+        severity=severity,
+        customer_id=customer_id,
+        due_before=due_before,
+        due_after=due_after,
+        search=q,
+        include_holdout=False,
+        include_snoozed=include_snoozed,
+        now=now,
+    )
+    try:
+        tasks = crud.list_tasks(session=session, where=where, after=cursor, limit=limit + 1)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    more = len(tasks) > limit
+    tasks = tasks[:limit]
+    return TaskPage(
+        items=[TaskPublic.model_validate(t) for t in tasks],
+        next_cursor=crud.encode_cursor(tasks[-1]) if more else None,
+        total=crud.count_tasks(session=session, where=where),
     )
 
 
-#: First characters that make a spreadsheet read a cell as a formula. TAB and CR count because
-#: Excel skips them before the formula sign, and Excel and LibreOffice take the full-width
-#: forms for the ASCII ones (OWASP "CSV Injection"; issue 13).
-FORMULA_STARTS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+@router.get("/tasks/{task_id}", response_model=TaskDetail)
+def read_task(task_id: str, session: SessionDep, user: CurrentUser) -> TaskDetail:
+    """The task with its evidence, history and the customer's contact details."""
+    task = _get(session, task_id, user)
+    return TaskDetail.of(
+        task, customer_crud.get_profile(session=session, customer_id=task.customer_id)
+    )
 
 
-def _safe_cell(value: Any) -> Any:
-    """``value``, with a leading apostrophe if a spreadsheet would run it as a formula."""
-    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
-        return "'" + value
-    return value
-
-
-@router.get("/lists/{kind}", response_model=list[TaskPublic])
-def daily_list(kind: Kind, store: StoreDep, user: CurrentUser) -> list[TaskPublic]:
-    """Today's list for the team: open tasks, best first, cut to the team's capacity."""
-    require_kind(user, kind)
-    return [public(t) for t in store.daily_list(kind)]
-
-
-@router.get("/customers/{customer_id}/timeline")
-def timeline(
-    customer_id: str, store: StoreDep, settings: SettingsDep, user: CurrentUser
-) -> list[dict[str, Any]]:
-    """The customer's orders, tickets and tasks across channels, newest first. Visible to a
-    role only for customers it has a task for (need to know)."""
-    mine = ROLE_KINDS.get(user.role, frozenset())
-    if not any(t.kind in mine for t in store.tasks(customer_id=customer_id)):
+@router.post("/tasks/{task_id}/transition", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def transition_task(
+    task_id: str, body: TransitionIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    task = _get(session, task_id, user)
+    # Any transition can carry an assignee (issue 13: a technician reassigned a visit through
+    # in_progress), so the rule is checked whatever the target state.
+    giving = body.assignee not in (None, user.name)
+    require_action(user, task.kind, task.assignee, "assign" if giving else "work")
+    if body.assignee is not None and body.assignee not in staff_for(session, task.kind):
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"role {user.role} has no task for customer {customer_id}"
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"nobody called {body.assignee!r} works on {task.kind} tasks",
         )
-    return customer_timeline(store, settings.lake_dir, customer_id)
+    # Read again under the row lock the transition takes: the task read above may be stale.
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.transition_task(
+            session=session,
+            task_id=task_id,
+            to=body.to,
+            actor=user.name,
+            now=now,
+            outcome=body.outcome,
+            assignee=body.assignee,
+            note=body.note,
+            expected_version=body.expected_version,
+        ),
+    )
 
 
-@router.get("/uplift")
-def uplift(store: StoreDep, settings: SettingsDep, user: CurrentUser) -> dict[str, Any]:
-    require_kind(user, "retention")
-    return uplift_report(store, churn_times(settings.lake_dir))
+@router.post("/tasks/{task_id}/assign", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def assign(
+    task_id: str, body: AssignIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    """Assign or reassign to a known member of the team (422 for anyone else)."""
+    task = _get(session, task_id, user)
+    action = "claim" if body.assignee == user.name else "assign"
+    require_action(user, task.kind, task.assignee, action)
+    staff = staff_for(session, task.kind)
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.assign_task(
+            session=session,
+            task_id=task_id,
+            assignee=body.assignee,
+            staff=staff,
+            actor=user.name,
+            now=now,
+            note=body.note,
+            expected_version=body.expected_version,
+        ),
+    )
+
+
+@router.post("/tasks/{task_id}/claim", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def claim(
+    task_id: str, body: VersionIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    """Take an unassigned task (or one of yours) yourself."""
+    return assign(
+        task_id,
+        AssignIn(assignee=user.name, expected_version=body.expected_version),
+        session,
+        user,
+        now,
+    )
+
+
+@router.post("/tasks/{task_id}/reschedule", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def reschedule(
+    task_id: str, body: RescheduleIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    task = _get(session, task_id, user)
+    require_action(user, task.kind, task.assignee, "reschedule")
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.reschedule_task(
+            session=session,
+            task_id=task_id,
+            due_at=body.due_at,
+            reason=body.reason,
+            actor=user.name,
+            now=now,
+            expected_version=body.expected_version,
+        ),
+    )
+
+
+@router.post("/tasks/{task_id}/snooze", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def snooze(
+    task_id: str, body: SnoozeIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    task = _get(session, task_id, user)
+    require_action(user, task.kind, task.assignee, "snooze")
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.snooze_task(
+            session=session,
+            task_id=task_id,
+            until=body.until,
+            reason=body.reason,
+            actor=user.name,
+            now=now,
+            expected_version=body.expected_version,
+        ),
+    )
+
+
+@router.post("/tasks/{task_id}/reopen", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def reopen(
+    task_id: str, body: ReopenIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    """Dispatchers (visits) and admins reopen a closed task, with a reason."""
+    task = _get(session, task_id, user)
+    require_action(user, task.kind, task.assignee, "reopen")
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.reopen_task(
+            session=session,
+            task_id=task_id,
+            reason=body.reason,
+            actor=user.name,
+            now=now,
+            expected_version=body.expected_version,
+        ),
+    )
+
+
+@router.post("/tasks/{task_id}/outcome", response_model=TaskPublic, responses=CHANGE_ERRORS)
+def record_outcome(
+    task_id: str, body: OutcomeIn, session: SessionDep, user: CurrentUser, now: NowDep
+) -> TaskPublic:
+    """Record a contact: ``no_answer`` keeps the task open and counts the attempt."""
+    task = _get(session, task_id, user)
+    require_action(user, task.kind, task.assignee, "work")
+    session.rollback()
+    return _change(
+        session,
+        task_id,
+        lambda: crud.record_outcome(
+            session=session,
+            task_id=task_id,
+            outcome=body.outcome,
+            actor=user.name,
+            now=now,
+            note=body.note,
+            linked_outcome=body.linked_outcome,
+            expected_version=body.expected_version,
+        )[0],
+    )
+
+
+@router.get("/staff")
+def staff(session: SessionDep, user: CurrentUser, kind: Kind) -> list[str]:
+    """Whom ``kind`` tasks can be assigned to."""
+    require_kind(user, kind)
+    return sorted(staff_for(session, kind))
 
 
 @router.get("/meta")

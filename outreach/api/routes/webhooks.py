@@ -4,35 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 
-from outreach.api.deps import AdminUser
+from outreach.api.deps import ERRORS, AdminUser, SessionDep, SettingsDep
+from outreach.crud import webhooks as crud
+from outreach.schemas import DeadDelivery
 
-router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=ERRORS)
 
 
-def _deliverer(request: Request):  # type: ignore[no-untyped-def]
-    deliverer = request.app.state.deliverer
-    if deliverer is None:
+def _configured(settings: SettingsDep) -> None:
+    if not settings.webhook_url:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no webhook is configured")
-    return deliverer
 
 
-@router.get("/dead")
-def dead(request: Request, _: AdminUser) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": d.id,
-            "task_id": d.task_id,
-            "event": d.event,
-            "attempts": d.attempts,
-            "last_error": d.last_error,
-        }
-        for d in _deliverer(request).dead()
-    ]
+@router.get("/dead", response_model=list[DeadDelivery])
+def dead(session: SessionDep, settings: SettingsDep, _: AdminUser) -> list[DeadDelivery]:
+    _configured(settings)
+    return [DeadDelivery.model_validate(d) for d in crud.dead_deliveries(session=session)]
 
 
 @router.post("/{delivery_id}/redrive", status_code=status.HTTP_202_ACCEPTED)
-def redrive(delivery_id: int, request: Request, _: AdminUser) -> dict[str, Any]:
-    _deliverer(request).redrive(delivery_id)
+def redrive(
+    delivery_id: int, session: SessionDep, settings: SettingsDep, _: AdminUser
+) -> dict[str, Any]:
+    _configured(settings)
+    if not crud.redrive(session=session, delivery_id=delivery_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id}")
+    session.commit()
     return {"id": delivery_id, "status": "pending"}
