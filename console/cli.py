@@ -30,7 +30,12 @@ class ForewarnGroup(click.Group):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx else "forewarn"
+            # Named as users type it, however it was launched (python -m, a test runner).
+            names, ctx = [], exc.ctx
+            while ctx is not None and ctx.parent is not None:
+                names.insert(0, ctx.info_name or "")
+                ctx = ctx.parent
+            where = " ".join(["forewarn", *names])
             click.echo(
                 f"{where}: {_one_line(exc.format_message())} (see `{where} --help`)", err=True
             )
