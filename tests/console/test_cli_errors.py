@@ -83,9 +83,7 @@ CASES = {
         "customer", f / "devices.csv", "device"
     ),
     "replay on a folder": lambda f: _replay("device", f / "folder"),
-    "replay, a column that is not there": lambda f: _replay(
-        "device", f / "devices.csv", "serial"
-    ),
+    "replay, a column that is not there": lambda f: _replay("device", f / "devices.csv", "serial"),
     "simulate, no customers": lambda f: ["simulate", "--customers", "0", "--to", "none"],
     "simulate, a start that is not a date": lambda f: [
         "simulate",
