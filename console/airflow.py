@@ -166,13 +166,16 @@ def dags_test(settings: Settings, day_after: str, log: Path, *, publish_bootstra
 
 
 def task_states(log: Path) -> dict[str, str]:
-    """Each task's final state as ``airflow dags test`` logged it."""
+    """Each task's final state as ``airflow dags test`` logged it: the last ``new_state=``
+    before its ``[DAG TEST] end task task_id=...`` line."""
     states: dict[str, str] = {}
+    state = "unknown"
     for line in log.read_text(errors="replace").splitlines():
-        if "Marking task as" in line or ("task_id=" in line and "state=" in line):
+        if "new_state=" in line:
+            state = _field(line, "new_state=")
+        elif "[DAG TEST] end task" in line:
             task = _field(line, "task_id=")
-            state = _field(line, "state=")
-            if task and state:
+            if task:
                 states[task] = state
     return states
 
@@ -225,7 +228,7 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, say=print) -> int:  # ty
             start_new_session=True,  # Ctrl-C reaches us alone; we stop the whole group once
         )
     stack_home.record(home, "airflow", pid=proc.pid, url=url, log=str(log))
-    stopping = False
+    stopping = False  # asked to stop (Ctrl-C, SIGTERM), or cleaning up after Airflow exited
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -261,9 +264,12 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, say=print) -> int:  # ty
                     announced = True
             time.sleep(1.0)
     finally:
+        asked = stopping
         stop()
         stack_home.forget(home, "airflow")
-    return 0 if stopping else (proc.returncode or 0)
+    if not asked and proc.returncode:
+        raise AirflowError(f"Airflow exited with code {proc.returncode}; see {log}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m console.airflow` for make

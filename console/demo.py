@@ -246,6 +246,9 @@ def _run(
         )
     finally:
         bar.close()
+    from console.demo_report import task_counts
+
+    tasks_from_stream = task_counts(demo.database_url)
 
     outcome: dict[str, Any] = {}
     if nightly:
@@ -295,6 +298,7 @@ def _run(
         produced=produced,
         timings=timings,
         nightly=outcome,
+        tasks_from_stream=tasks_from_stream,
     )
     report["outreach"] = outreach_summary(web.url, tokens["admin"])
     report["stack"] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ def build_report(
     produced: int,
     timings: dict[str, float],
     nightly: dict[str, Any],
+    tasks_from_stream: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     from forewarn.events import INPUT_TOPICS
     from forewarn.lake import read_events
@@ -52,6 +54,7 @@ def build_report(
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "worker_counters": worker_counters(settings),
         "tasks": task_counts(settings.database_url),
+        "tasks_from_stream": tasks_from_stream or {},
         "nightly": nightly,
         **quality,
     }
@@ -74,10 +77,13 @@ def task_counts(database_url: str) -> dict[str, int]:
 # -- the content, once -------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
+def _fmt(value: Any, digits: int | None = None) -> str:
+    """Numbers as people read them: euros and counts whole, rates to 0.1, metrics to 0.001."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
+        if digits is None:
+            digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 3
         return f"{value:,.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
@@ -389,19 +395,23 @@ def diagram_svg(report: dict[str, Any]) -> str:
     tasks = report.get("tasks") or {}
     lists = (report.get("outreach") or {}).get("todays_lists") or {}
     archived = sum((report.get("events_archived") or {}).values())
-    alerts = sum(v for k, v in report.get("worker_counters", {}).items() if k.startswith("alerts."))
     total = report["events_backfilled"] + report["events_produced"]
-    w, h = 980, 430
+    w, h = 1090, 400
     boxes = {
-        "sim": (20, 40, "Simulator", f"{total:,} events"),
-        "kafka": (270, 40, "Kafka broker", stack.get("kafka", "")),
-        "worker": (520, 40, "Faust worker", f"pid {stack.get('worker_pid', '-')}"),
-        "outreach": (770, 40, "Outreach service", stack.get("outreach", "")),
-        "lake": (270, 300, "Event lake", "Parquet, by topic and day"),
-        "airflow": (520, 300, "Airflow nightly", f"day {nightly.get('day', 'not run')}"),
-        "store": (770, 300, "Outreach store", ", ".join(f"{n} {k}" for k, n in tasks.items())),
+        "sim": (20, 40, "Simulator", f"{total:,} events, 90 days"),
+        "kafka": (300, 40, "Kafka broker", stack.get("kafka", "")),
+        "worker": (580, 40, "Faust worker", f"pid {stack.get('worker_pid', '-')}"),
+        "outreach": (860, 40, "Outreach service", stack.get("outreach", "")),
+        "lake": (300, 300, "Event lake", "Parquet, by topic and day"),
+        "airflow": (
+            580,
+            300,
+            "Airflow nightly",
+            f"airflow dags test, day {nightly.get('day', '-')}",
+        ),
+        "store": (860, 300, "Outreach store", " / ".join(f"{n} {k}" for k, n in tasks.items())),
     }
-    bw, bh = 190, 64
+    bw, bh = 210, 64
 
     def box(key: str) -> str:
         x, y, title, sub = boxes[key]
@@ -411,10 +421,12 @@ def diagram_svg(report: dict[str, Any]) -> str:
             f"<text x='{x + bw / 2}' y='{y + 26}' text-anchor='middle' font-weight='bold'>"
             f"{html.escape(title)}</text>"
             f"<text x='{x + bw / 2}' y='{y + 46}' text-anchor='middle' font-size='11' "
-            f"fill='#555'>{html.escape(str(sub))[:34]}</text>"
+            f"fill='#555'>{html.escape(str(sub)[:40])}</text>"
         )
 
-    def arrow(a: str, b: str, label: str, side: str = "h", dy: float = 0) -> str:
+    def arrow(
+        a: str, b: str, label: str, side: str = "h", dy: float = 0, anchor: str = "", ly: float = 0
+    ) -> str:
         ax, ay, *_ = boxes[a]
         bx, by, *_ = boxes[b]
         if side == "h":  # left box's right edge -> right box's left edge
@@ -423,16 +435,23 @@ def diagram_svg(report: dict[str, Any]) -> str:
         else:  # vertical-ish: bottom edge -> top edge, or top -> bottom
             x1, y1 = (ax + bw / 2 + dy, ay + bh) if ay < by else (ax + bw / 2 + dy, ay)
             x2, y2 = (bx + bw / 2 + dy, by) if ay < by else (bx + bw / 2 + dy, by + bh)
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2 + ly
+        if anchor == "end":
+            mx -= 8
         return (
             f"<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' stroke='#333' "
             "marker-end='url(#arrow)'/>"
             f"<text x='{mx + 4}' y='{my - 6}' font-size='11' "
-            f"text-anchor='{'middle' if side == 'h' else 'start'}'>{html.escape(label)}</text>"
+            f"text-anchor='{anchor or ('middle' if side == 'h' else 'start')}'>"
+            + "".join(
+                f"<tspan x='{mx + 4}' dy='{0 if i == 0 else 14}'>{html.escape(line)}</tspan>"
+                for i, line in enumerate(label.split("\n"))
+            )
+            + "</text>"
         )
 
     model_label = (
-        f"model {model.get('version')} "
+        f"model {model.get('version')}\n"
         + ("promoted, loaded" if model.get("loaded_by_worker") else "promoted")
         if model.get("promoted")
         else "model kept (not promoted)"
@@ -442,11 +461,27 @@ def diagram_svg(report: dict[str, Any]) -> str:
     arrows = [
         arrow("sim", "kafka", f"{report['events_produced']:,} streamed"),
         arrow("kafka", "worker", f"{report['events_produced']:,} consumed"),
-        arrow("worker", "outreach", f"{alerts:,} alerts -> tasks"),
+        arrow(
+            "worker",
+            "store",
+            "stream's tasks:\n"
+            + "\n".join(f"{n} {k}" for k, n in (report.get("tasks_from_stream") or {}).items()),
+            side="v",
+            dy=15,
+            ly=-70,
+        ),
         arrow("sim", "lake", f"{report['events_backfilled']:,} backfilled", side="v"),
         arrow("worker", "lake", f"{archived:,} archived", side="v", dy=-40),
         arrow("lake", "airflow", f"gate: {sum((gate.get('rows') or {}).values()):,} rows"),
-        arrow("airflow", "worker", model_label, side="v", dy=40),
+        arrow(
+            "airflow",
+            "worker",
+            model_label + "\nthrough model-updates",
+            side="v",
+            dy=40,
+            anchor="end",
+            ly=30,
+        ),
         arrow(
             "airflow",
             "store",
@@ -455,7 +490,7 @@ def diagram_svg(report: dict[str, Any]) -> str:
         arrow(
             "store",
             "outreach",
-            "lists: " + ", ".join(f"{n} {k}" for k, n in lists.items()),
+            "today's lists:\n" + "\n".join(f"{n} {k}" for k, n in lists.items()),
             side="v",
         ),
     ]
