@@ -141,6 +141,12 @@ def _explain(what: str, log: Path) -> str:
     return f"{what} failed; last lines of {log}:\n{tail}"
 
 
+def prepare(settings: Settings, log: Path) -> None:
+    """Airflow's database for ``settings.home``, created once (the demo does it in the
+    background while it streams)."""
+    ensure_database(airflow_env(settings), log)
+
+
 def dags_test(settings: Settings, day_after: str, log: Path, *, publish_bootstrap: str) -> float:
     """Run the nightly DAG for the day before ``day_after`` in real Airflow (``airflow dags
     test``: every task, in this process tree, recorded in Airflow's database so the UI shows
