@@ -69,8 +69,11 @@ def airflow_env(settings: Settings, *, port: int = DEFAULT_PORT) -> dict[str, st
     """The environment of every Airflow process of ``settings.home``."""
     home = Path(settings.home).resolve()
     env = dict(os.environ)
+    # `airflow standalone` starts its parts as `airflow ...` found on PATH: this environment's.
+    bin_dir = str(airflow_bin().parent)
     env.update(
         {
+            "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
             "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -250,8 +253,11 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, say=print) -> int:  # ty
         f"{env['AIRFLOW__CORE__PARALLELISM']} task slots); log {log} ..."
     )
     try:
-        announced = False
+        announced, waiting_since = False, time.monotonic()
         while proc.poll() is None:
+            if not announced and time.monotonic() - waiting_since > 180:
+                say(f"Airflow has not answered on {url} for 3 minutes; see {log}")
+                waiting_since = time.monotonic()
             if not announced:
                 try:
                     up = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200
@@ -273,8 +279,9 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, say=print) -> int:  # ty
         asked = stopping
         stop()
         stack_home.forget(home, "airflow")
-    if not asked and proc.returncode:
+    if not asked and proc.returncode and proc.returncode > 0:
         raise AirflowError(f"Airflow exited with code {proc.returncode}; see {log}")
+    # A negative code: a signal from outside, such as `forewarn stop`; a clean stop too.
     return 0
 
 

@@ -210,6 +210,8 @@ def plot_kpis(overall: pd.DataFrame) -> bytes:
         if column == "nps":
             ax.set_ylim(-100, 100)
             ax.axhline(0, color="#999", lw=0.6)
+        elif column == "churn_rate" or unit == "hours":
+            ax.set_ylim(bottom=0)  # small values: their own scale, from zero
         elif unit.startswith("%"):
             ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
@@ -217,9 +219,10 @@ def plot_kpis(overall: pd.DataFrame) -> bytes:
         ax.set_visible(False)
     first, last = dates.min(), dates.max()
     pad = pd.Timedelta(days=1)
+    every = max(1, ((last - first).days + 2) // 6)  # whole days, at most about six ticks
     for ax in axes.flat:
         ax.set_xlim(first - pad, last + pad)
-        ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=6))
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=every))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
         ax.tick_params(labelsize=8)
     fig.suptitle("Service KPIs per day (all channels)")
