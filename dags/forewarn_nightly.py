@@ -10,6 +10,8 @@ outputs and upserts the same tasks. The logic lives in ``models/nightly.py``.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from datetime import timedelta
 
 import pendulum
@@ -64,7 +66,8 @@ def forewarn_nightly():
         from models.nightly import train_churn_model
 
         ctx = _nightly(context)
-        return train_churn_model(features_path, ctx.registry, ctx.day, ctx.bootstrap)
+        with _quiet_skops():
+            return train_churn_model(features_path, ctx.registry, ctx.day, ctx.bootstrap)
 
     @task(outlets=[CUSTOMER_VALUES])
     def lifetime_value(**context) -> str:  # type: ignore[no-untyped-def]
@@ -78,9 +81,10 @@ def forewarn_nightly():
         from models.nightly import build_at_risk_list
 
         ctx = _nightly(context)
-        return build_at_risk_list(
-            features_path, values_path, ctx.registry, ctx.database_url, ctx.day, ctx.capacity
-        )
+        with _quiet_skops():
+            return build_at_risk_list(
+                features_path, values_path, ctx.registry, ctx.database_url, ctx.day, ctx.capacity
+            )
 
     @task
     def service_kpis(**context) -> str:  # type: ignore[no-untyped-def]
@@ -110,6 +114,17 @@ def _nightly(context):  # type: ignore[no-untyped-def]
         context.get("logical_date"),
     )
     return NightlyContext(day)
+
+
+@contextlib.contextmanager
+def _quiet_skops():  # type: ignore[no-untyped-def]
+    """skops finds a saved object's module by reading attributes of every loaded module, and
+    Airflow's lazy modules warn on each read: ~1,100 warning lines per run (issue 18)."""
+    from airflow.utils.deprecation_tools import DeprecatedImportWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecatedImportWarning)
+        yield
 
 
 forewarn_nightly()

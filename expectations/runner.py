@@ -22,6 +22,9 @@ from typing import Any
 import pandas as pd
 
 SUITES = Path(__file__).parent
+# Task logs show INFO: GX's registry chatter at import ("Skipping registering function ...", a
+# dozen lines per task) buried the one line that matters. Set before GX is imported.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 #: Where the Data Docs are served in the Airflow UI (plugins/forewarn_ui.py): a file:// link in a
 #: task log opens nothing in a browser talking to a server (issue 18).
 DATA_DOCS_PAGE = "/forewarn/data-docs/index.html"
@@ -95,9 +98,7 @@ def _validate(
     project_dir: Path,
     raise_on_failure: bool,
 ) -> ValidationReport:
-    # Task logs show INFO: GX's registry chatter ("Skipping registering function ...") and its
-    # tqdm bars (stderr, so Airflow logged them at ERROR) buried the one line that matters.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Its tqdm bars went to stderr, which Airflow logged at ERROR.
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
