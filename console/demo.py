@@ -288,10 +288,14 @@ def _run(
                 else f"the worker did not report model {model['version']} within 60 s"
             )
 
+    stopping = None
     if not keep_running:
-        _say("stopping the worker (it flushes the lake) ...")
-        started.pop().stop()
+        # Everything it consumed is stored (it commits after storing, and the stream drained):
+        # it takes its time to stop while the report is built.
+        _say("stopping the worker (in the background) ...")
+        stopping = ThreadPoolExecutor(max_workers=1).submit(_timed, started.pop().stop)
 
+    t = time.monotonic()
     web = OutreachProcess(demo, outreach_port, folder / "outreach.log", insecure_cookies=True)
     web.start()
     started.append(_Part(home, "outreach", web.stop))
@@ -311,6 +315,12 @@ def _run(
         tasks_from_stream=tasks_from_stream,
     )
     report["outreach"] = outreach_summary(web.url, tokens["admin"])
+    if stopping is not None:
+        report["timings_s"]["worker_stop_s"] = round(stopping.result(), 1)
+        from console.stack import worker_counters
+
+        report["worker_counters"] = worker_counters(demo)  # its last word, written at stop
+    report["timings_s"]["report_s"] = round(time.monotonic() - t, 1)
     report["stack"] = {
         "home": str(home),
         "kafka": broker.bootstrap,
