@@ -52,9 +52,37 @@ class ForewarnGroup(click.Group):
                 raise
             click.echo(f"forewarn: {exc.strerror or exc}: {exc.filename}", err=True)
             sys.exit(2)
+        except Exception as exc:
+            # The outreach database (FOREWARN_DATABASE_URL) cannot be opened, or an Alembic
+            # revision that does not exist: the user's to fix, named without a traceback.
+            kind = f"{type(exc).__module__}.{type(exc).__name__}"
+            if kind not in USER_DATABASE_ERRORS:
+                raise
+            reason = _one_line(str(getattr(exc, "orig", None) or exc)).split(" (Background")[0]
+            if kind.startswith("alembic"):
+                click.echo(
+                    f"forewarn: {reason}; --revision takes one of outreach/migrations' "
+                    "revisions, or head (the default)",
+                    err=True,
+                )
+                sys.exit(2)
+            click.echo(
+                f"forewarn: the outreach database refused: {reason}; check "
+                "FOREWARN_DATABASE_URL (default: SQLite in FOREWARN_HOME) and that its server runs",
+                err=True,
+            )
+            sys.exit(2)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+USER_DATABASE_ERRORS = {
+    "sqlalchemy.exc.OperationalError",
+    "sqlalchemy.exc.ArgumentError",
+    "sqlalchemy.exc.NoSuchModuleError",
+    "alembic.util.exc.CommandError",
+}
 
 
 def _one_line(text: str) -> str:
@@ -577,8 +605,16 @@ def _outreach_store(settings: Settings):  # type: ignore[no-untyped-def]
     from outreach.migrate import migrate
     from outreach.store import TaskStore
 
+    _sqlite_folder(settings)
     migrate(settings.database_url)
     return TaskStore(settings.database_url)
+
+
+def _sqlite_folder(settings: Settings) -> None:
+    """An embedded store's folder (a new FOREWARN_HOME) exists before SQLite opens the file."""
+    prefix = "sqlite:///"
+    if settings.database_url.startswith(prefix):
+        Path(settings.database_url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
 
 
 @outreach.command("migrate")
@@ -589,6 +625,7 @@ def outreach_migrate(settings: Settings, revision: str) -> None:
     once; opening the store never does)."""
     from outreach.migrate import migrate
 
+    _sqlite_folder(settings)
     migrate(settings.database_url, revision)
     click.echo(f"outreach database at revision {revision}")
 
@@ -614,6 +651,7 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
         )
     if host in ("127.0.0.1", "localhost") and not port_free(port, "127.0.0.1"):
         raise InputError(f"port {port} is in use by another program: pass --port <another>")
+    _sqlite_folder(settings)
     try:
         app = create_app(OutreachSettings.from_env(settings))
     except ValueError as exc:
@@ -646,6 +684,7 @@ def outreach_background(settings: Settings) -> None:
         outreach_settings = OutreachSettings.from_env(settings)
     except ValueError as exc:
         _fail(exc)
+    _sqlite_folder(settings)
     migrate(settings.database_url)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
