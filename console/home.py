@@ -147,13 +147,20 @@ def clean_stale(home: Path) -> list[str]:
 def stop_pid(pid: int, timeout: float = 60.0) -> None:
     """SIGTERM the process group ``pid`` leads (our children start their own), then SIGKILL
     after ``timeout``."""
+    try:
+        # Our children lead their own group (their own children go with them); a command
+        # started in a terminal (`make outreach`) shares the shell's group: only itself.
+        leader = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
         try:
-            os.killpg(pid, sig)
+            if leader:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
-        except PermissionError:
-            os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if started_at(pid) is None or _zombie(pid):

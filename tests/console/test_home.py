@@ -68,6 +68,18 @@ def test_stop_stops_every_recorded_part_and_forgets_it(tmp_path):
     assert "nothing was running" in again.output
 
 
+def test_stop_stops_a_process_that_does_not_lead_its_group(tmp_path):
+    """`make outreach` in a terminal shares the shell's process group."""
+    proc = subprocess.Popen(["sleep", "300"])  # our group, not its own
+    try:
+        stack.record(tmp_path, "outreach", pid=proc.pid, url="http://127.0.0.1:1")
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), "stop"])
+        assert result.exit_code == 0 and proc.wait(10) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_killed_stack_leaves_a_stale_state_that_is_named_and_forgotten(tmp_path):
     proc = _sleeper()
     stack.record(tmp_path, "worker", pid=proc.pid)
