@@ -196,7 +196,8 @@ def _nightly_blocks(n: dict[str, Any]) -> list[tuple[str, Any]]:
                 f"data-quality gate: {'passed' if gate.get('passed') else 'FAILED'} on the "
                 "day's "
                 + " and ".join(f"{v:,} {k}" for k, v in (gate.get("rows") or {}).items())
-                + f" (Great Expectations; Data Docs in {gate.get('data_docs')})",
+                + f" (Great Expectations; Data Docs in {gate.get('data_docs')}, and under "
+                "Forewarn > Data quality in `make airflow`)",
             ],
         )
     )
