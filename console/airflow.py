@@ -236,7 +236,9 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, say=print) -> int:  # ty
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us alone; we stop the whole group once
         )
-    stack_home.record(home, "airflow", pid=proc.pid, url=url, log=str(log))
+    stack_home.record(
+        home, "airflow", pid=proc.pid, url=url, health=f"{url}/api/v2/monitor/health", log=str(log)
+    )
     stopping = False  # asked to stop (Ctrl-C, SIGTERM), or cleaning up after Airflow exited
 
     def stop(*_: object) -> None:

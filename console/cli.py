@@ -660,7 +660,12 @@ def outreach_serve(settings: Settings, host: str, port: int) -> None:
 
     click.echo(f"outreach on http://{host}:{port}/ (API docs at /docs; data {settings.home})")
     stack.record(
-        settings.home, "outreach", pid=os.getpid(), url=f"http://{host}:{port}", log="stdout"
+        settings.home,
+        "outreach",
+        pid=os.getpid(),
+        url=f"http://{host}:{port}",
+        health=f"http://{host}:{port}/healthz",
+        log="stdout",
     )
     try:
         uvicorn.run(app, host=host, port=port, log_config=logging_config())
@@ -874,8 +879,9 @@ def status(settings: Settings) -> None:
         up = stack.alive(entry)
         live += up
         where = entry.get("bootstrap") or entry.get("url") or entry.get("metrics") or ""
+        state = ("running" if _answers(entry) else "silent ") if up else "GONE   "
         click.echo(
-            f"  {part:<9} {'running' if up else 'GONE   '} pid {entry['pid']:<8} {where}"
+            f"  {part:<9} {state} pid {entry['pid']:<8} {where}"
             + (f"  log {entry['log']}" if entry.get("log") else "")
         )
     if live < len(recorded):
@@ -884,6 +890,28 @@ def status(settings: Settings) -> None:
             "them (a new demo does too)"
         )
     sys.exit(0 if live else 1)
+
+
+def _answers(entry: dict) -> bool:
+    """Whether a live part answers where it says it is (broker: a port that accepts; services:
+    their health endpoint); 'silent' means alive but not answering (starting, or stuck)."""
+    import socket
+
+    import httpx
+
+    if entry.get("bootstrap"):
+        host, _, port = entry["bootstrap"].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    if not entry.get("health"):
+        return True
+    try:
+        return httpx.get(entry["health"], timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _order(part: str) -> int:

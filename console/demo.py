@@ -234,6 +234,7 @@ def _run(
         "worker",
         pid=worker.pid or 0,
         metrics=f"{worker.web_url}/metrics",
+        health=f"{worker.web_url}/healthz",
         log=str(worker.log_path),
     )
     t = time.monotonic()
@@ -299,7 +300,14 @@ def _run(
     web = OutreachProcess(demo, outreach_port, folder / "outreach.log", insecure_cookies=True)
     web.start()
     started.append(_Part(home, "outreach", web.stop))
-    stack.record(home, "outreach", pid=web.pid or 0, url=web.url, log=str(web.log_path))
+    stack.record(
+        home,
+        "outreach",
+        pid=web.pid or 0,
+        url=web.url,
+        health=f"{web.url}/healthz",
+        log=str(web.log_path),
+    )
     tokens = demo_tokens(demo)
 
     from console.demo_report import build_report, summary_lines, write_report

@@ -21,16 +21,31 @@ def _sleeper() -> subprocess.Popen:
 
 
 def test_status_names_what_runs_where(tmp_path):
-    proc = _sleeper()
+    proc, web = _sleeper(), _sleeper()
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
     try:
-        stack.record(tmp_path, "kafka", pid=proc.pid, bootstrap="127.0.0.1:19092", log="k.log")
+        stack.record(tmp_path, "kafka", pid=proc.pid, bootstrap=f"127.0.0.1:{port}", log="k.log")
+        stack.record(
+            tmp_path,
+            "outreach",
+            pid=web.pid,
+            url="http://127.0.0.1:1",
+            health="http://127.0.0.1:1/",
+        )
         result = CliRunner().invoke(main, ["--home", str(tmp_path), "status"])
         assert result.exit_code == 0, result.output
         assert f"kafka     running pid {proc.pid}" in result.output
-        assert "127.0.0.1:19092" in result.output and "k.log" in result.output
+        assert f"127.0.0.1:{port}" in result.output and "k.log" in result.output
+        # Alive but not answering where it said it would: starting, or stuck.
+        assert f"outreach  silent  pid {web.pid}" in result.output
     finally:
-        proc.kill()
-        proc.wait()
+        listening.close()
+        for p in (proc, web):
+            p.kill()
+            p.wait()
 
 
 def test_every_command_finds_the_running_broker(tmp_path):
