@@ -249,3 +249,13 @@ def test_no_traceback_in_a_real_process(files):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().endswith("(see `forewarn clv fit --help`)"), done.stderr
+
+
+def test_our_own_broker_on_the_port_is_named(kafka_broker, tmp_path):
+    """`kafka start` said "in use by another program" about the demo's own broker."""
+    result = CliRunner().invoke(
+        main, ["--home", str(tmp_path), "--bootstrap", kafka_broker.bootstrap, "kafka", "start"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "taken by another Forewarn broker" in result.stderr
+    assert str(kafka_broker.home) in result.stderr and "--home" in result.stderr
