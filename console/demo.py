@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,11 @@ def run_demo(
     folder = home / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     started: list[Any] = []
+    # Ctrl-C (and a plain `kill`) must stop this run and everything it started, wherever it
+    # waits. asyncio.run's own SIGINT handler only cancels its task, and a Kafka client that
+    # finishes its call anyway swallowed the interrupt: the demo went on streaming. A handler
+    # of our own raises at once, and asyncio.run leaves it in place.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         report = _run(
             demo,
@@ -112,17 +118,27 @@ def run_demo(
             nightly=nightly,
         )
     except BaseException:
-        # A failure or Ctrl-C: take down what this run started; nothing is left half-running.
+        # A failure or Ctrl-C: take down what this run started; nothing is left half-running
+        # (a second Ctrl-C must not cut that short: each stop has its own time limit).
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         _say("stopping what this run started ...")
         for part in reversed(started):
             part.stop()
         stack.clean_stale(home)
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not keep_running:
         for part in reversed(started):
             part.stop()
         stack.clean_stale(home)
     return report
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _check_ports(broker: LocalKafka, outreach_port: int) -> None:

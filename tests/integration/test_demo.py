@@ -66,3 +66,61 @@ def test_the_demo_shows_every_part(tmp_path, monkeypatch, capsys):
     finally:
         stopped = CliRunner().invoke(main, ["--home", str(home), "stop"])
     assert stopped.exit_code == 0 and stack.running(home) == {}
+
+
+def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path):
+    """A Ctrl-C while the worker drained was swallowed by a Kafka client's asyncio.run: the
+    demo went on streaming (issue 18, "never a hang")."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "--home",
+            str(home),
+            "--bootstrap",
+            f"127.0.0.1:{free_port_pair()}",
+            "demo",
+            "--customers",
+            "60",
+            "--days",
+            "20",
+            "--history-days",
+            "0",
+            "--no-nightly",
+            "--outreach-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # until the demo waits for the worker to drain the stream
+            seen.append(line)
+            if "is processing the stream" in line:
+                break
+        parts = stack.running(home)
+        assert "worker" in parts and "kafka" in parts, "".join(seen)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        output = "".join(seen) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output[-2000:]
+    assert "stopping what this run started" in output
+    assert "Traceback" not in output
+    assert stack.running(home) == {} and stack.read(home) == {}
+    for part in parts.values():
+        assert not stack.alive(part), part
