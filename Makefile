@@ -9,13 +9,21 @@ UV := $(VENV)/tools/bin/uv
 STREAMS := $(VENV)/streams
 AIRFLOW := $(VENV)/airflow
 export FOREWARN_CACHE ?= $(HOME)/.cache/forewarn
+# One home for every target and command (issue 18): the demo, `make airflow`, `make outreach`
+# and any `forewarn` command read and write the same folder, and find the stack running there.
+export FOREWARN_HOME ?= $(CURDIR)/var
+AIRFLOW_PORT ?= 8080
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: soak audit airflow help demo test test-fast test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: soak audit airflow stop status help demo test test-fast test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
-	@echo "make demo   - start local Kafka, simulate 30 days, run the Faust worker, print the report"
+	@echo "make demo   - the whole product: Kafka, 60 days of history, 30 days streamed through the"
+	@echo "              Faust worker, the nightly DAG in Airflow, the outreach lists, a report"
+	@echo "              (DEMO_ARGS=--keep-running leaves it up; make stop stops it)"
+	@echo "make status - what runs from FOREWARN_HOME ($(FOREWARN_HOME)), where"
+	@echo "make stop   - stop everything running from FOREWARN_HOME"
 	@echo "make test   - the whole test suite (real Kafka broker, real Faust worker, Airflow env)"
 	@echo "make test-fast - the unit tier only (no broker, database, browser or Airflow)"
 	@echo "make lint   - ruff"
@@ -23,7 +31,8 @@ help:
 	@echo "make soak   - the fault tests with 50 worker kills"
 	@echo "make bench  - benchmarks against baselines in the same run (BENCH_ARGS=--quick)"
 	@echo "make envs   - only create the two Python environments"
-	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages (var/airflow)"
+	@echo "make airflow  - Airflow 3.3 with the nightly DAG and Forewarn's pages on"
+	@echo "                http://127.0.0.1:$(AIRFLOW_PORT)/ (user admin, password printed)"
 	@echo "make outreach - the outreach web service on http://127.0.0.1:8088/"
 
 prereqs:
@@ -100,20 +109,24 @@ kafka-stop: $(STREAMS)/.stamp
 	$(STREAMS)/bin/forewarn kafka stop
 
 demo: prereqs envs kafka-jars
-	$(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
+	FOREWARN_AIRFLOW_BIN=$(CURDIR)/$(AIRFLOW)/bin/airflow $(STREAMS)/bin/forewarn demo $(DEMO_ARGS)
+
+status: $(STREAMS)/.stamp
+	-$(STREAMS)/bin/forewarn status
+
+stop: $(STREAMS)/.stamp
+	$(STREAMS)/bin/forewarn stop
 
 test: prereqs system-deps envs $(BENCH)/.stamp kafka-jars lint audit test-streams test-airflow
 
-# Airflow 3.3 with the project's DAGs and plugins, examples off, SimpleAuthManager: the admin
-# password is generated on first start and printed (never admin/admin). SQLite by default;
-# set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for PostgreSQL. umask 077: the generated password file
-# and the lake Airflow writes are the owner's alone.
-AIRFLOW_SETTINGS := AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	FOREWARN_HOME=$(CURDIR)/var
-airflow: $(AIRFLOW)/.stamp
-	umask 077 && PATH=$(CURDIR)/$(AIRFLOW)/bin:$$PATH $(AIRFLOW_SETTINGS) AIRFLOW__API__HOST=127.0.0.1 \
-		$(AIRFLOW)/bin/airflow standalone
+# Airflow 3.3 (`airflow standalone`) with the project's DAGs and plugins on FOREWARN_HOME's data,
+# AIRFLOW_HOME=$(FOREWARN_HOME)/airflow, examples off, one task slot per core
+# (FOREWARN_AIRFLOW_PARALLELISM), SimpleAuthManager: the admin password is generated on first
+# start and printed (never admin/admin). One Ctrl-C stops every Airflow process. SQLite by
+# default; set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for PostgreSQL.
+airflow: $(STREAMS)/.stamp $(AIRFLOW)/.stamp
+	FOREWARN_AIRFLOW_BIN=$(CURDIR)/$(AIRFLOW)/bin/airflow $(STREAMS)/bin/forewarn airflow \
+		--port $(AIRFLOW_PORT)
 
 outreach: envs
 	$(STREAMS)/bin/forewarn outreach serve
@@ -145,5 +158,5 @@ lint: $(STREAMS)/.stamp
 	$(STREAMS)/bin/ruff format --check .
 
 clean:
-	-$(STREAMS)/bin/forewarn kafka stop
+	-$(STREAMS)/bin/forewarn stop
 	rm -rf var

@@ -17,7 +17,80 @@ from forewarn.events import PARTITIONS
 from forewarn.settings import Settings, keep_files_private
 
 
-@click.group()
+class InputError(click.ClickException):
+    """Bad input from the user (a path, a file's columns, a port): one line, exit code 2."""
+
+    exit_code = 2
+
+
+class ForewarnGroup(click.Group):
+    """Every error a user can cause is one line on stderr with the fix, and exit code 2; a
+    traceback is left for our own bugs (issue 18)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[no-untyped-def,override]
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            # Named as users type it, however it was launched (python -m, a test runner).
+            names, ctx = [], exc.ctx
+            while ctx is not None and ctx.parent is not None:
+                names.insert(0, ctx.info_name or "")
+                ctx = ctx.parent
+            where = " ".join(["forewarn", *names])
+            click.echo(
+                f"{where}: {_one_line(exc.format_message())} (see `{where} --help`)", err=True
+            )
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"forewarn: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("forewarn: stopped", err=True)
+            sys.exit(130)
+        except OSError as exc:
+            # Files and folders the user named: missing, a folder for a file, not allowed.
+            if exc.filename is None:
+                raise
+            click.echo(f"forewarn: {exc.strerror or exc}: {exc.filename}", err=True)
+            sys.exit(2)
+        except Exception as exc:
+            # The outreach database (FOREWARN_DATABASE_URL) cannot be opened, or an Alembic
+            # revision that does not exist: the user's to fix, named without a traceback.
+            kind = f"{type(exc).__module__}.{type(exc).__name__}"
+            if kind not in USER_DATABASE_ERRORS:
+                raise
+            reason = _one_line(str(getattr(exc, "orig", None) or exc)).split(" (Background")[0]
+            if kind.startswith("alembic"):
+                click.echo(
+                    f"forewarn: {reason}; --revision takes one of outreach/migrations' "
+                    "revisions, or head (the default)",
+                    err=True,
+                )
+                sys.exit(2)
+            click.echo(
+                f"forewarn: the outreach database refused: {reason}; check "
+                "FOREWARN_DATABASE_URL (default: SQLite in FOREWARN_HOME) and that its server runs",
+                err=True,
+            )
+            sys.exit(2)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+USER_DATABASE_ERRORS = {
+    "sqlalchemy.exc.OperationalError",
+    "sqlalchemy.exc.ArgumentError",
+    "sqlalchemy.exc.NoSuchModuleError",
+    "alembic.util.exc.CommandError",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@click.group(cls=ForewarnGroup)
 @click.option(
     "--home",
     type=click.Path(path_type=Path),
@@ -33,11 +106,32 @@ from forewarn.settings import Settings, keep_files_private
 def main(ctx: click.Context, home: Path | None, bootstrap: str | None) -> None:
     """Forewarn: catch failing devices and at-risk customers before they complain."""
     keep_files_private()
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if home is not None:
         settings = settings.with_home(home)
+    if settings.home.exists() and not settings.home.is_dir():
+        raise InputError(
+            f"FOREWARN_HOME (--home) is {settings.home}, a file; it must be a folder: pass "
+            "another --home"
+        )
+    if bootstrap is None and "FOREWARN_KAFKA_BOOTSTRAP" not in os.environ:
+        # One home: the stack running from it (the demo's broker may use another port).
+        from console import home as stack
+
+        kafka = stack.running(settings.home).get("kafka")
+        if kafka and kafka.get("bootstrap"):
+            bootstrap = kafka["bootstrap"]
     if bootstrap is not None:
         settings = replace(settings, kafka_bootstrap=bootstrap)
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(
+            f"the Kafka address is {settings.kafka_bootstrap!r}; expected host:port, such as "
+            "127.0.0.1:9092 (--bootstrap or FOREWARN_KAFKA_BOOTSTRAP)"
+        )
     ctx.obj = settings
 
 
@@ -78,6 +172,7 @@ def kafka_fetch(settings: Settings) -> None:
 @click.pass_obj
 def kafka_start(settings: Settings) -> None:
     """Start the broker (idempotent) and create Forewarn's topics."""
+    from console import home as stack
     from console.kafka.local import KafkaError
     from forewarn.kafka.admin import ensure_topics
 
@@ -85,7 +180,24 @@ def kafka_start(settings: Settings) -> None:
     try:
         broker.start()
     except KafkaError as exc:
+        if "in use" in str(exc):
+            other = stack.broker_on_port(broker.port)
+            if other:
+                raise InputError(
+                    f"port {broker.port} is taken by another Forewarn broker (pid {other['pid']}, "
+                    f"data {other['home']}): use it with --home {other['forewarn_home']}, stop "
+                    f"it with `forewarn --home {other['forewarn_home']} stop`, or pick another "
+                    "port (--bootstrap 127.0.0.1:<port>)"
+                ) from None
+            raise InputError(str(exc)) from None
         _fail(exc)
+    stack.record(
+        settings.home,
+        "kafka",
+        pid=broker.pid() or 0,
+        bootstrap=broker.bootstrap,
+        log=str(broker.log_file),
+    )
     created = asyncio.run(ensure_topics(broker.bootstrap))
     click.echo(f"kafka ready on {broker.bootstrap} (pid {broker.pid()}, data {broker.home})")
     if created:
@@ -96,7 +208,11 @@ def kafka_start(settings: Settings) -> None:
 @click.pass_obj
 def kafka_stop(settings: Settings) -> None:
     """Stop the broker cleanly."""
-    click.echo("kafka stopped" if _broker(settings).stop() else "kafka was not running")
+    from console import home as stack
+
+    stopped = _broker(settings).stop()
+    stack.forget(settings.home, "kafka")
+    click.echo("kafka stopped" if stopped else "kafka was not running")
 
 
 @kafka.command("status")
@@ -109,23 +225,62 @@ def kafka_status(settings: Settings) -> None:
 
 
 @main.command()
-@click.option("--partitions", default=PARTITIONS, show_default=True)
-@click.option("--replication", default=1, show_default=True)
+@click.option("--partitions", default=PARTITIONS, show_default=True, type=click.IntRange(min=1))
+@click.option("--replication", default=1, show_default=True, type=click.IntRange(min=1))
 @click.pass_obj
 def topics(settings: Settings, partitions: int, replication: int) -> None:
-    """Create Forewarn's topics on any cluster (before the first worker starts)."""
-    from forewarn.kafka.admin import ensure_topics
+    """Create Forewarn's topics on any cluster (before the first worker starts) and list them
+    with their partitions and cleanup policy, created or found."""
+    from forewarn.kafka.admin import TOPIC_CONFIGS, ensure_topics
 
-    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, partitions, replication))
-    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+    created = _kafka_call(
+        settings, ensure_topics(settings.kafka_bootstrap, partitions, replication)
+    )
+    found = _kafka_call(settings, _describe_topics(settings, list(TOPIC_CONFIGS)))
+    click.echo(f"topics on {settings.kafka_bootstrap}:")
+    for name, config in TOPIC_CONFIGS.items():
+        click.echo(
+            f"  {name:<18} {found.get(name, '?'):>3} partition(s)  "
+            f"{config.get('cleanup.policy', 'delete'):<8} "
+            f"{'created now' if name in created else 'existed'}"
+        )
+
+
+def _kafka_call(settings: Settings, coroutine):  # type: ignore[no-untyped-def]
+    """Run a Kafka client call; an unreachable broker is the user's to fix, not a traceback."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(coroutine)
+    except KafkaError as exc:
+        raise InputError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}): start "
+            "the local one with `forewarn kafka start`, or point --bootstrap / "
+            "FOREWARN_KAFKA_BOOTSTRAP at yours"
+        ) from None
+
+
+async def _describe_topics(settings: Settings, names: list[str]) -> dict[str, int]:
+    """Partitions per topic, as the cluster reports them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        return {t["topic"]: len(t.get("partitions") or []) for t in described}
+    finally:
+        await admin.close()
 
 
 # --- simulator ---------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--customers", default=300, show_default=True)
-@click.option("--days", default=30, show_default=True)
+@click.option("--customers", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True)
 @click.option(
     "--start",
@@ -138,6 +293,7 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
     "--telemetry-minutes",
     default=60,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Minutes between two readings of a device.",
 )
 @click.option(
@@ -149,10 +305,16 @@ def topics(settings: Settings, partitions: int, replication: int) -> None:
     help="Produce to Kafka, backfill the lake, write CSV files for `forewarn replay`, or only "
     "write the ground truth.",
 )
-@click.option("--rate", default=0.0, show_default=True, help="Events/s; 0 = as fast as possible.")
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Events/s; 0 = as fast as possible.",
+)
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Folder for the ground truth (default <home>/sim/truth).",
 )
@@ -189,11 +351,17 @@ def simulate(
         "telemetry_minutes": telemetry_minutes,
         "hard": hard,
     }
+    try:
+        first_day = datetime.fromisoformat(start_date).replace(tzinfo=UTC)
+    except ValueError:
+        raise click.BadParameter(
+            f"{start_date!r} is not a date; expected YYYY-MM-DD", param_hint="--start"
+        ) from None
     world = build_world(
         n_customers=customers,
         days=days,
         seed=seed,
-        start=datetime.fromisoformat(start_date).replace(tzinfo=UTC),
+        start=first_day,
         telemetry_every=timedelta(minutes=telemetry_minutes),
         hard=hard,
     )
@@ -207,15 +375,16 @@ def simulate(
     if target == "kafka":
         from forewarn.kafka.admin import ensure_topics
 
-        asyncio.run(ensure_topics(settings.kafka_bootstrap))
-        n = asyncio.run(
+        _kafka_call(settings, ensure_topics(settings.kafka_bootstrap))
+        n = _kafka_call(
+            settings,
             produce(
                 world_events(world),
                 settings.kafka_bootstrap,
                 rate=rate,
                 total=estimate,
                 progress=not quiet,
-            )
+            ),
         )
         click.echo(f"produced {n} events to {settings.kafka_bootstrap}")
     elif target == "csv":
@@ -237,7 +406,7 @@ def simulate(
 @click.option(
     "--input",
     "input_path",
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
     help="CSV history, one row per reading (device) or event (customer).",
 )
@@ -277,6 +446,7 @@ def replay(
     """Backtest a stream detector on a CSV history and write its alerts."""
     from streams.replay import replay_customers, replay_devices, write_alerts
 
+    _check_history(input_path, detector, time_column, entity_column, kind_column)
     try:
         if detector == "device":
             result = replay_devices(
@@ -296,8 +466,8 @@ def replay(
                 entity_column=entity_column,
                 kind_column=kind_column,
             )
-    except ValueError as exc:
-        _fail(exc)
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"cannot replay {input_path}: {exc}") from None
     write_alerts(result.alerts, output)
     click.echo(json.dumps({**result.summary(), "output": str(output)}, indent=2))
 
@@ -678,6 +848,45 @@ def evaluate(
     )
 
 
+def _check_history(
+    path: Path, detector: str, time_column: str, entity_column: str, kind_column: str
+) -> None:
+    """Refuse a history the chosen detector cannot read, naming what the file holds: the
+    device detector on a customer history found 36 "silence" faults and exited 0 (issue 18)."""
+    import pandas as pd
+
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give the history file (CSV or Parquet)")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            head = pd.read_parquet(path).head(2000)
+        else:
+            head = pd.read_csv(path, nrows=2000)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
+        raise InputError(f"{path} is not a readable {kind} file ({_one_line(str(exc))})") from None
+    columns = list(head.columns)
+    missing = [c for c in (time_column, entity_column) if c not in columns]
+    if missing:
+        raise InputError(
+            f"{path} has no column {', '.join(map(repr, missing))} (it has {', '.join(columns)}): "
+            "name the right ones with --time-column and --entity-column"
+        )
+    kinds = set(head[kind_column].dropna().astype(str)) if kind_column in columns else set()
+    customer_kinds = {"order", "ticket", "device_fault"}
+    if detector == "device" and kinds & customer_kinds:
+        raise InputError(
+            f"{path} looks like a customer history (its {kind_column!r} column holds "
+            f"{', '.join(sorted(kinds & customer_kinds))}): replay it with --detector customer"
+        )
+    if detector == "customer" and not kinds & customer_kinds:
+        raise InputError(
+            f"{path} has no {kind_column!r} column saying order, ticket or device_fault per "
+            "row, so it is not a customer history: name that column with --kind-column, or "
+            "replay device readings with --detector device"
+        )
+
+
 # --- lifetime value ----------------------------------------------------------------------------
 
 
@@ -687,7 +896,12 @@ def clv() -> None:
 
 
 @clv.command("fit")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
 @click.option(
     "--format",
     "fmt",
@@ -930,8 +1144,16 @@ def _outreach_store(settings: Settings):  # type: ignore[no-untyped-def]
     from outreach.migrate import migrate
     from outreach.store import TaskStore
 
+    _sqlite_folder(settings)
     migrate(settings.database_url)
     return TaskStore(settings.database_url)
+
+
+def _sqlite_folder(settings: Settings) -> None:
+    """An embedded store's folder (a new FOREWARN_HOME) exists before SQLite opens the file."""
+    prefix = "sqlite:///"
+    if settings.database_url.startswith(prefix):
+        Path(settings.database_url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
 
 
 @outreach.command("migrate")
@@ -942,29 +1164,52 @@ def outreach_migrate(settings: Settings, revision: str) -> None:
     once; opening the store never does)."""
     from outreach.migrate import migrate
 
+    _sqlite_folder(settings)
     migrate(settings.database_url, revision)
     click.echo(f"outreach database at revision {revision}")
 
 
 @outreach.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8088, show_default=True)
+@click.option("--port", default=8088, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_obj
 def outreach_serve(settings: Settings, host: str, port: int) -> None:
     """Serve the field-service board, retention list, support queue and the API."""
     import uvicorn
 
+    from console import home as stack
+    from console.kafka.local import port_free
     from outreach.api.main import create_app
     from outreach.config import OutreachSettings
 
+    running = stack.running(settings.home).get("outreach")
+    if running and running.get("url", "").endswith(f":{port}"):
+        raise InputError(
+            f"the outreach service of {settings.home} already runs on {running['url']}/ (pid "
+            f"{running['pid']}); use it, or stop the stack with `forewarn stop`"
+        )
+    if host in ("127.0.0.1", "localhost") and not port_free(port, "127.0.0.1"):
+        raise InputError(f"port {port} is in use by another program: pass --port <another>")
+    _sqlite_folder(settings)
     try:
         app = create_app(OutreachSettings.from_env(settings))
     except ValueError as exc:
-        _fail(exc)
+        raise InputError(str(exc)) from None
     from forewarn.logs import logging_config
 
-    click.echo(f"outreach on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_config=logging_config())
+    click.echo(f"outreach on http://{host}:{port}/ (API docs at /docs; data {settings.home})")
+    stack.record(
+        settings.home,
+        "outreach",
+        pid=os.getpid(),
+        url=f"http://{host}:{port}",
+        health=f"http://{host}:{port}/healthz",
+        log="stdout",
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=logging_config())
+    finally:
+        stack.forget(settings.home, "outreach")
 
 
 @outreach.command("background")
@@ -983,6 +1228,7 @@ def outreach_background(settings: Settings) -> None:
         outreach_settings = OutreachSettings.from_env(settings)
     except ValueError as exc:
         _fail(exc)
+    _sqlite_folder(settings)
     migrate(settings.database_url)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1013,7 +1259,7 @@ def outreach_token(ctx: click.Context, role: str | None, name: str | None) -> No
 @click.option("--name", help="Revoke every token of this name.")
 @click.option(
     "--token-file",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     help="Revoke the token written in this file ('-': standard input), e.g. a leaked one.",
 )
 @click.pass_obj
@@ -1032,15 +1278,23 @@ def outreach_token_revoke(settings: Settings, name: str | None, token_file: str 
 
 
 @outreach.command("import-customers")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def outreach_import(settings: Settings, path: Path) -> None:
     """Load customers from a CSV: customer_id, and any of territory, value_tier,
     preferred_channel (routing) and name, phone, email, address (contact details)."""
     import csv
 
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "customer_id" not in columns:
+            raise InputError(
+                f"{path} has no customer_id column (it has {', '.join(columns) or 'no header'}); "
+                "expected a header customer_id,territory,value_tier,preferred_channel (only "
+                "customer_id is required)"
+            )
+        rows = list(reader)
     click.echo(f"imported {_outreach_store(settings).import_customers(rows)} customers")
 
 
@@ -1069,44 +1323,177 @@ def worker(settings: Settings, faust_args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--customers", default=300, show_default=True)
-@click.option("--days", default=30, show_default=True)
+@click.option("--customers", default=300, show_default=True, type=click.IntRange(min=10))
+@click.option(
+    "--days", default=30, show_default=True, type=click.IntRange(min=1), help="Days streamed."
+)
+@click.option(
+    "--history-days",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Days before the stream backfilled straight to the lake (the churn model's labels "
+    "need 30 days after a cut-off, so the nightly needs about 60).",
+)
 @click.option("--seed", default=7, show_default=True)
 @click.option(
     "--keep-running", is_flag=True, help="Leave Kafka, the worker and the outreach service running."
 )
-@click.option("--outreach-port", default=8088, show_default=True)
+@click.option("--outreach-port", default=8088, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--fresh/--reuse",
     default=True,
     show_default=True,
-    help="Start from an empty demo folder (topics, lake, store) or reuse it.",
+    help="Start from an empty home (broker data, lake, store, models; Airflow's database "
+    "stays) or reuse it.",
+)
+@click.option(
+    "--restart", is_flag=True, help="Stop a stack running from this home first (else: refuse)."
+)
+@click.option(
+    "--nightly/--no-nightly",
+    default=True,
+    show_default=True,
+    help="Run the nightly DAG in Airflow after the stream (needs .venv/airflow).",
 )
 @click.pass_obj
 def demo(
     settings: Settings,
     customers: int,
     days: int,
+    history_days: int,
     seed: int,
     keep_running: bool,
     outreach_port: int,
     fresh: bool,
+    restart: bool,
+    nightly: bool,
 ) -> None:
-    """Kafka + simulator + Faust worker + outreach service, then a report of what was caught."""
-    from console.demo import run_demo
+    """The whole product on this machine: Kafka, the simulator (history to the lake, the last
+    days streamed), the Faust worker, the nightly DAG in Airflow, the outreach service, and a
+    report of what was caught and how early."""
+    from console.airflow import AirflowError
+    from console.demo import DemoError, run_demo
+    from console.home import StackRunning
+    from console.kafka.local import KafkaError
 
+    if nightly and history_days < 45:
+        raise click.BadParameter(
+            f"{history_days} days of history cannot label churn cut-offs (30 days each): "
+            "use at least 45, or --no-nightly",
+            param_hint="--history-days",
+        )
     try:
         run_demo(
             settings,
             customers=customers,
             days=days,
+            history_days=history_days,
             seed=seed,
             keep_running=keep_running,
             fresh=fresh,
             outreach_port=outreach_port,
+            nightly=nightly,
+            restart=restart,
         )
-    except RuntimeError as exc:
+    except (StackRunning, DemoError) as exc:
+        raise InputError(str(exc)) from None
+    except (KafkaError, AirflowError) as exc:
         _fail(exc)
+
+
+# --- one home: what runs, stop it, Airflow -------------------------------------------------------
+
+
+@main.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """What runs from this home, where (pids, ports, URLs, logs); exit code 1 if nothing."""
+    from console import home as stack
+
+    recorded = stack.read(settings.home)
+    click.echo(f"home {settings.home.resolve()}")
+    if not recorded:
+        click.echo("  nothing runs from here (start it with `make demo` or `forewarn demo`)")
+        sys.exit(1)
+    live = 0
+    for part, entry in sorted(recorded.items(), key=lambda kv: _order(kv[0])):
+        up = stack.alive(entry)
+        live += up
+        where = entry.get("bootstrap") or entry.get("url") or entry.get("metrics") or ""
+        state = ("running" if _answers(entry) else "silent ") if up else "GONE   "
+        click.echo(
+            f"  {part:<9} {state} pid {entry['pid']:<8} {where}"
+            + (f"  log {entry['log']}" if entry.get("log") else "")
+        )
+    if live < len(recorded):
+        click.echo(
+            "  parts marked GONE were killed without `forewarn stop`; `forewarn stop` forgets "
+            "them (a new demo does too)"
+        )
+    sys.exit(0 if live else 1)
+
+
+def _answers(entry: dict) -> bool:
+    """Whether a live part answers where it says it is (broker: a port that accepts; services:
+    their health endpoint); 'silent' means alive but not answering (starting, or stuck)."""
+    import socket
+
+    import httpx
+
+    if entry.get("bootstrap"):
+        host, _, port = entry["bootstrap"].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    if not entry.get("health"):
+        return True
+    try:
+        return httpx.get(entry["health"], timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _order(part: str) -> int:
+    order = ("kafka", "worker", "outreach", "airflow")
+    return order.index(part) if part in order else len(order)
+
+
+@main.command()
+@click.pass_obj
+def stop(settings: Settings) -> None:
+    """Stop everything running from this home (outreach, Airflow, worker, then Kafka)."""
+    from console import home as stack
+
+    stopped = stack.stop(settings.home, say=click.echo)
+    # A broker started by `forewarn kafka start` before it was recorded.
+    if "kafka" not in stopped and _broker(settings).stop():
+        stopped.append("kafka")
+    click.echo(
+        f"stopped {', '.join(stopped)}" if stopped else f"nothing was running from {settings.home}"
+    )
+
+
+@main.command("airflow")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The Airflow UI's port (127.0.0.1 only).",
+)
+@click.pass_obj
+def airflow_cmd(settings: Settings, port: int) -> None:
+    """Airflow 3.3 with the nightly DAG and Forewarn's pages, on this home's data, until Ctrl-C
+    (docs/nightly.md). Task slots: FOREWARN_AIRFLOW_PARALLELISM (default: one per core)."""
+    from console.airflow import AirflowError, serve
+
+    try:
+        serve(settings, port=port, say=lambda text: click.echo(f"forewarn airflow: {text}"))
+    except AirflowError as exc:
+        raise InputError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -134,19 +134,26 @@ def first_tasks(database_url: str, kind: str) -> dict[str, datetime]:
         store.close()
 
 
-def quality_report(truth_dir: Path, database_url: str, lake_dir: Path) -> dict[str, Any]:
-    """Forewarn's stored tasks and the naive baselines, scored against the ground truth."""
+def quality_report(
+    truth_dir: Path, database_url: str, lake_dir: Path, since: datetime | None = None
+) -> dict[str, Any]:
+    """Forewarn's stored tasks and the naive baselines, scored against the ground truth.
+
+    ``since``: the first streamed moment when the history before it was backfilled (the
+    demo): only faults that began and churns that happened after it are scored, and the
+    baselines see the same streamed events.
+    """
     import json
 
     from forewarn.lake import read_events
     from streams.baselines import StaticThreshold, naive_churn_flags
 
     summary = json.loads((truth_dir / "summary.json").read_text())
-    days = (
-        datetime.fromisoformat(summary["end"]) - datetime.fromisoformat(summary["start"])
-    ).total_seconds() / 86400
-    faults, churns = read_faults(truth_dir), read_churns(truth_dir)
-    readings = _lake_events(read_events, lake_dir, "device-telemetry")
+    start = since or datetime.fromisoformat(summary["start"])
+    days = (datetime.fromisoformat(summary["end"]) - start).total_seconds() / 86400
+    faults = [f for f in read_faults(truth_dir) if f.onset_time >= start]
+    churns = [c for c in read_churns(truth_dir) if c.churn_time >= start]
+    readings = _lake_events(read_events, lake_dir, "device-telemetry", since)
     naive = StaticThreshold().fit(readings)
     device_ours, outcomes = score_devices(
         faults, first_tasks(database_url, "visit"), n_devices=summary["devices"], days=days
@@ -155,8 +162,8 @@ def quality_report(truth_dir: Path, database_url: str, lake_dir: Path) -> dict[s
         faults, naive.first_alerts(readings), n_devices=summary["devices"], days=days
     )
     customer_events = sorted(
-        _lake_events(read_events, lake_dir, "orders")
-        + _lake_events(read_events, lake_dir, "tickets"),
+        _lake_events(read_events, lake_dir, "orders", since)
+        + _lake_events(read_events, lake_dir, "tickets", since),
         key=lambda e: e.event_time,
     )
     feedback = first_tasks(database_url, "feedback")
@@ -180,11 +187,13 @@ def quality_report(truth_dir: Path, database_url: str, lake_dir: Path) -> dict[s
     }
 
 
-def _lake_events(read_events: Any, lake_dir: Path, topic: str) -> list[Any]:
+def _lake_events(
+    read_events: Any, lake_dir: Path, topic: str, since: datetime | None = None
+) -> list[Any]:
     from forewarn.events import SCHEMAS
 
     contract = SCHEMAS[topic][1]
-    rows = read_events(lake_dir, topic).to_pylist()
+    rows = read_events(lake_dir, topic, start=since.date() if since else None).to_pylist()
     for row in rows:
         if isinstance(row.get("metrics"), list):
             row["metrics"] = dict(row["metrics"])

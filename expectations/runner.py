@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from typing import Any
 import pandas as pd
 
 SUITES = Path(__file__).parent
+# Task logs show INFO: GX's registry chatter at import ("Skipping registering function ...", a
+# dozen lines per task) buried the one line that matters. Set before GX is imported.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+#: Where the Data Docs are served in the Airflow UI (plugins/forewarn_ui.py): a file:// link in a
+#: task log opens nothing in a browser talking to a server (issue 18).
+DATA_DOCS_PAGE = "/forewarn/data-docs/index.html"
 
 
 class DataQualityError(RuntimeError):
@@ -91,7 +98,11 @@ def _validate(
     project_dir: Path,
     raise_on_failure: bool,
 ) -> ValidationReport:
+    # Its tqdm bars went to stderr, which Airflow logged at ERROR.
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_or_update_pandas("forewarn")
     try:
         asset = source.get_asset(suite_name)
@@ -140,6 +151,7 @@ def _validate(
     if raise_on_failure and not report.success:
         raise DataQualityError(
             f"suite {suite_name} failed {len(failures)} of {evaluated} "
-            f"expectations: {'; '.join(failures)}. Data Docs: {report.docs_url}"
+            f"expectations: {'; '.join(failures)}. Data Docs: {DATA_DOCS_PAGE} in the Airflow "
+            f"UI (Forewarn > Data quality), files in {Path(project_dir)}"
         )
     return report

@@ -68,6 +68,8 @@ def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
             for k in range(1, VOLUME_DAYS + 1)
         ]
         history = [n for n in history if n]
+        if frame.empty:
+            raise _empty_day(lake, topic, day)
         typical = float(np.median(history)) if history else None
         # Daily counts are noisy (Poisson-like): allow 4 standard deviations either way.
         spread = 4 * float(np.sqrt(typical)) if typical else 0.0
@@ -83,6 +85,22 @@ def check_raw_events(lake: Path, day: date, gx_dir: Path) -> dict[str, Any]:
             **params,
         }
     return reports
+
+
+def _empty_day(lake: Path, topic: str, day: date) -> Exception:
+    """The gate's message for a day without data: where it looked, which days there are, and
+    what to do (an empty lake failed as "expect_table_row_count_to_be_between: 0", issue 18)."""
+    from expectations.runner import DataQualityError
+
+    days = sorted(
+        p.name.removeprefix("date=") for p in (Path(lake) / f"topic={topic}").glob("date=*")
+    )
+    held = f"it holds {days[0]} to {days[-1]}" if days else "it holds no days at all"
+    return DataQualityError(
+        f"no {topic} for {day} in {Path(lake) / f'topic={topic}' / f'date={day}'} ({held}; "
+        f"FOREWARN_HOME or FOREWARN_LAKE_DIR may name another home): run the nightly for a "
+        "day the lake has, or fill it (`make demo`, or `forewarn simulate --to lake`)"
+    )
 
 
 # -- 2. features ----------------------------------------------------------------------------

@@ -43,10 +43,32 @@ def _gate(manifest: dict) -> str:
     return ("passed: " if gate["passed"] else "failed: ") + str(gate.get("reason", ""))[:200]
 
 
-def _latest(folder: Path, pattern: str) -> Path:
+class NotYet(Exception):
+    """A page whose data the nightly has not written yet."""
+
+    def __init__(self, title: str, folder: Path) -> None:
+        super().__init__(title)
+        self.title, self.folder = title, folder
+
+
+def _not_yet(title: str, folder: Path) -> HTMLResponse:
+    """A page, not raw ``{"detail": ...}`` JSON, before the first nightly run (issue 18)."""
+    response = _page(
+        title,
+        "<p>Nothing here yet: the <b>forewarn_nightly</b> DAG writes this page's data when it "
+        "first runs.</p><ul><li>Run it from Airflow: <i>Dags</i> &gt; <b>forewarn_nightly</b> "
+        "&gt; <i>Trigger</i>, for a day the lake has data for;</li><li>or fill this home with "
+        "the demo, which runs the DAG itself: <code>make demo</code>.</li></ul>"
+        f"<p>Looked in <code>{html.escape(str(folder))}</code>.</p>",
+    )
+    response.status_code = 404
+    return response
+
+
+def _latest(folder: Path, pattern: str, title: str) -> Path:
     found = sorted(folder.glob(pattern))
     if not found:
-        raise HTTPException(404, f"nothing yet under {folder}: run the forewarn_nightly DAG")
+        raise NotYet(title, folder)
     return found[-1]
 
 
@@ -60,6 +82,10 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.exception_handler(NotYet)
+    async def not_yet(request: Request, exc: NotYet) -> HTMLResponse:
+        return _not_yet(exc.title, exc.folder)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -76,7 +102,7 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
 
     @app.get("/at-risk", response_class=HTMLResponse)
     def at_risk() -> HTMLResponse:
-        path = _latest(nightly / "lists", "at-risk-*.csv")
+        path = _latest(nightly / "lists", "at-risk-*.csv", "At-risk list")
         table = pd.read_csv(path).to_html(index=False, escape=True)
         return _page(f"At-risk list {path.stem.removeprefix('at-risk-')}", table)
 
@@ -90,7 +116,7 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
 
         versions = Registry(registry).versions()
         if not versions:
-            raise HTTPException(404, f"nothing yet under {registry}: run the forewarn_nightly DAG")
+            raise NotYet("Churn model card", registry)
         if version is not None:
             try:
                 check_version(version)
@@ -130,39 +156,32 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
             raise HTTPException(404, "no such model card")
         return FileResponse(path)
 
-    @app.get("/kpis", response_class=HTMLResponse)
-    def kpis() -> HTMLResponse:
+    def kpi_frame() -> pd.DataFrame:
         files = sorted((nightly / "kpis").glob("date=*/kpis.parquet"))
         if not files:
-            raise HTTPException(404, "no KPIs yet: run the forewarn_nightly DAG")
+            raise NotYet("Service KPIs", nightly / "kpis")
         frame = pd.concat([pd.read_parquet(f) for f in files])
-        overall = frame[frame["channel"] == "all"].round(2)
+        return frame[frame["channel"] == "all"].sort_values("date")
+
+    @app.get("/kpis", response_class=HTMLResponse)
+    def kpis() -> HTMLResponse:
+        overall = kpi_frame()
+        shown = [k for k, _, _ in KPI_PLOTS if k in overall.columns]
+        table = overall[["date", *shown]].round(2)
+        days = len(overall)
         return _page(
             "Service KPIs",
-            "<p><img src='kpis.png' width='100%'></p>" + overall.to_html(index=False, escape=True),
+            f"<p>{days} day{'s' if days != 1 else ''} computed by the nightly "
+            f"({overall['date'].min()} to {overall['date'].max()}), all channels. Definitions: "
+            "CSAT, FCR and CES are shares of answers or tickets in %; NPS is % promoters minus "
+            "% detractors, in points from -100 to 100; resolution time in hours.</p>"
+            "<p><img src='kpis.png' width='100%' alt='each KPI per day'></p>"
+            + table.to_html(index=False, escape=True, na_rep="-"),
         )
 
     @app.get("/kpis.png")
     def kpis_png() -> Response:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        files = sorted((nightly / "kpis").glob("date=*/kpis.parquet"))
-        frame = pd.concat([pd.read_parquet(f) for f in files]) if files else pd.DataFrame()
-        fig, ax = plt.subplots(figsize=(10, 3.5))
-        if len(frame):
-            overall = frame[frame["channel"] == "all"].sort_values("date")
-            for kpi in ("csat", "nps", "fcr", "ces"):
-                ax.plot(overall["date"], overall[kpi], marker="o", label=kpi.upper())
-        ax.set(title="Service KPIs per day (all channels)", ylabel="%")
-        ax.legend(loc="lower left")
-        buffer = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=90)
-        plt.close(fig)
-        return Response(buffer.getvalue(), media_type="image/png")
+        return Response(plot_kpis(kpi_frame()), media_type="image/png")
 
     docs = nightly / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site"
     docs.mkdir(parents=True, exist_ok=True)
@@ -170,7 +189,62 @@ def create_app(settings: Settings | None = None, protect: bool = True) -> FastAP
 
     @app.get("/data-docs/{path:path}")
     async def data_docs_file(path: str, request: Request) -> Response:
+        if not (docs / "index.html").exists():
+            raise NotYet("Data quality (Data Docs)", docs)
         # StaticFiles keeps its checks (no path outside the folder, index.html for folders).
         return await data_docs.get_response(path, request.scope)
 
     return app
+
+
+#: Each KPI on its own axes: (column, title, unit). Shares and NPS do not share a scale.
+KPI_PLOTS = (
+    ("csat", "CSAT", "% satisfied (4-5 of 5)"),
+    ("nps", "NPS", "points (-100 to 100)"),
+    ("fcr", "First-contact resolution", "% of resolved tickets"),
+    ("ces", "Customer effort (CES)", "% agreeing it was easy"),
+    ("avg_resolution_hours", "Average resolution time", "hours"),
+    ("churn_rate", "Churn rate", "% of active customers"),
+)
+
+
+def plot_kpis(overall: pd.DataFrame) -> bytes:
+    """One small chart per KPI over the days that exist, each with its own unit; the dates
+    axis spans those days only (one day was a lone point on a 2024-2028 axis, issue 18)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    plots = [p for p in KPI_PLOTS if p[0] in overall.columns]
+    dates = pd.to_datetime(overall["date"])
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
+    for ax, (column, title, unit) in zip(axes.flat, plots, strict=False):
+        ax.plot(dates, overall[column], marker="o", ms=3, lw=1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit, fontsize=8)
+        if column == "nps":
+            ax.set_ylim(-100, 100)
+            ax.axhline(0, color="#999", lw=0.6)
+        elif column == "churn_rate" or unit == "hours":
+            ax.set_ylim(bottom=0)  # small values: their own scale, from zero
+        elif unit.startswith("%"):
+            ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(plots) :]:
+        ax.set_visible(False)
+    first, last = dates.min(), dates.max()
+    pad = pd.Timedelta(days=1)
+    every = max(1, ((last - first).days + 2) // 6)  # whole days, at most about six ticks
+    for ax in axes.flat:
+        ax.set_xlim(first - pad, last + pad)
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=every))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
+        ax.tick_params(labelsize=8)
+    fig.suptitle("Service KPIs per day (all channels)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()

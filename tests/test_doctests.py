@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "console.home",
     "forewarn.events",
     "forewarn.registry",
     "forewarn.settings",

@@ -86,7 +86,8 @@ def test_airflow_with_generated_password_dag_and_plugin(api_server):
     assert httpx.get(f"{url}/forewarn/", timeout=10).status_code == 401, "login required"
     assert "At-risk list" in httpx.get(f"{url}/forewarn/", headers=headers, timeout=10).text
     missing = httpx.get(f"{url}/forewarn/at-risk", headers=headers, timeout=10)
-    assert missing.status_code == 404 and "run the forewarn_nightly DAG" in missing.text
+    assert missing.status_code == 404 and "forewarn_nightly" in missing.text
+    assert missing.headers["content-type"].startswith("text/html"), "a page, not JSON"
     lists = forewarn_home / "nightly" / "lists"
     lists.mkdir(parents=True)
     (lists / "at-risk-2026-02-28.csv").write_text(
