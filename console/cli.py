@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -482,6 +483,11 @@ def models(ctx: click.Context, model_name: str) -> None:
     """The model registry: versions, stages (candidate, champion, archived), history."""
     from forewarn.registry import Registry
 
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", model_name):
+        raise InputError(
+            f"--model {model_name!r} is not a model name (lower-case letters, digits, - and _; "
+            "e.g. churn)"
+        )
     ctx.obj = (ctx.obj, Registry(ctx.obj.models_dir / model_name))
 
 
@@ -517,7 +523,7 @@ def models_show(obj: tuple, version: str) -> None:
     try:
         manifest = registry.manifest(version)
     except RegistryError as exc:
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     stage = next((m["stage"] for m in registry.versions() if m["version"] == version), None)
     history = [e for e in registry.history() if e["version"] == version]
     click.echo(json.dumps({**manifest, "stage": stage, "history": history}, indent=2))
@@ -556,7 +562,7 @@ def models_promote(obj: tuple, version: str, force: bool) -> None:
             version, reason="promoted by hand" + (" (forced)" if force else "")
         )
     except RegistryError as exc:
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     click.echo(f"champion: {pointer['version']} (sha256 {pointer['sha256']})")
     _announce(settings, registry)
 
@@ -571,7 +577,7 @@ def models_rollback(obj: tuple) -> None:
     try:
         pointer = registry.rollback()
     except RegistryError as exc:
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     click.echo(f"champion: {pointer['version']} (sha256 {pointer['sha256']})")
     _announce(settings, registry)
 
@@ -672,9 +678,11 @@ def churn_fit(
             progress=progress,
         )
     except ValueError as exc:  # TableError and the learner's own refusals
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     except Exception as exc:  # never a traceback for a user's file (issue 16)
-        _fail(RuntimeError(f"unexpected {type(exc).__name__} on {table_path}: {exc}"))
+        raise InputError(
+            _one_line(f"unexpected {type(exc).__name__} on {table_path}: {exc}")
+        ) from None
     table = result["table"]
     click.echo(
         f"{table['file']}: {table['rows']} rows, {table['churners']} churners "
@@ -825,9 +833,9 @@ def evaluate(
                 **labels,
             )
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        _fail(ValueError(str(exc) or type(exc).__name__))
+        raise InputError(_one_line(str(exc) or type(exc).__name__)) from None
     except (OSError, ImportError) as exc:  # an unreadable file, Parquet without pyarrow
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     paths = write(evaluation, output)
     d = evaluation.default
     click.echo(evaluation.table())
@@ -982,9 +990,11 @@ def clv_fit(
             output,
         )
     except (ValueError, RuntimeError) as exc:  # input, convergence and too-little-data errors
-        _fail(exc)
+        raise InputError(_one_line(str(exc))) from None
     except Exception as exc:  # never a traceback for a user's file (issue 16)
-        _fail(RuntimeError(f"unexpected {type(exc).__name__} on {input_path}: {exc}"))
+        raise InputError(
+            _one_line(f"unexpected {type(exc).__name__} on {input_path}: {exc}")
+        ) from None
     check = out.get("holdout_check")
     click.echo(json.dumps(out, indent=2))
     if check is not None:

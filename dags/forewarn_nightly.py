@@ -66,7 +66,7 @@ def forewarn_nightly():
         from models.nightly import train_churn_model
 
         ctx = _nightly(context)
-with _quiet_skops():
+        with _quiet_skops():
             return train_churn_model(
                 features_path, ctx.registry, ctx.day, ctx.bootstrap, run_id=context.get("run_id")
             )

@@ -137,6 +137,30 @@ CASES = {
         "--revision",
         "nonsense",
     ],
+    "churn fit, a label column that is not there": lambda f: [
+        "churn",
+        "fit",
+        "--table",
+        str(f / "wrong.csv"),
+        "--id",
+        "id",
+        "--label",
+        "churned",
+        "--quiet",
+    ],
+    "models show, a version that does not exist": lambda f: ["models", "show", "2020-01-01"],
+    "models list, a model name with a path in it": lambda f: ["models", "--model", "../x", "list"],
+    "models promote, a version that does not exist": lambda f: ["models", "promote", "nope"],
+    "models rollback with no earlier champion": lambda f: ["models", "rollback"],
+    "evaluate, labels with other headers": lambda f: [
+        "evaluate",
+        "--input",
+        str(f / "devices.csv"),
+        "--labels",
+        str(f / "wrong.csv"),
+        "--output",
+        str(f / "eval"),
+    ],
     "escalate with a database that cannot open": lambda f: [
         "--home",
         str(f / "broken-home"),
@@ -201,6 +225,7 @@ def test_every_command_has_a_bad_input_case(tmp_path):
 
     covered = {_command_path(case(tmp_path)) for case in CASES.values()}
     covered |= {"kafka start", "outreach serve", "airflow", "demo"}  # the busy-port tests
+    covered |= {"models list"}  # its only input is the group's --model, a case above
     assert leaves(main) - covered - NO_INPUT == set()
 
 

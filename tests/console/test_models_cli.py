@@ -33,13 +33,13 @@ def test_list_and_show(tmp_path):
     shown = json.loads(_models(tmp_path, "show", "2026-03-01").output)
     assert shown["stage"] == "champion" and shown["history"][-1]["stage"] == "champion"
     missing = _models(tmp_path, "show", "nope")
-    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
 
 
 def test_promote_refuses_a_model_that_failed_the_gate(tmp_path):
     _publish(tmp_path, "coin", passed=False)
     refused = _models(tmp_path, "promote", "coin")
-    assert refused.exit_code == 1 and "did not pass the promotion gate (coin)" in refused.output
+    assert refused.exit_code == 2 and "did not pass the promotion gate (coin)" in refused.output
     forced = _models(tmp_path, "promote", "coin", "--force")
     assert forced.exit_code == 0 and "champion: coin" in forced.output
 

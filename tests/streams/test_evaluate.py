@@ -138,7 +138,7 @@ def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path, readings, labels
             str(tmp_path / "out"),
         ],
     )
-    assert done.exit_code == 1
+    assert done.exit_code == 2
     assert done.exception is None or isinstance(done.exception, SystemExit)
     assert message in done.output
 
