@@ -88,9 +88,7 @@ def _check_nothing_lost_or_doubled(settings, world, produced: Counter) -> dict:
         tasks = store.tasks()
         with store.sessions() as session:
             left = dict(
-                session.execute(
-                    select(CustomerProfile.customer_id, CustomerProfile.left_at)
-                ).all()
+                session.execute(select(CustomerProfile.customer_id, CustomerProfile.left_at)).all()
             )
     finally:
         store.close()
