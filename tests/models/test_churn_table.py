@@ -135,7 +135,7 @@ def test_bad_tables_are_refused_with_line_and_column(tmp_path, content, message)
     with pytest.raises(TableError, match=message):
         read_table(path, id_column="id", label_column="churned")
     result = fit("--table", str(path), "--id", "id", "--label", "churned", "--quiet")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Traceback" not in result.output and str(path) in result.output
 
 

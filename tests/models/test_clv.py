@@ -212,14 +212,14 @@ def test_a_zero_dollar_repeat_purchase_does_not_break_the_fit(tmp_path):
 def test_a_one_week_window_is_a_convergence_error_not_a_result():
     # A week of CDNOW: a handful of repeat buyers, whose spend parameters run off to 1e7.
     result = _clv("--input", str(CDNOW / "CDNOW_sample.txt"), "--calibration-end", "1997-01-08")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Gamma-Gamma: the fit did not converge to a usable maximum (q = " in result.output
     assert "Traceback" not in result.output and "{" not in result.output
 
 
 def test_a_single_calibration_day_is_too_little_data():
     result = _clv("--input", str(CDNOW / "CDNOW_sample.txt"), "--calibration-end", "1997-01-01")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "BG/NBD:" in result.output and "longer" in result.output
 
 
@@ -245,7 +245,7 @@ def test_bad_transaction_files_name_line_and_column(tmp_path, content, message):
     path = tmp_path / "orders.csv"
     path.write_text(content)
     result = _clv("--input", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output and str(path) in result.output
     assert "Traceback" not in result.output
 
@@ -294,7 +294,7 @@ def test_a_mapping_file_names_the_columns(tmp_path):
     assert json.loads(result.output)["bgnbd"]["r"] == pytest.approx(0.243, rel=0.005)
     mapping.write_text("customer: client\n")
     refused = _clv("--input", str(path), "--map", str(mapping))
-    assert refused.exit_code == 1 and "a transactions mapping has the keys" in refused.output
+    assert refused.exit_code == 2 and "a transactions mapping has the keys" in refused.output
 
 
 def test_a_boundary_fit_raises_unless_the_caller_accepts_it():
