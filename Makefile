@@ -16,7 +16,7 @@ AIRFLOW_PORT ?= 8080
 # Both environments see the project's packages from this checkout.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: soak audit airflow stop status help demo test test-fast test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
+.PHONY: soak audit airflow stop status help demo test test-fast test-fast-streams test-fast-airflow test-streams test-airflow lint envs prereqs system-deps kafka-jars kafka-start kafka-stop outreach bench clean
 
 help:
 	@echo "make demo   - the whole product: Kafka, 60 days of history, 30 days streamed through the"
@@ -149,8 +149,14 @@ test-airflow: $(AIRFLOW)/.stamp
 
 # The unit tier: no broker, database server, browser or Airflow; under two minutes.
 UNIT := -m "not kafka and not postgres and not browser and not slow"
+# The two environments' tiers run side by side, one per core; each prints when it is done.
 test-fast: envs
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast-streams test-fast-airflow
+
+test-fast-streams: $(STREAMS)/.stamp
 	$(STREAMS)/bin/python -m pytest $(STREAMS_TESTS) $(UNIT) -q $(PYTEST_ARGS)
+
+test-fast-airflow: $(AIRFLOW)/.stamp
 	$(AIRFLOW)/bin/python -m pytest $(AIRFLOW_TESTS) $(UNIT) -q $(PYTEST_ARGS)
 
 lint: $(STREAMS)/.stamp
