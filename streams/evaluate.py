@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,30 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def _scored_labels(
+    path: Path,
+    spans: Mapping[str, Any],
+    what: str,
+    notes: Counter[str],
+    *,
+    entity_column: str,
+    start_column: str,
+    end_column: str,
+) -> list:
+    """The labels of entities the history has ``what`` of; the others are counted in ``notes``."""
+    labels = read_labels(
+        path,
+        entity_column=entity_column,
+        start_column=start_column,
+        end_column=end_column,
+        notes=notes,
+    )
+    unknown = [lb for lb in labels if lb.entity not in spans]
+    if unknown:
+        notes[f"labels of entities without {what} (not scored)"] += len(unknown)
+    return [lb for lb in labels if lb.entity in spans]
+
+
 def evaluate_devices(
     readings_path: Path,
     labels_path: Path,
@@ -265,17 +289,15 @@ def evaluate_devices(
             f"no usable reading in {readings_path} (skipped: {dict(base.skipped) or 'none'})"
         )
     notes: Counter[str] = Counter()
-    labels = read_labels(
+    labels = _scored_labels(
         labels_path,
+        base.spans,
+        "readings",
+        notes,
         entity_column=labels_entity_column,
         start_column=labels_start_column,
         end_column=labels_end_column,
-        notes=notes,
     )
-    unknown = [lb for lb in labels if lb.entity not in base.spans]
-    if unknown:
-        notes["labels of entities without readings (not scored)"] += len(unknown)
-        labels = [lb for lb in labels if lb.entity in base.spans]
     cards = []
     tails = sorted({*sweep, detector.alert_tail}, reverse=True)
     default = None
@@ -342,17 +364,15 @@ def evaluate_customers(
             f"no usable event in {events_path} (skipped: {dict(base.skipped) or 'none'})"
         )
     notes: Counter[str] = Counter()
-    labels = read_labels(
+    labels = _scored_labels(
         labels_path,
+        base.spans,
+        "events",
+        notes,
         entity_column=labels_entity_column,
         start_column=labels_start_column,
         end_column=labels_end_column,
-        notes=notes,
     )
-    unknown = [lb for lb in labels if lb.entity not in base.spans]
-    if unknown:
-        notes["labels of entities without events (not scored)"] += len(unknown)
-        labels = [lb for lb in labels if lb.entity in base.spans]
     cards, default, default_result = [], None, None
     gap = risk.enter - risk.exit
     for enter in sorted({*sweep, risk.enter}):
