@@ -27,18 +27,20 @@ def value_at_risk(p_churn: T, clv_365d: T) -> T:
 
 
 def churn_probability(evidence: dict) -> float | None:
-    """P(churn) from a churn alert's evidence: the nightly's ``p_churn`` or the stream's
-    ``risk``; None when the alert carries neither.
+    """P(churn) from a churn alert's evidence: the churn model's ``p_churn`` (the nightly's, or
+    the stream's when a model is in service); None when the alert carries none.
+
+    The stream's ``risk`` is not one: it blends hand-set points, which averaged 0.21 where the
+    churn rate was 0.04 (issue 16), so it is never multiplied into money.
 
     Examples
     --------
-    >>> churn_probability({"p_churn": 0.31}), churn_probability({"risk": 0.7})
-    (0.31, 0.7)
-    >>> churn_probability({}) is None
+    >>> churn_probability({"p_churn": 0.31})
+    0.31
+    >>> churn_probability({"risk": 0.7}) is None
     True
     """
-    for key in ("p_churn", "risk"):
-        p = evidence.get(key)
-        if isinstance(p, int | float) and 0 <= p <= 1:
-            return float(p)
+    p = evidence.get("p_churn")
+    if isinstance(p, int | float) and 0 <= p <= 1:
+        return float(p)
     return None

@@ -150,18 +150,22 @@ def _tier_and_value(alert: Alert, profile: CustomerProfile | None) -> tuple[str,
     them), else the profile's (the nightly's customer-values, for device alerts).
 
     For a churn alert the value at stake is the value at risk, P(churn) x 365-day value
-    (:func:`forewarn.value.value_at_risk`), as the nightly's at-risk list has it; for a
-    visit or a reply, the customer's 365-day value."""
+    (:func:`forewarn.value.value_at_risk`), as the nightly's at-risk list has it, and 0 (not
+    known) when no churn model gave a probability; for a visit or a reply, the customer's
+    365-day value."""
     tier = str(alert.evidence.get("value_tier") or (profile.value_tier if profile else ""))
     value = alert.evidence.get("value_eur")
     if not isinstance(value, int | float) or value <= 0:
         value = profile.value_eur if profile and profile.value_eur else 0.0
-    p_churn = churn_probability(alert.evidence) if alert.kind == "churn_risk" else None
-    at_risk = alert.evidence.get("value_at_risk")
-    if alert.kind == "churn_risk" and isinstance(at_risk, int | float):
-        value = at_risk  # the nightly's own figure, to the cent
-    elif p_churn is not None:
-        value = value_at_risk(p_churn, float(value))
+    if alert.kind == "churn_risk":
+        at_risk = alert.evidence.get("value_at_risk")
+        p_churn = churn_probability(alert.evidence)
+        if isinstance(at_risk, int | float):
+            value = at_risk  # the nightly's own figure, to the cent
+        elif p_churn is not None:
+            value = value_at_risk(p_churn, float(value))
+        else:
+            value = 0.0  # points are not a probability: no money at risk to state
     return tier, round(float(value), 2)
 
 

@@ -92,7 +92,7 @@ class CustomerRiskDetector:
             return None
         features = state.features()
         risk, points = heuristic_risk(features)
-        model_note = ""
+        model_note, p = "", None
         if model is not None:
             p = model.score(features)
             risk = (1 - self.model_weight) * risk + self.model_weight * p
@@ -121,10 +121,13 @@ class CustomerRiskDetector:
             severity=TIER_SEVERITY[tier],
             confidence=round(min(risk, 0.99), 3),
             score=round(risk * value, 2),
-            explanation=f"churn risk {risk:.2f} ({tier}, about {value:,.0f} EUR at stake): "
+            explanation=f"churn risk {risk:.2f} ({tier}, 365-day value about {value:,.0f} EUR): "
             + "; ".join(reasons),
             evidence={
                 "risk": round(risk, 3),
+                # The model's own probability, the only figure money at risk is computed from
+                # (``forewarn.value.churn_probability``); the blended risk is not one.
+                **({"p_churn": round(p, 4)} if p is not None else {}),
                 "features": features,
                 "value_eur": round(value, 2),
                 "value_tier": tier,

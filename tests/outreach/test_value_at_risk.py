@@ -20,11 +20,14 @@ from outreach.config import OutreachSettings
 from outreach.migrate import migrate
 from outreach.store import TaskStore
 from tests.utils import factories
+from tests.utils.models import publish
 
 TIERS = ("platinum", "gold", "silver", "bronze")
 
 
-def test_the_at_risk_page_the_list_and_the_csv_agree(tmp_path):
+def nightly_list(tmp_path) -> tuple[dict[str, dict], TaskStore, TestClient, dict]:
+    """Build the nightly's at-risk list for 30 customers into a fresh outreach store; return
+    its rows by customer, the store, a client of the service and a retention agent's headers."""
     customers = [f"C{i:05d}" for i in range(30)]
     features = pd.DataFrame(
         [
@@ -63,7 +66,13 @@ def test_the_at_risk_page_the_list_and_the_csv_agree(tmp_path):
     token = store.create_token("rita", "retention")
     settings = OutreachSettings(database_url=url, lake_dir=tmp_path / "lake", secure_cookies=False)
     client = TestClient(create_app(settings, store, background=False))
-    headers = {"Authorization": f"Bearer {token}"}
+    return nightly, store, client, {"Authorization": f"Bearer {token}"}
+
+
+def test_the_at_risk_page_the_list_and_the_csv_agree(tmp_path):
+    # A champion that passed the promotion gate: its P(churn) is stated and priced.
+    publish(tmp_path / "registry", "v1", trusted=True)
+    nightly, store, client, headers = nightly_list(tmp_path)
     listed = {
         t["customer_id"]: t for t in client.get("/api/lists/retention", headers=headers).json()
     }
@@ -95,11 +104,42 @@ def test_the_at_risk_page_the_list_and_the_csv_agree(tmp_path):
             customer_id=c,
             device_id=None,
             fault_kind=None,
-            evidence={"risk": 0.5, "value_eur": 1000.0, "value_tier": "gold"},
+            evidence={"risk": 0.7, "p_churn": 0.5, "value_eur": 1000.0, "value_tier": "gold"},
         )
     )
     task = next(
         t for t in store.tasks(kind="retention") if t.customer_id == c and t.status == "open"
     )
     assert (task.value_tier, task.queue, task.value_at_stake) == ("gold", "gold", 500.0)
+    store.close()
+
+
+def test_without_a_trusted_model_no_screen_puts_money_at_risk(tmp_path):
+    """No champion that passed the gate: the nightly ranks by points and states neither a
+    probability nor money, and neither do the list, its CSV and the task page (issue 16)."""
+    nightly, store, client, headers = nightly_list(tmp_path)
+    assert {r["p_churn"] for r in nightly.values()} == {""}
+    assert {r["value_at_risk"] for r in nightly.values()} == {""}
+    listed = client.get("/api/lists/retention", headers=headers).json()
+    assert listed and {t["value_at_stake"] for t in listed} == {0.0}
+    exported = list(
+        csv.DictReader(io.StringIO(client.get("/api/lists/retention.csv", headers=headers).text))
+    )
+    assert {float(r["value_at_stake"]) for r in exported} == {0.0}
+    # A stream alert without a model's probability brings no money either: its blended risk
+    # is points, not P(churn).
+    c = listed[0]["customer_id"]
+    store.upsert_alert(
+        factories.alert(
+            9,
+            kind="churn_risk",
+            dedup_key=f"retention:{c}",
+            customer_id=c,
+            device_id=None,
+            fault_kind=None,
+            evidence={"risk": 0.9, "value_eur": 1000.0, "value_tier": "gold"},
+        )
+    )
+    task = next(t for t in store.tasks(kind="retention") if t.customer_id == c)
+    assert task.value_at_stake == 0.0
     store.close()

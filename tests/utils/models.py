@@ -47,12 +47,17 @@ def publish(
     version: str,
     data: bytes | None = None,
     promote: bool = True,
+    trusted: bool = False,
 ) -> str:
     """Publish ``data`` (a fitted nightly model by default) as ``version`` in the registry at
-    ``root``, promote it unless told not to; return its sha256."""
+    ``root``, promote it unless told not to; return its sha256. ``trusted`` records a passed
+    promotion gate in the manifest (``ModelRegistry.trusted_champion`` then serves it)."""
     registry = Registry(root)
     data = data if data is not None else model_bytes(version)
-    manifest = registry.publish(version, data, {"model_name": "churn", "features": FEATURES})
+    facts: dict[str, Any] = {"model_name": "churn", "features": FEATURES}
+    if trusted:
+        facts["gate"] = {"passed": True, "reason": "test model, gate recorded as passed"}
+    manifest = registry.publish(version, data, facts)
     if promote:
         registry.promote(version)
     return manifest["sha256"]
