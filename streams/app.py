@@ -29,6 +29,7 @@ from forewarn.events import (
 )
 from forewarn.logs import logging_config
 from forewarn.settings import Settings
+from streams.transport import install as install_transport
 
 settings = Settings()
 #: Events each agent's stream may hold: Faust's default ``stream_buffer_maxsize``, pinned here.
@@ -77,6 +78,8 @@ app = faust.App(
     ],
     origin="streams",
 )
+# Before any topic is declared: the conductor takes the app's transport when first built.
+install_transport(app)
 
 # Topic names come from the contracts (forewarn/events.py), the one place they are defined.
 TELEMETRY, ORDERS, TICKETS, ALERTS = (c.topic for c in (DeviceTelemetry, Order, Ticket, Alert))
