@@ -58,6 +58,16 @@ def upsert_alert(
     ):
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=None))
         return None
+    if task is None and _left_after(profile, alert, kind):
+        # Older evidence of a root cause whose task the cancellation already closed (tickets
+        # and alerts are separate topics; a restarted worker reorders them): it joins that
+        # task, as it would have had it come first. Either order leaves one task.
+        task = _closed_by_leaving(session, key)
+        if task is not None:
+            task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
+            task.alert_count += 1
+            session.add(AlertSeen(alert_id=alert.alert_id, task_id=task.id))
+            return as_event(task, created=False)
     created = task is None
     if task is None:
         task = _new_task(session, alert, kind, key, profile, now, rules)
@@ -95,6 +105,17 @@ def _left_after(profile: CustomerProfile | None, alert: Alert, kind: str) -> boo
         and profile.left_at is not None
         and alert.event_time < profile.left_at
     )
+
+
+def _closed_by_leaving(session: Session, key: str) -> Task | None:
+    """The latest task of root cause ``key`` that the customer's cancellation closed."""
+    return session.scalars(
+        select(Task)
+        .where(Task.dedup_key == key, Task.close_reason == LEFT_BEFORE_CONTACT)
+        .order_by(Task.closed_at.desc())
+        .limit(1)
+        .with_for_update()
+    ).one_or_none()
 
 
 def as_event(task: Task, created: bool) -> OutreachTask:

@@ -103,6 +103,26 @@ def test_late_evidence_from_before_a_cancellation_ends_as_if_it_had_come_first(a
     assert any_store.daily_list("visit") == []
 
 
+def test_evidence_of_one_root_cause_gives_one_task_whichever_side_of_the_cancellation_it_lands(
+    any_store,
+):
+    """Two alerts before the cancellation, the second read after it (a restarted worker
+    reorders topics): one task holding both, as when both came first. CI found two."""
+    first = any_store.upsert_alert(_retention(1))
+    any_store.apply_ticket(_ticket("cancellation", 5))
+    second = any_store.upsert_alert(_retention(2))
+    assert second is not None and second.task_id == first.task_id
+    tasks = [t for t in any_store.tasks(kind="retention") if t.customer_id == CUSTOMER]
+    assert len(tasks) == 1
+    task = any_store.get(first.task_id)
+    assert task.status == "cancelled" and task.close_reason == LEFT_BEFORE_CONTACT
+    assert [a["alert_id"] for a in task.evidence["alerts"]] == [
+        _retention(1).alert_id,
+        _retention(2).alert_id,
+    ]
+    assert any_store.upsert_alert(_retention(2)).task_id == first.task_id, "a replay"
+
+
 def test_a_replayed_cancellation_changes_nothing(any_store):
     visit = any_store.upsert_alert(_visit())
     any_store.apply_ticket(_ticket("cancellation", 5))
