@@ -37,8 +37,22 @@ from console.stack import OutreachProcess, WorkerProcess, wait_drained
 from forewarn.events import Event
 from forewarn.settings import Settings
 
-#: The first streamed day; the backfilled history comes before it.
-STREAM_START = datetime(2026, 1, 5, tzinfo=UTC)
+
+def stream_window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """``(start, end)`` of the streamed part of the demo: ``days`` days ending at the last
+    full hour of ``now`` (the clock by default), so due dates and "overdue" are real (issue
+    17); the backfilled history comes before ``start``.
+
+    Examples
+    --------
+    >>> stream_window(30, datetime(2026, 11, 29, 15, 42, tzinfo=UTC))[1].isoformat()
+    '2026-11-29T15:00:00+00:00'
+    """
+    now = now or datetime.now(UTC)
+    end = now.replace(minute=0, second=0, microsecond=0)
+    return end - timedelta(days=days), end
+
+
 ROLES = ("technician", "dispatcher", "retention", "support", "admin")
 #: What a fresh demo clears in its home; Airflow's database (``airflow/``: its generated admin
 #: password, earlier runs) is kept, and nothing outside these.
@@ -203,8 +217,8 @@ def _run(
 
         airflow_ready = background.submit(_timed, prepare, demo, folder / "airflow-db.log")
 
-    history_start = STREAM_START - timedelta(days=history_days)
-    stream_end = STREAM_START + timedelta(days=days)
+    stream_start, stream_end = stream_window(days)
+    history_start = stream_start - timedelta(days=history_days)
     world = build_world(
         n_customers=customers,
         days=history_days + days,
@@ -217,7 +231,7 @@ def _run(
         "customers": customers,
         "days": history_days + days,
         "seed": seed,
-        "stream_start": STREAM_START.isoformat(),
+        "stream_start": stream_start.isoformat(),
     }
     truth = write_truth(world, truth_dir, params)
     import_customers(demo, truth_dir / "customers.csv")
@@ -228,7 +242,7 @@ def _run(
         f"{sum(truth['benign'].values())} benign surprises"
     )
     events = world_events(world)
-    history, rest = _split(events, STREAM_START)
+    history, rest = _split(events, stream_start)
 
     t = time.monotonic()
     _say(f"backfilling {history_days} days of history straight to the lake ({demo.lake_dir}) ...")
@@ -331,7 +345,7 @@ def _run(
     report = build_report(
         demo,
         truth_dir,
-        since=STREAM_START,
+        since=stream_start,
         backfilled=backfilled,
         produced=produced,
         timings=timings,

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from simulator.contacts import contact_of
 from simulator.world import Benign, Churn, Fault, World
 
 
@@ -26,17 +27,25 @@ def _write_csv(path: Path, rows: list[Any], row_type: type) -> None:
 
 
 def write_truth(world: World, folder: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Write ``faults.csv``, ``churns.csv``, ``benign.csv``, ``customers.csv`` (for routing)
-    and ``summary.json`` to ``folder``."""
+    """Write ``faults.csv``, ``churns.csv``, ``benign.csv``, ``customers.csv`` (routing and
+    contact details, as a CRM export has them) and ``summary.json`` to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     _write_csv(folder / "faults.csv", world.faults, Fault)
     _write_csv(folder / "churns.csv", world.churns, Churn)
     _write_csv(folder / "benign.csv", world.benign, Benign)
     with (folder / "customers.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["customer_id", "territory", "preferred_channel"])
+        columns = ["customer_id", "territory", "preferred_channel"]
+        writer = csv.DictWriter(fh, [*columns, "name", "phone", "email", "address"])
+        writer.writeheader()
         for c in world.customers:
-            writer.writerow([c.customer_id, c.territory, str(c.channel)])
+            writer.writerow(
+                {
+                    "customer_id": c.customer_id,
+                    "territory": c.territory,
+                    "preferred_channel": str(c.channel),
+                    **contact_of(c.customer_id, c.territory),
+                }
+            )
     summary = {
         "params": params,
         "start": world.start.isoformat(),

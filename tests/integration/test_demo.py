@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from console.cli import main
 from console.demo import run_demo
 from console.kafka.local import free_port, free_port_pair
 from forewarn.settings import Settings
+from outreach.models import CustomerProfile
+from outreach.store import TaskStore
 
 AIRFLOW = Path(sys.executable).parents[2] / "airflow" / "bin" / "airflow"
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
@@ -51,6 +54,19 @@ def test_the_demo_shows_every_part(tmp_path, monkeypatch, capsys):
         assert report["events_backfilled"] > report["events_produced"] > 0
         assert sum(report["events_archived"].values()) == report["events_produced"]
         assert report["outreach"]["todays_lists"]["retention"] > 0
+        # The history ends now (issue 17): due dates are real, not all long overdue, and the
+        # customers come with the contact details staff reach them by.
+        started = datetime.fromisoformat(report["stream_start"])
+        assert abs(started + timedelta(days=10) - datetime.now(UTC)) < timedelta(hours=2)
+        store = TaskStore(settings.database_url)
+        try:
+            open_tasks = [t for t in store.tasks() if t.status == "open"]
+            assert any(t.due_at > datetime.now(UTC) for t in open_tasks), "all overdue"
+            with store.sessions() as session:
+                profile = session.get(CustomerProfile, open_tasks[0].customer_id)
+                assert profile is not None and profile.name and profile.phone and profile.email
+        finally:
+            store.close()
         for name in ("report.html", "report.md", "report.json", "lead_times.png"):
             assert (home / "demo" / name).exists(), name
         assert f"report: {home / 'demo' / 'report.html'}" in printed
