@@ -333,6 +333,46 @@ class CustomerValue(Event):
     value_tier: Literal["platinum", "gold", "silver", "bronze"]
 
 
+#: A calendar day as text (attribute dates: a signup or contract-end day, no time of day).
+IsoDate = Annotated[str, Strict(), Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+ShortText = Annotated[str, Strict(), Field(max_length=300)]
+
+
+class CustomerAttributes(Event):
+    """What the CRM knows of one customer from ``event_time`` on (when the record became true).
+
+    The contact and routing fields feed the outreach pages; the attributes feed the churn
+    model, typed by the map they are in: ``numeric`` (monthly charge, product count),
+    ``categorical`` (plan, contract, region, segment), ``dates`` (signup day, contract end).
+    A compacted topic keyed by customer holds the latest record of each; the lake keeps every
+    record, so the nightly reads the attributes as they were at each cut-off.
+    ``forewarn import customers FILE --map mapping.yaml`` loads a CRM export (docs/import.md).
+    """
+
+    topic: ClassVar[str] = "customers"
+    key_field: ClassVar[str] = "customer_id"
+    #: The fields staff reach and route a customer by (the rest are attributes).
+    contact_fields: ClassVar[tuple[str, ...]] = (
+        "name",
+        "phone",
+        "email",
+        "address",
+        "territory",
+        "preferred_channel",
+    )
+
+    customer_id: Id
+    name: ShortText = ""
+    phone: ShortText = ""
+    email: ShortText = ""
+    address: ShortText = ""
+    territory: ShortText = ""
+    preferred_channel: Channel | None = None
+    numeric: dict[Id, Reading] = Field(default_factory=dict, max_length=200)
+    categorical: dict[Id, ShortText] = Field(default_factory=dict, max_length=200)
+    dates: dict[Id, IsoDate] = Field(default_factory=dict, max_length=200)
+
+
 #: Partitions of every topic but model-updates (which has one, read whole by every worker).
 #: Faust tables are co-partitioned with their source topics, so this is one number for all.
 PARTITIONS = 4
@@ -368,6 +408,7 @@ SCHEMAS: dict[str, dict[int, type[Event]]] = {
         DeadLetter,
         ModelUpdated,
         CustomerValue,
+        CustomerAttributes,
     )
 }
 

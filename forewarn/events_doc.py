@@ -20,6 +20,7 @@ from forewarn.events import (
     SCHEMAS,
     SCORE_MAX,
     Alert,
+    CustomerAttributes,
     CustomerSignal,
     CustomerValue,
     DeadLetter,
@@ -145,6 +146,20 @@ def examples() -> list[Event]:
             clv_90d=120.5,
             clv_365d=410.0,
             value_tier="gold",
+        ),
+        CustomerAttributes(
+            event_id="crm-C00031-2026-01-05",
+            event_time=T0,
+            customer_id="C00031",
+            name="Ada Keller",
+            phone="+44 7700 900123",
+            email="ada.keller.c00031@example.com",
+            address="12 Mill Road, Northby",
+            territory="north",
+            preferred_channel="phone",
+            numeric={"monthly_charge_eur": 49.0, "products": 2.0},
+            categorical={"plan": "comfort", "contract": "12 months"},
+            dates={"signup": "2023-04-17", "contract_end": "2026-04-16"},
         ),
     ]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.tables import TableError, TableMapping, _frame
+from models.tables import TableError, TableMapping, read_cells
 
 CDNOW_LAYOUTS = {
     4: ["customer_id", "date", "n_cds", "amount"],  # CDNOW_master.txt
@@ -169,7 +169,7 @@ def read_transactions(
     if path.suffix.lower() not in (".csv", ".tsv", ".parquet", ".pq"):
         return _read_cdnow(path)
     try:
-        frame = _frame(path, TableMapping(), [])
+        frame = read_cells(path, TableMapping(), [])
     except TableError as exc:
         raise TransactionsError(str(exc)) from None
     for column, flag in (

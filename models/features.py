@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
 from forewarn.settings import FEATURE_CHUNK_CUSTOMERS
+from models.customer_attributes import with_attributes
 from models.customer_state import FEATURES, CustomerState
 
 LABEL = "churned"
@@ -160,7 +161,8 @@ def features_from_lake(
     processes: int | None = None,
 ) -> pd.DataFrame:
     """:func:`build_features` on the lake's customer events before ``end``, at the cut-offs
-    :func:`cutoffs_until` ``end``, chunk by chunk.
+    :func:`cutoffs_until` ``end``, chunk by chunk, with the customers' imported attributes as
+    of each cut-off (``models.customer_attributes``) when the lake has any.
 
     Rows are those of ``build_features(events, cutoffs)`` on the same events (same values,
     sorted by customer then cut-off). ``processes`` defaults to the CPU count; with one
@@ -201,7 +203,9 @@ def features_from_lake(
     finally:
         _SHARED.clear()
     table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(["customer_id", "cutoff"], ignore_index=True)
+    table = table.sort_values(["customer_id", "cutoff"], ignore_index=True)
+    # The CRM's attributes as they were at each cut-off (``crm_*``; none without records).
+    return with_attributes(table, lake_dir, end)
 
 
 _SHARED: dict[str, Any] = {}

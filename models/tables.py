@@ -228,7 +228,7 @@ def _read_text_rows(path: Path, separator: str | None) -> tuple[list[str], list[
     return header, rows, separator  # type: ignore[return-value]
 
 
-def _frame(path: Path, mapping: TableMapping, notes: list[str]) -> pd.DataFrame:
+def read_cells(path: Path, mapping: TableMapping, notes: list[str]) -> pd.DataFrame:
     """The file as strings (None for missing), indexed by line number."""
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
@@ -315,7 +315,7 @@ def _numbers(column: pd.Series) -> pd.Series:
     return pd.to_numeric(column, errors="coerce")
 
 
-def _date_format(path: Path, column: pd.Series, declared: str | None) -> str:
+def date_format_of(path: Path, column: pd.Series, declared: str | None) -> str:
     """The one date format of ``column``, or an error naming the lines in another one."""
     name = str(column.name)
     values = column.dropna()
@@ -361,7 +361,7 @@ def _date_format(path: Path, column: pd.Series, declared: str | None) -> str:
     return "%d/%m/%Y" if day_first else "%m/%d/%Y"
 
 
-def _infer(column: pd.Series) -> str:
+def infer_type(column: pd.Series) -> str:
     values = column.dropna()
     if values.empty:
         return "ignore"
@@ -388,7 +388,7 @@ def read_table(
     if not id_column or not label_column:
         raise TableError("name the id and label columns: --id COL --label COL (or the mapping)")
     notes: list[str] = []
-    frame = _frame(path, mapping, notes)
+    frame = read_cells(path, mapping, notes)
     _require(path, frame, id_column, "id", "--id")
     _require(path, frame, label_column, "label", "--label")
     unknown = sorted(set(mapping.columns) - set(frame.columns))
@@ -412,7 +412,7 @@ def read_table(
         if declared is None and not mapping.infer:
             notes.append(f"column {name!r} ignored: not in the mapping and infer is false")
             continue
-        kind = declared or _infer(column)
+        kind = declared or infer_type(column)
         if kind == "ignore":
             if declared is None:
                 notes.append(f"column {name!r} dropped: every value is missing")
@@ -437,7 +437,7 @@ def read_table(
             features[name] = parsed.astype(float)
             numeric.append(name)
         elif kind == "date":
-            fmt = _date_format(path, column, mapping.date_format)
+            fmt = date_format_of(path, column, mapping.date_format)
             stamps[name] = pd.to_datetime(column, format=fmt if fmt != "%Y-%m-%d" else "ISO8601")
             dates.append(name)
         else:

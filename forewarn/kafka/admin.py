@@ -11,7 +11,8 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from forewarn.events import INPUT_TOPICS, PARTITIONS
 from forewarn.settings import Settings
 
-#: Every topic Forewarn uses, with its cleanup policy. customer-values is a table: compacted.
+#: Every topic Forewarn uses, with its cleanup policy. customer-values and customers are
+#: tables (the latest record per customer): compacted.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     **{t: {} for t in INPUT_TOPICS},
     "alerts": {},
@@ -20,6 +21,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "dead-letters": {},
     "model-updates": {"cleanup.policy": "compact"},
     "customer-values": {"cleanup.policy": "compact"},
+    "customers": {"cleanup.policy": "compact"},
 }
 
 

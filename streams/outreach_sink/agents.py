@@ -4,13 +4,14 @@ The agent awaits the store before taking the next alert, and Faust commits an of
 after the agent has moved past it, so a task is stored before its alert's offset is committed.
 While the database is down the agent retries with back-off and commits nothing.
 
-A second agent keeps the lists true (issue 17): tickets and the nightly's customer values reach
-the store too. A cancellation closes the customer's open proactive tasks, a complaint flags the
-device's open visit (:func:`outreach.crud.customers.apply_ticket`), and a customer value gives
-visits the owner's value tier (device alerts know no customer value). Both are idempotent, so
-at-least-once delivery is enough. Tickets and alerts are separate topics, which Kafka does not
-order against each other: an alert read after the cancellation that it predates still opens
-its task (by event time it came first), one raised after it opens none.
+A second agent keeps the lists true (issue 17): tickets, the nightly's customer values and the
+CRM's customer records (``forewarn import customers``: contact details) reach the store too. A
+cancellation closes the customer's open proactive tasks, a complaint flags the device's open
+visit (:func:`outreach.crud.customers.apply_ticket`), and a customer value gives visits the
+owner's value tier (device alerts know no customer value). All are idempotent, so at-least-once
+delivery is enough. Tickets and alerts are separate topics, which Kafka does not order against
+each other: an alert read after the cancellation that it predates still joins or opens its task
+(by event time it came first), one raised after it opens none.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from forewarn.events import (
     Alert,
+    CustomerAttributes,
     CustomerValue,
     Event,
     InvalidEvent,
@@ -91,16 +93,25 @@ async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
 
 #: Tickets that can make a proactive task stale: the rest never reach the store.
 STALE_MAKING = ("cancellation", *COMPLAINT_CATEGORIES)
-customer_events_topic = app.topic(TICKETS, CustomerValue.topic, internal=False)
+customer_events_topic = app.topic(
+    TICKETS, CustomerValue.topic, CustomerAttributes.topic, internal=False
+)
 
 
 def apply_customer_event(store: TaskStore, event: Event) -> list[str]:
-    """Hand a ticket or a customer value to the store; return the ids of the tasks it closed
-    or flagged (plain and synchronous: the agent runs it in a thread, tests call it)."""
+    """Hand a ticket, a customer value or a CRM record to the store; return the ids of the
+    tasks it closed or flagged (plain and synchronous: the agent runs it in a thread, tests
+    call it). A CRM record brings the contact and routing fields it has (empty ones keep what
+    the store holds)."""
     if isinstance(event, Ticket) and event.category in STALE_MAKING:
         return store.apply_ticket(event)
     if isinstance(event, CustomerValue):
         store.apply_customer_value(event)
+    if isinstance(event, CustomerAttributes):
+        profile = {name: str(getattr(event, name) or "") for name in event.contact_fields}
+        store.import_customers(
+            [{"customer_id": event.customer_id, **{k: v for k, v in profile.items() if v}}]
+        )
     return []
 
 

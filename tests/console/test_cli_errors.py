@@ -27,6 +27,7 @@ def files(tmp_path):
     (tmp_path / "wrong.csv").write_text("id,when,what\n1,2026-01-05,x\n")
     (tmp_path / "garbage.txt").write_text("not a cdnow file at all\n")
     (tmp_path / "a-file").write_text("x")
+    (tmp_path / "bad-map.yaml").write_text("fields:\n  order: id\n")
     (tmp_path / "broken-home" / "outreach.db").mkdir(parents=True)  # a folder, not a database
     return tmp_path
 
@@ -160,6 +161,20 @@ CASES = {
         str(f / "wrong.csv"),
         "--output",
         str(f / "eval"),
+    ],
+    "import, a mapping that names no contract field": lambda f: [
+        "import",
+        "orders",
+        str(f / "wrong.csv"),
+        "--map",
+        str(f / "bad-map.yaml"),
+    ],
+    "import, a file that is not there": lambda f: [
+        "import",
+        "customers",
+        str(f / "nope.csv"),
+        "--map",
+        str(f / "bad-map.yaml"),
     ],
     "escalate with a database that cannot open": lambda f: [
         "--home",
