@@ -35,13 +35,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from pydantic import ValidationError
 
 from forewarn.events import CustomerAttributes
-from importer.events import RowError, convert, derived_id
+from importer.events import RowError, convert, derived_id, validated
 from importer.mapping import (
     Mapped,
     MappingError,
@@ -249,11 +248,9 @@ def _record(
             categorical[name] = str(cell)
     values.update(event_time=when, numeric=numeric, categorical=categorical, dates=dates)
     values["event_id"] = derived_id(CustomerAttributes.topic, values)
-    try:
-        return CustomerAttributes.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else ""
-        source = mapping.contact.get(name)
-        column = source.column if source else (mapping.id if name == "customer_id" else None)
-        raise RowError(column, f"{name}: {first['msg']}") from None
+
+    def column_for(loc: tuple[str, ...]) -> str | None:
+        source = mapping.contact.get(loc[0]) if loc else None
+        return source.column if source else (mapping.id if loc[:1] == ("customer_id",) else None)
+
+    return cast(CustomerAttributes, validated(CustomerAttributes, values, column_for))

@@ -40,6 +40,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from forewarn.events import Event
 from importer.mapping import EventMapping, Mapped, MappingError, Rejected, Source, event_mapping
 from models.tables import TableMapping, read_cells
 
-__all__ = ["RowError", "event_mapping", "map_file"]
+__all__ = ["RowError", "event_mapping", "map_file", "validated"]
 
 TRUE, FALSE = frozenset({"1", "true", "yes", "y", "t"}), frozenset({"0", "false", "no", "n", "f"})
 
@@ -165,7 +166,6 @@ def map_row(row: dict[str, Any], mapping: EventMapping) -> Event:
     column and reason when it does not map."""
     contract = mapping.contract
     values: dict[str, Any] = {}
-    column_of: dict[str, str | None] = {}
     for name, source in mapping.fields.items():
         kind = _kind(contract.model_fields[name].annotation)
         if isinstance(source, dict):
@@ -174,28 +174,39 @@ def map_row(row: dict[str, Any], mapping: EventMapping) -> Event:
                 key: convert(row.get(s.column), s, inner, mapping.timezone, f"{name}.{key}")
                 for key, s in source.items()
             }
-            column_of[name] = None
         else:
             value = convert(row.get(source.column), source, kind, mapping.timezone, name)
             if value is not None:
                 values[name] = value
-            column_of[name] = source.column
     if "event_id" not in values:
         values["event_id"] = derived_id(contract.topic, values)
+
+    def column_for(loc: tuple[str, ...]) -> str | None:
+        source = mapping.fields.get(loc[0]) if loc else None
+        if isinstance(source, dict):  # a map field: the key's own column
+            inner = source.get(loc[1]) if len(loc) > 1 else None
+            return inner.column if inner else None
+        return source.column if source else None
+
+    return validated(contract, values, column_for)
+
+
+def validated(
+    contract: type[Event],
+    values: dict[str, Any],
+    column_for: Callable[[tuple[str, ...]], str | None],
+) -> Event:
+    """``values`` as an event of ``contract``, or a :class:`RowError` naming the column behind
+    the contract's first refusal (``column_for`` maps the refused field's location to it)."""
     try:
         return contract.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else ""
-        column = column_of.get(name)
-        if column is None and name in mapping.fields and len(first["loc"]) > 1:
-            inner = mapping.fields[name]
-            if isinstance(inner, dict) and str(first["loc"][1]) in inner:
-                column = inner[str(first["loc"][1])].column
+        loc = tuple(str(part) for part in first["loc"])
         detail = first["msg"]
         if first["type"] == "missing":
             detail = "empty, and the contract requires it"
-        raise RowError(column, f"{name}: {detail}") from None
+        raise RowError(column_for(loc), f"{loc[0] if loc else 'row'}: {detail}") from None
 
 
 def map_file(path: Path, mapping: EventMapping) -> Mapped:
