@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 INTENDED_USE = (
     "Rank a business's current customers by their probability of cancelling within the label "
@@ -30,6 +31,54 @@ OUT_OF_SCOPE = (
 )
 #: Reliability-curve bins (equal counts, so every point rests on as many customers).
 CALIBRATION_BINS = 10
+#: Columns with more levels than this are not broken down by group.
+GROUP_LEVELS_MAX = 12
+#: Numeric columns with at most this many values (product counts, flags) count as groups.
+NUMERIC_GROUP_VALUES_MAX = 5
+#: A group's ROC AUC is shown only with at least this many churners and as many stayers.
+GROUP_CHURNERS_MIN = 10
+
+
+def metrics_by_group(columns: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> list[dict[str, Any]]:
+    """Per level of each column of ``columns`` (rows aligned with labels ``y`` and scores
+    ``p``) that has few levels: rows, churners, observed rate, mean predicted probability,
+    ROC AUC (where the group has enough of both classes) and Brier score.
+
+    Examples
+    --------
+    >>> groups = pd.DataFrame({"plan": ["basic", "pro", "basic", "pro"]})
+    >>> rows = metrics_by_group(groups, np.array([1, 0, 0, 0]), np.array([0.6, 0.1, 0.3, 0.2]))
+    >>> [(r["group"], r["rows"], r["churners"], round(r["mean_predicted"], 2)) for r in rows]
+    [('plan = basic', 2, 1, 0.45), ('plan = pro', 2, 0, 0.15)]
+    """
+    from models.evaluation import metrics
+
+    rows = []
+    for name in columns.columns:
+        column = columns[name].reset_index(drop=True)
+        numeric = pd.api.types.is_numeric_dtype(column)
+        if numeric and column.nunique() > NUMERIC_GROUP_VALUES_MAX:
+            continue
+        values = column.astype(object).where(column.notna(), "(missing)")
+        if values.nunique() > GROUP_LEVELS_MAX:
+            continue
+        for level, index in values.groupby(values).groups.items():
+            yg, pg = y[np.asarray(index)], p[np.asarray(index)]
+            m = metrics(yg, pg)
+            enough = min(m["positives"], m["rows"] - m["positives"]) >= GROUP_CHURNERS_MIN
+            shown = f"{level:g}" if isinstance(level, float) else str(level)
+            rows.append(
+                {
+                    "group": f"{name} = {shown}",
+                    "rows": m["rows"],
+                    "churners": m["positives"],
+                    "observed_rate": float(yg.mean()),
+                    "mean_predicted": float(pg.mean()),
+                    "roc_auc": m["roc_auc"] if enough else float("nan"),
+                    "brier": m["brier"],
+                }
+            )
+    return rows
 
 
 @dataclass

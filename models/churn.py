@@ -417,7 +417,8 @@ class ModelRegistry:
 def write_model_card(result: TrainingResult, folder: Path) -> Path:
     """``card.md`` and ``card.png`` (``models.card``): the holdout's metrics with bootstrap
     intervals beside the dummy and the champion, calibration, importance, the decision."""
-    from models.card import CardFacts, write_card
+    from models.card import CardFacts, metrics_by_group, write_card
+    from models.customer_attributes import PREFIX as CRM_PREFIX
     from models.learner import INNER_FOLDS
 
     holdout = result.holdout
@@ -446,6 +447,10 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
         out["roc_auc"] = auc or (m["roc_auc"], float("nan"), float("nan"))
         return out
 
+    # Groups from the customers' imported attributes as of each cut-off (``crm_*``,
+    # models.customer_attributes): plan, contract, region, segment, when a CRM was imported.
+    attributes = [c for c in holdout.columns if c.startswith(CRM_PREFIX)]
+    groups = metrics_by_group(holdout[attributes], y, result.holdout_scores) if attributes else []
     cutoffs = sorted(holdout["cutoff"].unique()) if len(holdout) else []
     customers = holdout["customer_id"].nunique() if len(holdout) else 0
     scores = {"challenger": result.holdout_scores}
@@ -482,9 +487,14 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
         decision=f"promoted: {'yes' if result.promoted else 'no'} ({result.reason}).",
         importance=importance,
         signature=dict.fromkeys(FEATURES, "numeric"),
+        groups=groups,
         caveats=[
-            "Trained on the stream's behavioural features only: customer attributes (plan, "
-            "contract, region) are not joined yet, so there are no metrics by group.",
+            "Trained on the stream's behavioural features only: imported customer attributes "
+            "(plan, contract, region) break the metrics down by group but are not features "
+            "yet."
+            if attributes
+            else "Trained on the stream's behavioural features only; no customer attributes "
+            "were imported (forewarn import customers), so there are no metrics by group.",
             "The label counts cancellations raised as tickets; customers who leave silently "
             "are labelled as staying.",
             "Cut-offs are weekly, so one customer appears in several holdout rows; intervals "

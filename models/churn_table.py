@@ -42,12 +42,6 @@ from models.tables import LabelledTable, TableError
 
 MODELS = ("learner", "logistic", "boosting_default", "dummy")
 METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile")
-#: Categorical columns with at most this many levels get a row in the card's metrics by group.
-GROUP_LEVELS_MAX = 12
-#: Numeric columns with at most this many distinct values are grouped too (flags, counts).
-NUMERIC_GROUP_VALUES_MAX = 5
-#: Groups with fewer churners than this are shown without an AUC (it would be noise).
-GROUP_CHURNERS_MIN = 10
 
 
 @dataclass
@@ -170,34 +164,13 @@ def fit_final(table: LabelledTable, seed: int = 0) -> Any:
 
 
 def metrics_by_group(table: LabelledTable, report: TableReport) -> list[dict[str, Any]]:
-    """Per level of each categorical column with few levels: rows, churners, observed rate,
-    mean predicted probability and ROC AUC of the learner's out-of-fold scores."""
-    rows = []
+    """:func:`models.card.metrics_by_group` of the learner's out-of-fold scores, over the
+    table's categorical columns and its numeric ones with a handful of values."""
+    from models.card import metrics_by_group as by_group
+
     oof = report.out_of_fold
-    # Categorical columns, and numeric ones with a handful of values (product counts, flags).
-    few = [c for c in table.numeric if table.X[c].nunique() <= NUMERIC_GROUP_VALUES_MAX]
-    for column in [*table.categorical, *few]:
-        values = table.X[column].astype(object).where(table.X[column].notna(), "(missing)")
-        if values.nunique() > GROUP_LEVELS_MAX:
-            continue
-        for level, index in values.groupby(values).groups.items():
-            y, p = oof.loc[index, "label"].to_numpy(int), oof.loc[index, "learner"].to_numpy()
-            m = metrics(y, p)
-            enough = min(m["positives"], m["rows"] - m["positives"]) >= GROUP_CHURNERS_MIN
-            rows.append(
-                {
-                    "group": f"{column} = {level:g}"
-                    if isinstance(level, float)
-                    else f"{column} = {level}",
-                    "rows": m["rows"],
-                    "churners": m["positives"],
-                    "observed_rate": float(y.mean()),
-                    "mean_predicted": float(p.mean()),
-                    "roc_auc": m["roc_auc"] if enough else float("nan"),
-                    "brier": m["brier"],
-                }
-            )
-    return rows
+    columns = table.X[[*table.categorical, *table.numeric]]
+    return by_group(columns, oof["label"].to_numpy(int), oof["learner"].to_numpy())
 
 
 def importance(model: Any, table: LabelledTable, seed: int = 0) -> dict[str, float]:

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import ModelRegistry, metrics, promotion_gate, train_and_evaluate
+from models.churn import (
+    ModelRegistry,
+    metrics,
+    promotion_gate,
+    train_and_evaluate,
+    write_model_card,
+)
 from models.customer_state import FEATURES
 from models.features import build_features, weekly_cutoffs
 from simulator import build_world
@@ -81,6 +87,20 @@ def test_challenger_beats_the_dummy_and_is_promoted_once(table, tmp_path):
     assert registry.champion()[0] == "v1"
     card = (tmp_path / "churn" / "v1" / "card.md").read_text()
     assert "DummyClassifier" in card and (tmp_path / "churn" / "v1" / "card.png").exists()
+
+
+def test_the_card_breaks_metrics_down_by_the_imported_attributes(table, tmp_path):
+    """Attributes from ``forewarn import customers`` (``crm_*``, point in time) give the card
+    its metrics by group; the model still learns from the stream's features only."""
+    plans = table["customer_id"].map(lambda c: "pro" if int(c[1:]) % 3 == 0 else "basic")
+    with_plans = table.assign(crm_plan=plans)
+    result = train_and_evaluate(with_plans, ModelRegistry(tmp_path / "churn"), "v1")
+    card = write_model_card(result, tmp_path / "card").read_text()
+    section = card.split("## Metrics by group", 1)[1].split("##", 1)[0]
+    assert "| crm_plan = basic |" in section and "| crm_plan = pro |" in section
+    holdout_pro = int((result.holdout["crm_plan"] == "pro").sum())
+    assert f"| crm_plan = pro | {holdout_pro} |" in section
+    assert "are not features yet" in card
 
 
 def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, tmp_path):
