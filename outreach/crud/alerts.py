@@ -157,7 +157,15 @@ def _recently_done(
         .order_by(Task.closed_at.desc())
         .limit(1)
     ).one_or_none()
-    if last is None or last.closed_at is None or alert.event_time - last.closed_at >= window:
+    if last is None or last.closed_at is None:
+        return False
+    # When the fix happened, on the alert's clock: ``closed_at`` is wall time, which the
+    # alert's event time can trail by months when old history is replayed or backfilled
+    # (every alert would then look "recent"). Evidence dated before the close falls back to
+    # the task's last evidence, an event time: old news of the fixed cause stays suppressed,
+    # and a replay measures the window in its own time.
+    fixed_at = last.closed_at if last.closed_at <= alert.event_time else last.last_evidence_at
+    if alert.event_time - fixed_at >= window:
         return False
     if kind == "feedback":
         # One reply task per customer: a new ticket after the reply is a new conversation;

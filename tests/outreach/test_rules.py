@@ -84,6 +84,18 @@ def test_new_alert_soon_after_a_fix_is_suppressed(any_store):
     assert later is not None and later.created
 
 
+def test_a_replay_of_old_history_measures_the_window_in_event_time(any_store):
+    """Closed today (wall clock) on evidence from months ago: a replay's later alert of the
+    same cause is judged by its own time since that evidence, not suppressed as "recent"."""
+    task = any_store.upsert_alert(factories.alert(0))
+    any_store.transition(
+        task.task_id, to="done", actor="tom", outcome="fixed", now=T0 + timedelta(days=300)
+    )
+    assert any_store.upsert_alert(factories.alert(20)) is None, "20 h after its last evidence"
+    later = any_store.upsert_alert(factories.alert(24 * 5))
+    assert later is not None and later.created, "5 days on: a new fault, a new visit"
+
+
 def test_visit_and_retention_of_one_customer_are_linked(any_store):
     customer = _not_held_out()
     visit = any_store.upsert_alert(
