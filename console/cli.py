@@ -745,57 +745,65 @@ def import_file(
     Parquet file: each row mapped onto Forewarn's contract and validated as the stream
     validates; rows that do not map are listed with line, column and reason, and kept in
     <home>/imports/<file>.rejected.csv."""
-    from forewarn.events import DeviceTelemetry, Order, Ticket
+    from forewarn.events import CustomerAttributes, DeviceTelemetry, Order, Ticket
     from forewarn.publish import produce, write_lake
     from importer.customers import CustomerMapping, map_customers
-    from importer.events import event_mapping, map_file
+    from importer.events import event_mapping, events_of
+    from importer.mapping import RejectLog
     from models.tables import TableError
 
     if not file.is_file():
         raise InputError(f"{file}: no such file")
+    contract = {
+        "telemetry": DeviceTelemetry,
+        "orders": Order,
+        "tickets": Ticket,
+        "customers": CustomerAttributes,
+    }[kind]
+    rejects = RejectLog(file, settings.home / "imports" / f"{file.stem}.rejected.csv")
+    notes: list[str] = []
+    total = None
     try:
-        if kind == "customers":
+        if kind == "customers":  # typed by whole columns: read whole (a CRM export)
             mapped = map_customers(file, CustomerMapping.from_yaml(mapping_path))
+            for rejected in mapped.rejected:
+                rejects.add(rejected)
+            notes, events, total = mapped.notes, iter(mapped.events), len(mapped.events)
+        else:  # a history: mapped row by row as it is written, whatever its length
+            events = events_of(file, event_mapping(mapping_path, contract), rejects.add, notes)
+        for note in notes:
+            click.echo(f"note: {note}")
+        if dry_run:
+            written = sum(1 for _ in events)
+        elif target == "lake":
+            written = write_lake(events, settings.lake_dir, total=total, progress=not quiet)
         else:
-            contract = {"telemetry": DeviceTelemetry, "orders": Order, "tickets": Ticket}[kind]
-            mapped = map_file(file, event_mapping(mapping_path, contract))
+            from forewarn.kafka.admin import ensure_topics
+
+            _kafka_call(settings, ensure_topics(settings.kafka_bootstrap))
+            written = _kafka_call(
+                settings,
+                produce(events, settings.kafka_bootstrap, total=total, progress=not quiet),
+            )
     except (TableError, ValueError) as exc:  # MappingError is a ValueError
         raise InputError(_one_line(str(exc))) from None
-    rows = len(mapped.events) + len(mapped.rejected)
-    for note in mapped.notes:
-        click.echo(f"note: {note}")
-    if mapped.rejected:
-        rejects = settings.home / "imports" / f"{file.stem}.rejected.csv"
-        rejects.parent.mkdir(parents=True, exist_ok=True)
-        with rejects.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["file", "line", "column", "reason"])
-            writer.writerows([file, r.line, r.column or "", r.reason] for r in mapped.rejected)
-        click.echo(f"{len(mapped.rejected)} of {rows} rows do not map (all in {rejects}):")
-        for r in mapped.rejected[:5]:
+    finally:
+        rejects.close()
+    rows = written + rejects.count
+    if rejects.count:
+        click.echo(f"{rejects.count} of {rows} rows do not map (all in {rejects.path}):")
+        for r in rejects.first:
             where = f", column {r.column!r}" if r.column else ""
             click.echo(f"  {file} line {r.line}{where}: {r.reason}")
-    if not mapped.events:
+    if not written:
         raise InputError(f"no row of {file} maps onto {kind}; nothing imported")
     if dry_run:
-        click.echo(f"{len(mapped.events)} of {rows} rows map onto {kind}; dry run, nothing written")
-        return
-    if target == "lake":
-        n = write_lake(
-            mapped.events, settings.lake_dir, total=len(mapped.events), progress=not quiet
-        )
-        click.echo(f"imported {n} of {rows} rows of {file} into {settings.lake_dir}")
+        click.echo(f"{written} of {rows} rows map onto {kind}; dry run, nothing written")
+    elif target == "lake":
+        click.echo(f"imported {written} of {rows} rows of {file} into {settings.lake_dir}")
     else:
-        from forewarn.kafka.admin import ensure_topics
-
-        _kafka_call(settings, ensure_topics(settings.kafka_bootstrap))
-        events = mapped.events
-        n = _kafka_call(
-            settings,
-            produce(events, settings.kafka_bootstrap, total=len(events), progress=not quiet),
-        )
         click.echo(
-            f"produced {n} of {rows} rows of {file} to {type(mapped.events[0]).topic} "
+            f"produced {written} of {rows} rows of {file} to {contract.topic} "
             f"on {settings.kafka_bootstrap}"
         )
 
@@ -1388,7 +1396,6 @@ def outreach_token_revoke(settings: Settings, name: str | None, token_file: str 
 def outreach_import(settings: Settings, path: Path) -> None:
     """Load customers from a CSV: customer_id, and any of territory, value_tier,
     preferred_channel (routing) and name, phone, email, address (contact details)."""
-    import csv
 
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)

@@ -40,7 +40,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,9 @@ from pydantic import AwareDatetime, ValidationError
 
 from forewarn.events import Event
 from importer.mapping import EventMapping, Mapped, MappingError, Rejected, Source, event_mapping
-from models.tables import TableMapping, read_cells
+from importer.reading import header_of, rows_of
 
-__all__ = ["RowError", "event_mapping", "map_file", "validated"]
+__all__ = ["RowError", "event_mapping", "events_of", "map_file", "validated"]
 
 TRUE, FALSE = frozenset({"1", "true", "yes", "y", "t"}), frozenset({"0", "false", "no", "n", "f"})
 
@@ -209,21 +209,52 @@ def validated(
         raise RowError(column_for(loc), f"{loc[0] if loc else 'row'}: {detail}") from None
 
 
-def map_file(path: Path, mapping: EventMapping) -> Mapped:
-    """Every row of ``path`` mapped; raises ``TableError`` (unreadable file) or
-    :class:`MappingError` (a column the mapping names is not in the file)."""
+def events_of(
+    path: Path, mapping: EventMapping, on_reject: Callable[[Rejected], None], notes: list[str]
+) -> Iterator[Event]:
+    """The events of ``path``, mapped row by row as they are read (``importer.reading``);
+    each row that does not map goes to ``on_reject``. The header is checked at once: raises
+    ``TableError`` (no usable header) or :class:`MappingError` (a column the mapping reads is
+    not in it) before any row is read."""
     path = Path(path)
-    out = Mapped()
-    cells = read_cells(path, TableMapping(separator=mapping.separator), out.notes)
-    missing = [c for c in dict.fromkeys(mapping.columns()) if c not in cells.columns]
+    header, separator = header_of(path, mapping.separator)
+    if mapping.separator is None and separator not in (None, ","):
+        notes.append(f"separator {separator!r} (the header splits into {len(header)} columns)")
+    missing = [c for c in dict.fromkeys(mapping.columns()) if c not in header]
     if missing:
         raise MappingError(
             f"{path} line 1: the mapping reads columns {missing} that are not in the header "
-            f"(columns: {', '.join(map(str, cells.columns))})"
+            f"(columns: {', '.join(header)})"
         )
-    for line, row in zip(cells.index, cells.to_dict("records"), strict=True):
+    return _mapped(path, separator, len(header), mapping, on_reject)
+
+
+def _mapped(
+    path: Path,
+    separator: str | None,
+    width: int,
+    mapping: EventMapping,
+    on_reject: Callable[[Rejected], None],
+) -> Iterator[Event]:
+    for row in rows_of(path, separator):
+        if row.fields is not None:
+            on_reject(
+                Rejected(
+                    row.line,
+                    None,
+                    f"{row.fields} fields, the header has {width} (a stray separator or quote, "
+                    "or a truncated line)",
+                )
+            )
+            continue
         try:
-            out.events.append(map_row(row, mapping))
+            yield map_row(row.cells, mapping)
         except RowError as exc:
-            out.rejected.append(Rejected(int(line), exc.column, str(exc)))
+            on_reject(Rejected(row.line, exc.column, str(exc)))
+
+
+def map_file(path: Path, mapping: EventMapping) -> Mapped:
+    """Every row of ``path`` mapped, held in memory (:func:`events_of` streams them)."""
+    out = Mapped()
+    out.events = list(events_of(path, mapping, out.rejected.append, out.notes))
     return out

@@ -231,3 +231,32 @@ class Mapped:
     events: list[Event] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+class RejectLog:
+    """Rows that did not map, written to ``path`` (CSV: file, line, column, reason) as they
+    come, the first few kept to show; the file is created only when there is one."""
+
+    def __init__(self, source: Path, path: Path, shown: int = 5) -> None:
+        self.source, self.path, self.shown = source, path, shown
+        self.first: list[Rejected] = []
+        self.count = 0
+        self._file: Any = None
+        self._writer: Any = None
+
+    def add(self, rejected: Rejected) -> None:
+        import csv
+
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["file", "line", "column", "reason"])
+        self._writer.writerow([self.source, rejected.line, rejected.column or "", rejected.reason])
+        self.count += 1
+        if len(self.first) < self.shown:
+            self.first.append(rejected)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

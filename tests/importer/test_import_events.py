@@ -194,3 +194,19 @@ def test_every_mapping_in_the_docs_loads(tmp_path):
             assert CustomerMapping.from_yaml(path).id == "CustomerId"
         else:
             assert event_mapping(path, contracts[name]).fields
+
+
+def test_a_row_with_a_stray_separator_is_reported_and_parquet_reads_the_same(tmp_path):
+    csv_path = _write(tmp_path, "readings.csv", TELEMETRY_CSV + "HP-1;K-7;heat pump;x;1;2;;0;9\n")
+    mapping = event_mapping(_write(tmp_path, "map.yaml", TELEMETRY_MAP), DeviceTelemetry)
+    mapped = map_file(csv_path, mapping)
+    assert (
+        mapped.rejected[-1].line == 7 and "9 fields, the header has 8" in mapped.rejected[-1].reason
+    )
+    import pandas as pd
+
+    frame = pd.read_csv(_write(tmp_path, "r.csv", TELEMETRY_CSV), sep=";", dtype=str)
+    frame.to_parquet(tmp_path / "readings.parquet")
+    from_parquet = map_file(tmp_path / "readings.parquet", mapping)
+    assert from_parquet.events == map_file(tmp_path / "r.csv", mapping).events
+    assert len(from_parquet.events) == 3
