@@ -2,9 +2,9 @@
 
 Reading a 200,000-row telemetry file whole (cells as a DataFrame, then every event) took
 636 MB; row by row a dry run takes 142 MB and a lake import 333 MB (the lake's 50,000-event
-chunks), whatever the file's length (29,000 rows/s mapped and validated, one core). CSV (the separator
-detected from the header as ``models.tables`` does, or given) and Parquet (in record
-batches). Cells are text, stripped, with the same missing-value words as
+chunks), whatever the file's length (29,000 rows/s mapped and validated, one core).
+CSV (the separator detected from the header as ``models.tables`` does, or given) and
+Parquet (in record batches). Cells are text, stripped, with the same missing-value words as
 ``models.tables.MISSING`` turned into None; a CSV row with more or fewer fields than the
 header is handed over as such, for the caller to report with its line.
 """
