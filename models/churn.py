@@ -29,11 +29,12 @@ from sklearn.dummy import DummyClassifier
 from sklearn.inspection import permutation_importance
 
 from forewarn.registry import MODEL_FILE, Registry
+from models.customer_attributes import PREFIX as CRM_PREFIX
 from models.customer_state import FEATURES
 from models.evaluation import bootstrap, brier, metrics, percentile_interval, ranks, roc_auc
 from models.features import LABEL
 from models.learner import make_estimator
-from streams.customer_risk.model import load_champion, load_model
+from streams.customer_risk.model import TRUSTED_TYPES, ModelRejected, load_model
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,94 @@ MAX_TRAIN_ROWS = 1_500_000
 #: Holdout rows drawn for permutation importance in the model card: it predicts the holdout
 #: 36 times (12 features x 3 repeats), the card's largest cost on a million-row holdout.
 IMPORTANCE_ROWS = 100_000
+#: Types skops does not trust by default that the learner on customer attributes adds to
+#: the stream model's (``streams.customer_risk.model.TRUSTED_TYPES``): its encoders validate
+#: input through ``check_array`` partials. Trusted by the nightly only, for files whose sha256
+#: it published; stream workers never load such a model (they hold no attributes).
+ATTRIBUTE_TRUSTED_TYPES = (
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.utils.validation.check_array",
+)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The model's input: the stream's features, then imported attributes (issue 16)."""
+
+    numeric: list[str]
+    categorical: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def stream_only(self) -> bool:
+        """The stream's twelve features alone: a model stream workers can load and score."""
+        return self.names == list(FEATURES)
+
+    @classmethod
+    def of(cls, bundle: dict[str, Any]) -> Columns:
+        categorical = list(bundle.get("categorical", []))
+        return cls([c for c in bundle["features"] if c not in categorical], categorical)
+
+
+def model_columns(table: pd.DataFrame) -> Columns:
+    """The stream's features and the imported customer attributes (``crm_*``, as of each
+    cut-off: ``models.customer_attributes``) that have values in ``table``."""
+    crm = [c for c in table.columns if c.startswith(CRM_PREFIX) and table[c].notna().any()]
+    numeric = [c for c in crm if pd.api.types.is_numeric_dtype(table[c])]
+    return Columns([*FEATURES, *numeric], [c for c in crm if c not in numeric])
+
+
+def model_input(frame: pd.DataFrame, columns: Columns) -> Any:
+    """What the estimator takes: the stream's float array, or a DataFrame with the attributes
+    (a column the frame lacks is missing for every row; the learner handles missing values)."""
+    if columns.stream_only:
+        return frame[list(FEATURES)].to_numpy(float)
+    out = frame.reindex(columns=columns.names)
+    for name in columns.numeric:
+        out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
+    for name in columns.categorical:
+        out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+def predict(bundle: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """P(churn) of each row of ``frame`` under a loaded model ``bundle``, shape (n_rows,)."""
+    return bundle["estimator"].predict_proba(model_input(frame, Columns.of(bundle)))[:, 1]
+
+
+def load_bundle(data: bytes, version: str) -> dict[str, Any]:
+    """A published churn model for the nightly's own use: a stream model with the workers'
+    checks (``load_model``), or a model on attributes with the attribute learner's types
+    allowed too. Raises ``ModelRejected``."""
+    import skops.io
+
+    trusted = [*TRUSTED_TYPES, *ATTRIBUTE_TRUSTED_TYPES]
+    try:
+        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted))
+        if untrusted:
+            raise ModelRejected(f"churn model {version} contains types not allowed: {untrusted}")
+        bundle = skops.io.loads(data, trusted=trusted)
+    except ModelRejected:
+        raise
+    except Exception as exc:  # not a zip, no schema, a type skops refuses: not this model
+        raise ModelRejected(f"cannot load churn model {version}: {exc!r}"[:1000]) from None
+    if not isinstance(bundle, dict) or "estimator" not in bundle or "features" not in bundle:
+        raise ModelRejected(f"churn model {version} is not a model bundle")
+    columns = Columns.of(bundle)
+    if columns.stream_only:
+        model = load_model(data, version)
+        return {"estimator": model.estimator, "features": list(FEATURES), "categorical": []}
+    if columns.numeric[: len(FEATURES)] != list(FEATURES):
+        raise ModelRejected(f"churn model {version} does not start with the stream's features")
+    return {"estimator": bundle["estimator"], **_columns_record(columns)}
+
+
+def _columns_record(columns: Columns) -> dict[str, list[str]]:
+    return {"features": columns.names, "categorical": columns.categorical}
 
 
 def split(
@@ -189,6 +278,7 @@ class TrainingResult:
     gate: Gate | None = None
     baseline_scores: np.ndarray | None = None
     champion_scores: np.ndarray | None = None
+    columns: Columns = Columns(list(FEATURES), [])
 
 
 def train_and_evaluate(
@@ -207,9 +297,16 @@ def train_and_evaluate(
         train = train.sample(n=max_train_rows, random_state=seed)
     if train[LABEL].nunique() < 2:
         raise ValueError("the training rows have a single class: no churn to learn from yet")
-    x_train, y_train = train[list(FEATURES)].to_numpy(float), train[LABEL].to_numpy(int)
-    x_hold, y_hold = holdout[list(FEATURES)].to_numpy(float), holdout[LABEL].to_numpy(int)
-    estimator = (estimator if estimator is not None else make_estimator(seed)).fit(x_train, y_train)
+    columns = model_columns(train)
+    x_train, y_train = model_input(train, columns), train[LABEL].to_numpy(int)
+    x_hold, y_hold = model_input(holdout, columns), holdout[LABEL].to_numpy(int)
+    if estimator is None:
+        estimator = (
+            make_estimator(seed)
+            if columns.stream_only
+            else make_estimator(seed, numeric=columns.numeric, categorical=columns.categorical)
+        )
+    estimator = estimator.fit(x_train, y_train)
     scores = estimator.predict_proba(x_hold)[:, 1]
     challenger = metrics(y_hold, scores)
     dummy = DummyClassifier(strategy="prior").fit(x_train, y_train)
@@ -219,7 +316,7 @@ def train_and_evaluate(
     current = registry.champion()
     if current is not None:
         champion_version, bundle = current
-        champion_scores = bundle["estimator"].predict_proba(x_hold)[:, 1]
+        champion_scores = predict(bundle, holdout)
         champion_metrics = metrics(y_hold, champion_scores)
     if 0 < y_hold.sum() < len(y_hold):
         gate = promotion_gate(
@@ -248,6 +345,7 @@ def train_and_evaluate(
         gate,
         dummy_scores,
         champion_scores,
+        columns,
     )
 
 
@@ -335,21 +433,24 @@ class ModelRegistry:
 
         import skops.io
 
-        bundle = {"estimator": result.estimator, "features": list(FEATURES)}
+        columns = result.columns
+        bundle = {"estimator": result.estimator, **_columns_record(columns)}
         data = skops.io.dumps(bundle | {"version": result.version})
         version = self.files.free_version(result.version, data)
         if version != result.version:
             log.warning("churn model %s is published: this one is %s", result.version, version)
             data = skops.io.dumps(bundle | {"version": version})
         result.version = version
-        # Fail here, not in every worker: publish only what the workers' loader accepts.
-        load_model(data, version)
+        # Fail here, not in every worker: publish only what the loaders accept (a model on
+        # customer attributes is the nightly's alone: workers refuse it and say why).
+        load_bundle(data, version)
         if (self.root / version).exists():
             return self.path(version)  # these very bytes are published already
         metadata = {
             "version": version,
             "trained_at": datetime.now(UTC).isoformat(),
-            "features": list(FEATURES),
+            "features": columns.names,
+            "categorical": columns.categorical,
             "train_rows": result.train_rows,
             "challenger": result.challenger,
             "baseline": result.baseline,
@@ -369,8 +470,15 @@ class ModelRegistry:
             data,
             {
                 "model_name": "churn",
-                "features": list(FEATURES),
-                "signature": {"inputs": dict.fromkeys(FEATURES, "float64"), "output": "P(churn)"},
+                "features": columns.names,
+                "signature": {
+                    "inputs": {
+                        **dict.fromkeys(columns.numeric, "float64"),
+                        **dict.fromkeys(columns.categorical, "category"),
+                    },
+                    "output": "P(churn)",
+                },
+                "stream_compatible": columns.stream_only,
                 "metrics": {k: v for k, v in result.challenger.items() if isinstance(v, float)},
                 "gate": gate_record(result.gate),
                 "lineage": {
@@ -405,13 +513,19 @@ class ModelRegistry:
         return self.champion()
 
     def champion(self) -> tuple[str, dict[str, Any]] | None:
-        """The champion's version and bundle, loaded with the workers' checks."""
+        """The champion's version and bundle (``estimator``, ``features``, ``categorical``),
+        its file checked against the pointer's sha256 (:func:`load_bundle`)."""
+        from forewarn.registry import RegistryError
+
         pointer = self.files.champion()
         if pointer is None:
             return None
         version = pointer["version"]
-        model = load_champion(self.files, version, pointer["sha256"])
-        return version, {"estimator": model.estimator, "features": list(FEATURES)}
+        try:
+            data, _ = self.files.read_champion(version, pointer["sha256"])
+        except RegistryError as exc:
+            raise ModelRejected(f"churn model {version} refused: {exc}") from None
+        return version, load_bundle(data, version)
 
 
 def write_model_card(result: TrainingResult, folder: Path) -> Path:
@@ -428,14 +542,16 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
     if both:
         found = permutation_importance(
             result.estimator,
-            holdout[list(FEATURES)].to_numpy(float),
+            model_input(holdout, result.columns),
             y,
             scoring="roc_auc",
             n_repeats=3,
             random_state=0,
             max_samples=min(len(y), IMPORTANCE_ROWS),
         )
-        importance = dict(zip(FEATURES, map(float, found.importances_mean), strict=True))
+        importance = dict(
+            zip(result.columns.names, map(float, found.importances_mean), strict=True)
+        )
     intervals = result.gate.intervals if result.gate else {}
 
     def row(m: dict[str, float] | None, auc: tuple | None = None) -> dict[str, tuple]:
@@ -486,15 +602,23 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
         scores=scores,
         decision=f"promoted: {'yes' if result.promoted else 'no'} ({result.reason}).",
         importance=importance,
-        signature=dict.fromkeys(FEATURES, "numeric"),
+        signature={
+            **dict.fromkeys(result.columns.numeric, "numeric"),
+            **dict.fromkeys(result.columns.categorical, "categorical"),
+        },
         groups=groups,
         caveats=[
-            "Trained on the stream's behavioural features only: imported customer attributes "
-            "(plan, contract, region) break the metrics down by group but are not features "
-            "yet."
-            if attributes
+            (
+                "Trained on the stream's behavioural features and the imported customer "
+                f"attributes ({', '.join(result.columns.names[len(FEATURES) :])}), each as of "
+                "its cut-off. Stream workers cannot score this model (they hold no "
+                "attributes): the stream keeps its points score, the at-risk list uses it."
+            )
+            if not result.columns.stream_only
             else "Trained on the stream's behavioural features only; no customer attributes "
-            "were imported (forewarn import customers), so there are no metrics by group.",
+            "were imported (forewarn import customers), so there are no metrics by group."
+            if not attributes
+            else "Trained on the stream's behavioural features only.",
             "The label counts cancellations raised as tickets; customers who leave silently "
             "are labelled as staying.",
             "Cut-offs are weekly, so one customer appears in several holdout rows; intervals "

@@ -310,7 +310,7 @@ def build_at_risk_list(
     they averaged 0.21 where the churn rate was 0.04). Ties always break by customer id, so
     a rerun gives the same list."""
     from forewarn.value import value_at_risk
-    from models.churn import ModelRegistry
+    from models.churn import ModelRegistry, predict
     from models.customer_state import FEATURES, TIER_SEVERITY, heuristic_risk, top_reasons
     from outreach.migrate import migrate
     from outreach.store import TaskStore
@@ -327,7 +327,7 @@ def build_at_risk_list(
     today["value_tier"] = today["value_tier"].fillna("bronze")
     if champion is not None:
         model = f"churn model {champion[0]}"
-        today["p_churn"] = champion[1]["estimator"].predict_proba(x)[:, 1]
+        today["p_churn"] = predict(champion[1], today)  # its own columns, attributes too
         today["value_at_risk"] = value_at_risk(today["p_churn"], today["clv_365d"])
         order = ["value_at_risk", "customer_id"]
     else:

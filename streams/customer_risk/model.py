@@ -139,7 +139,8 @@ def load_model(data: bytes, version: str) -> SklearnChurnModel:
         raise ModelRejected(f"cannot load churn model {version}: {exc!r}"[:1000]) from None
     if not isinstance(bundle, dict) or "estimator" not in bundle:
         raise ModelRejected(f"churn model {version} is not a model bundle")
-    if list(bundle.get("features", [])) != list(FEATURES):
+    features = list(bundle.get("features", []))
+    if features != list(FEATURES):
         raise ModelRejected(
             f"churn model {version} expects features {bundle.get('features')}, the stream "
             f"computes {list(FEATURES)}: retrain it on the current feature set"
@@ -164,6 +165,13 @@ def load_champion(registry: Registry, version: str, sha256: str) -> SklearnChurn
     if manifest.get("version") != version:
         raise ModelRejected(
             f"churn model {version}: its manifest names version {manifest.get('version')!r}"
+        )
+    features = list(manifest.get("features", []))
+    if manifest.get("stream_compatible") is False:
+        raise ModelRejected(
+            f"churn model {version} also uses customer attributes "
+            f"({', '.join(features[len(FEATURES) :][:5])}) the stream does not hold: the "
+            "stream keeps its current model (the nightly's at-risk list uses this one)"
         )
     return load_model(data, version)
 

@@ -91,7 +91,7 @@ def test_challenger_beats_the_dummy_and_is_promoted_once(table, tmp_path):
 
 def test_the_card_breaks_metrics_down_by_the_imported_attributes(table, tmp_path):
     """Attributes from ``forewarn import customers`` (``crm_*``, point in time) give the card
-    its metrics by group; the model still learns from the stream's features only."""
+    its metrics by group, and the model learns from them too."""
     plans = table["customer_id"].map(lambda c: "pro" if int(c[1:]) % 3 == 0 else "basic")
     with_plans = table.assign(crm_plan=plans)
     result = train_and_evaluate(with_plans, ModelRegistry(tmp_path / "churn"), "v1")
@@ -100,7 +100,7 @@ def test_the_card_breaks_metrics_down_by_the_imported_attributes(table, tmp_path
     assert "| crm_plan = basic |" in section and "| crm_plan = pro |" in section
     holdout_pro = int((result.holdout["crm_plan"] == "pro").sum())
     assert f"| crm_plan = pro | {holdout_pro} |" in section
-    assert "are not features yet" in card
+    assert "features and the imported customer attributes (crm_plan)" in card
 
 
 def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, tmp_path):
