@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.tables import MISSING, SEPARATORS, TableError
+from models.tables import MISSING, TableError, check_names, header_separator
 
 #: Rows per Parquet record batch.
 BATCH_ROWS = 10_000
@@ -57,23 +57,9 @@ def header_of(path: Path, separator: str | None = None) -> tuple[list[str], str 
         raise TableError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise TableError(f"{path} line 1: not UTF-8 text; save the file as UTF-8") from None
-    if not first.strip():
-        raise TableError(f"{path} line 1: empty; the first line must be the header")
-    if separator is None:
-        counts = {s: len(next(csv.reader([first], delimiter=s))) for s in SEPARATORS}
-        separator = max(SEPARATORS, key=lambda s: counts[s])
-        if counts[separator] < 2:
-            raise TableError(
-                f"{path} line 1: the header is a single column {first[:80]!r}; separate "
-                "columns with ',', ';', tab or '|' (or set separator in the mapping)"
-            )
+    separator = header_separator(path, first, separator)
     header = [h.strip() for h in next(csv.reader([first], delimiter=separator))]
-    empty = [i + 1 for i, h in enumerate(header) if not h]
-    if empty:
-        raise TableError(f"{path} line 1: column {empty[0]} has no name; every column needs one")
-    duplicated = sorted({h for h in header if header.count(h) > 1})
-    if duplicated:
-        raise TableError(f"{path} line 1: column names {duplicated} appear more than once")
+    check_names(path, header)
     return header, separator
 
 

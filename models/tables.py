@@ -187,6 +187,34 @@ def _where(path: Path, lines: list[int], column: str) -> str:
     return f"{path} line{'s' if len(lines) > 1 else ''} {shown}{more}, column {column!r}"
 
 
+def header_separator(path: Path, first: str, separator: str | None) -> str:
+    """The separator of a CSV whose first line is ``first``: ``separator`` if given, else the
+    one of :data:`SEPARATORS` that splits it into most columns; :class:`TableError` for an
+    empty first line or a single column."""
+    if not first.strip():
+        raise TableError(f"{path} line 1: empty; the first line must be the header")
+    if separator is not None:
+        return separator
+    counts = {s: len(next(csv.reader([first], delimiter=s))) for s in SEPARATORS}
+    separator = max(SEPARATORS, key=lambda s: counts[s])
+    if counts[separator] < 2:
+        raise TableError(
+            f"{path} line 1: the header is a single column {first[:80]!r}; separate "
+            "columns with ',', ';', tab or '|' (or set separator in the mapping)"
+        )
+    return separator
+
+
+def check_names(path: Path, header: list[str]) -> None:
+    """Every column named, no name twice (:class:`TableError` naming the column)."""
+    empty = [i + 1 for i, h in enumerate(header) if not h]
+    if empty:
+        raise TableError(f"{path} line 1: column {empty[0]} has no name; every column needs one")
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise TableError(f"{path} line 1: column names {duplicated} appear more than once")
+
+
 def _read_text_rows(path: Path, separator: str | None) -> tuple[list[str], list[list[str]], str]:
     try:
         raw = path.read_bytes()
@@ -200,17 +228,7 @@ def _read_text_rows(path: Path, separator: str | None) -> tuple[list[str], list[
             f"{path} line {line}: not UTF-8 text (byte {raw[exc.start]:#x}); save the file as "
             "UTF-8 (or CSV UTF-8 in a spreadsheet)"
         ) from None
-    first = text.split("\n", 1)[0].rstrip("\r")
-    if not first.strip():
-        raise TableError(f"{path} line 1: empty; the first line must be the header")
-    if separator is None:
-        counts = {s: len(next(csv.reader([first], delimiter=s))) for s in SEPARATORS}
-        separator = max(SEPARATORS, key=lambda s: counts[s])
-        if counts[separator] < 2:
-            raise TableError(
-                f"{path} line 1: the header is a single column {first[:80]!r}; separate "
-                "columns with ',', ';', tab or '|' (or set separator in the mapping)"
-            )
+    separator = header_separator(path, text.split("\n", 1)[0].rstrip("\r"), separator)
     # A file object, not lines: a quoted field may hold a line break (line_num counts both).
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     header = [h.strip() for h in next(reader)]
@@ -244,12 +262,7 @@ def read_cells(path: Path, mapping: TableMapping, notes: list[str]) -> pd.DataFr
         notes.append(
             f"separator {separator!r} (the header splits into {len(header)} columns with it)"
         )
-    empty = [i + 1 for i, h in enumerate(header) if not h]
-    if empty:
-        raise TableError(f"{path} line 1: column {empty[0]} has no name; every column needs one")
-    duplicated = sorted({h for h in header if header.count(h) > 1})
-    if duplicated:
-        raise TableError(f"{path} line 1: column names {duplicated} appear more than once")
+    check_names(path, header)
     if not rows:
         raise TableError(f"{path}: a header and no rows")
     values = [[v.strip() for v in row] for _, row in rows]
