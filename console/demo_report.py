@@ -237,6 +237,8 @@ def _nightly_blocks(n: dict[str, Any]) -> list[tuple[str, Any]]:
                         else "did not report it"
                         if loaded is False
                         else "keeps the champion in service"
+                        if model.get("champion")
+                        else "keeps its points score (no champion yet)"
                     ),
                 ],
             ),

@@ -63,3 +63,12 @@ def test_the_terminal_summary_fits_one_screen(report):
     assert len(lines) <= 15 and all(len(line) <= 120 for line in lines), lines
     text = "\n".join(lines)
     assert "gate passed" in text and "promoted" in text and "25 customers" in text
+
+
+def test_without_a_champion_the_worker_is_said_to_keep_its_points_score(report, tmp_path):
+    no_model = {**report["nightly"]["model"], "promoted": False, "champion": None}
+    no_model.pop("loaded_by_worker", None)
+    changed = {**report, "nightly": {**report["nightly"], "model": no_model}}
+    text = write_report(changed, tmp_path)["md"].read_text()
+    assert "the running worker keeps its points score (no champion yet)" in text
+    assert "keeps the champion in service" not in text
