@@ -522,9 +522,13 @@ class ModelRegistry:
             return None
         version = pointer["version"]
         try:
-            data, _ = self.files.read_champion(version, pointer["sha256"])
+            data, manifest = self.files.read_champion(version, pointer["sha256"])
         except RegistryError as exc:
             raise ModelRejected(f"churn model {version} refused: {exc}") from None
+        if manifest.get("version") != version:
+            raise ModelRejected(
+                f"churn model {version}: its manifest names version {manifest.get('version')!r}"
+            )
         return version, load_bundle(data, version)
 
 
