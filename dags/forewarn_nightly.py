@@ -62,13 +62,18 @@ def forewarn_nightly():
         return check_features(features_path, _nightly(context).gx_dir)
 
     @task(outlets=[CHURN_MODEL])
-    def train_churn(features_path: str, **context) -> dict:  # type: ignore[no-untyped-def]
+    def train_churn(features_path: str, values_path: str, **context) -> dict:  # type: ignore[no-untyped-def]
         from models.nightly import train_churn_model
 
         ctx = _nightly(context)
         with _quiet_skops():
             return train_churn_model(
-                features_path, ctx.registry, ctx.day, ctx.bootstrap, run_id=context.get("run_id")
+                features_path,
+                ctx.registry,
+                ctx.day,
+                ctx.bootstrap,
+                run_id=context.get("run_id"),
+                values_path=values_path,
             )
 
     @task(outlets=[CUSTOMER_VALUES])
@@ -98,8 +103,8 @@ def forewarn_nightly():
     raw = check_raw_events()
     features = build_features()
     checked = check_features(features)
-    model = train_churn(features)
     values = lifetime_value()
+    model = train_churn(features, values)  # the values group the model card by tier
     listed = at_risk_list(features, values)
     kpis = service_kpis()
     raw >> [features, values, kpis]

@@ -61,6 +61,11 @@ ATTRIBUTE_TRUSTED_TYPES = (
 )
 
 
+#: Columns of the features table that group the model card's metrics but are never features
+#: (the value tier as of the nightly's day: ``models.nightly.train_churn_model``).
+GROUP_ONLY = ("value_tier_today",)
+
+
 @dataclass(frozen=True)
 class Columns:
     """The model's input: the stream's features, then imported attributes (issue 16)."""
@@ -570,7 +575,8 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
     # Groups from the customers' imported attributes as of each cut-off (``crm_*``,
     # models.customer_attributes): plan, contract, region, segment, when a CRM was imported.
     attributes = [c for c in holdout.columns if c.startswith(CRM_PREFIX)]
-    groups = metrics_by_group(holdout[attributes], y, result.holdout_scores) if attributes else []
+    grouping = [c for c in GROUP_ONLY if c in holdout.columns] + attributes
+    groups = metrics_by_group(holdout[grouping], y, result.holdout_scores) if grouping else []
     cutoffs = sorted(holdout["cutoff"].unique()) if len(holdout) else []
     customers = holdout["customer_id"].nunique() if len(holdout) else 0
     scores = {"challenger": result.holdout_scores}
@@ -620,9 +626,14 @@ def write_model_card(result: TrainingResult, folder: Path) -> Path:
             )
             if not result.columns.stream_only
             else "Trained on the stream's behavioural features only; no customer attributes "
-            "were imported (forewarn import customers), so there are no metrics by group."
+            "were imported (forewarn import customers): groups are by value tier alone."
             if not attributes
             else "Trained on the stream's behavioural features only.",
+            *(
+                ["Value tiers are today's (the nightly's lifetime values), not each cut-off's."]
+                if GROUP_ONLY[0] in holdout.columns
+                else []
+            ),
             "The label counts cancellations raised as tickets; customers who leave silently "
             "are labelled as staying.",
             "Cut-offs are weekly, so one customer appears in several holdout rows; intervals "

@@ -135,15 +135,23 @@ def train_churn_model(
     day: date,
     bootstrap: str | None = None,
     run_id: str | None = None,
+    values_path: str | None = None,
 ) -> dict[str, Any]:
     """Train a challenger, judge it on the holdout (``promotion_gate``), publish it as a new
-    immutable version, and promote and announce it if it passed."""
+    immutable version, and promote and announce it if it passed. With the day's customer
+    values (``values_path``), the model card breaks the holdout down by value tier too (the
+    tier as of the day, for reporting: it is not a feature)."""
     import hashlib
 
-    from models.churn import ModelRegistry, train_and_evaluate
+    from models.churn import GROUP_ONLY, ModelRegistry, train_and_evaluate
 
     registry = ModelRegistry(registry_root)
     table = pd.read_parquet(features_path)
+    if values_path is not None:
+        tiers = pd.read_parquet(values_path, columns=["customer_id", "value_tier"])
+        table = table.join(
+            tiers.set_index("customer_id")["value_tier"].rename(GROUP_ONLY[0]), on="customer_id"
+        )
     result = train_and_evaluate(table, registry, day.isoformat())
     cutoffs = sorted(str(c)[:10] for c in table["cutoff"].unique())
     lineage = {

@@ -103,6 +103,35 @@ def test_the_card_breaks_metrics_down_by_the_imported_attributes(table, tmp_path
     assert "features and the imported customer attributes (crm_plan)" in card
 
 
+def test_the_nightlys_card_breaks_metrics_down_by_value_tier(table, tmp_path):
+    """The day's customer values group the card's holdout by tier; the tier is no feature."""
+    from datetime import date
+
+    from models.nightly import train_churn_model
+
+    table.to_parquet(tmp_path / "features.parquet")
+    customers = table["customer_id"].unique()
+    tiers = pd.DataFrame(
+        {
+            "customer_id": customers,
+            "value_tier": ["gold" if k % 2 else "bronze" for k in range(len(customers))],
+        }
+    )
+    tiers.to_parquet(tmp_path / "values.parquet")
+    trained = train_churn_model(
+        str(tmp_path / "features.parquet"),
+        tmp_path / "models",
+        date(2026, 4, 4),
+        values_path=str(tmp_path / "values.parquet"),
+    )
+    card = (tmp_path / "models" / trained["version"] / "card.md").read_text()
+    section = card.split("## Metrics by group", 1)[1].split("##", 1)[0]
+    assert "| value_tier_today = gold |" in section and "| value_tier_today = bronze |" in section
+    assert "Value tiers are today's" in card
+    manifest = ModelRegistry(tmp_path / "models").files.manifest(trained["version"])
+    assert "value_tier_today" not in manifest["features"], "grouping only, never a feature"
+
+
 def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, tmp_path):
     registry = ModelRegistry(tmp_path / "churn")
     full = train_and_evaluate(table, registry, "v1")
