@@ -708,7 +708,7 @@ def churn_fit(
 
 # --- importing a team's own files -------------------------------------------------------------
 
-IMPORT_KINDS = ("telemetry", "orders", "tickets", "customers")
+IMPORT_KINDS = ("telemetry", "orders", "tickets", "maintenance", "customers")
 
 
 @main.command("import")
@@ -741,11 +741,17 @@ def import_file(
     dry_run: bool,
     quiet: bool,
 ) -> None:
-    """Import your own telemetry, orders, tickets or customers (a CRM export) from a CSV or
-    Parquet file: each row mapped onto Forewarn's contract and validated as the stream
-    validates; rows that do not map are listed with line, column and reason, and kept in
-    <home>/imports/<file>.rejected.csv."""
-    from forewarn.events import CustomerAttributes, DeviceTelemetry, Order, Ticket
+    """Import your own telemetry, orders, tickets, maintenance visits (a field-service log)
+    or customers (a CRM export) from a CSV or Parquet file: each row mapped onto Forewarn's
+    contract and validated as the stream validates; rows that do not map are listed with line,
+    column and reason, and kept in <home>/imports/<file>.rejected.csv."""
+    from forewarn.events import (
+        CustomerAttributes,
+        DeviceTelemetry,
+        MaintenanceVisit,
+        Order,
+        Ticket,
+    )
     from forewarn.publish import produce, write_lake
     from importer.customers import CustomerMapping, map_customers
     from importer.events import event_mapping, events_of
@@ -758,6 +764,7 @@ def import_file(
         "telemetry": DeviceTelemetry,
         "orders": Order,
         "tickets": Ticket,
+        "maintenance": MaintenanceVisit,
         "customers": CustomerAttributes,
     }[kind]
     rejects = RejectLog(file, settings.home / "imports" / f"{file.stem}.rejected.csv")

@@ -373,6 +373,26 @@ class CustomerAttributes(Event):
     dates: dict[Id, IsoDate] = Field(default_factory=dict, max_length=200)
 
 
+class MaintenanceVisit(Event):
+    """A technician's visit as the field-service system recorded it (``event_time``: when it
+    started). ``outcome`` ``fixed`` or ``replaced`` closes the device's open visit task as
+    fixed, ``no_fault_found`` closes it so, ``not_fixed`` leaves it open with a note
+    (``outreach.crud.tasks.apply_maintenance``). ``forewarn import maintenance`` loads a log
+    (docs/import.md)."""
+
+    topic: ClassVar[str] = "maintenance"
+    key_field: ClassVar[str] = "device_id"
+
+    visit_id: Id
+    device_id: Id
+    customer_id: Id
+    kind: Literal["inspection", "repair", "replacement", "firmware_update", "other"] = "repair"
+    outcome: Literal["fixed", "replaced", "no_fault_found", "not_fixed"] | None = None
+    ended_at: Instant | None = None
+    technician: ShortText = ""
+    note: Text = ""
+
+
 #: Partitions of every topic but model-updates (which has one, read whole by every worker).
 #: Faust tables are co-partitioned with their source topics, so this is one number for all.
 PARTITIONS = 4
@@ -409,6 +429,7 @@ SCHEMAS: dict[str, dict[int, type[Event]]] = {
         ModelUpdated,
         CustomerValue,
         CustomerAttributes,
+        MaintenanceVisit,
     )
 }
 

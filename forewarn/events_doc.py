@@ -26,6 +26,7 @@ from forewarn.events import (
     DeadLetter,
     DeviceTelemetry,
     Event,
+    MaintenanceVisit,
     ModelUpdated,
     Order,
     OutreachTask,
@@ -160,6 +161,18 @@ def examples() -> list[Event]:
             numeric={"monthly_charge_eur": 49.0, "products": 2.0},
             categorical={"plan": "comfort", "contract": "12 months"},
             dates={"signup": "2023-04-17", "contract_end": "2026-04-16"},
+        ),
+        MaintenanceVisit(
+            event_id="fsm-V1187",
+            event_time=T0,
+            visit_id="V1187",
+            device_id="D00042",
+            customer_id="C00031",
+            kind="repair",
+            outcome="fixed",
+            ended_at=T0 + timedelta(hours=1, minutes=20),
+            technician="tom",
+            note="Replaced the fan bearing; vibration back to 2.1 mm/s.",
         ),
     ]
 

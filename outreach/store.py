@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from forewarn.events import Alert, CustomerValue, OutreachTask, Ticket
+from forewarn.events import Alert, CustomerValue, MaintenanceVisit, OutreachTask, Ticket
 from outreach.crud import alerts, customers, tokens
 from outreach.crud import tasks as task_crud
 from outreach.crud.tasks import SYSTEM_ACTOR, InvalidTransition, StaleTask, TaskNotFound
@@ -158,6 +158,14 @@ class TaskStore:
         with self.sessions.begin() as session:
             return customers.apply_ticket(
                 session=session, ticket=ticket, now=now or datetime.now(UTC)
+            )
+
+    def apply_maintenance(self, visit: MaintenanceVisit, now: datetime | None = None) -> list[str]:
+        """Close (or note on) the device's open visit tasks a recorded visit answers; return
+        the ids changed (``outreach.crud.tasks.apply_maintenance``)."""
+        with self.sessions.begin() as session:
+            return task_crud.apply_maintenance(
+                session=session, visit=visit, now=now or datetime.now(UTC)
             )
 
     def apply_customer_value(self, value: CustomerValue) -> None:

@@ -22,6 +22,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "model-updates": {"cleanup.policy": "compact"},
     "customer-values": {"cleanup.policy": "compact"},
     "customers": {"cleanup.policy": "compact"},
+    "maintenance": {},
 }
 
 

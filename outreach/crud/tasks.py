@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Select
 
+from forewarn.events import MaintenanceVisit
 from outreach.crud.webhooks import add_delivery
 from outreach.models import (
     CLOSED_STATUSES,
@@ -660,3 +661,58 @@ def proactive_kpis(*, session: Session, kind: str) -> dict[str, Any]:
         "missed_by_reason": reasons,
         "miss_rate": round(missed_n / decided, 4) if decided else None,
     }
+
+
+#: The field-service system, as the actor of a task closed by its record of a visit.
+FSM_ACTOR = "field-service system"
+#: What a recorded visit's outcome does to the device's open visit task (None: stays open).
+VISIT_OUTCOME = {"fixed": "fixed", "replaced": "fixed", "no_fault_found": "no_fault_found"}
+
+
+def apply_maintenance(*, session: Session, visit: MaintenanceVisit, now: datetime) -> list[str]:
+    """A technician's visit recorded in the field-service system: the device's open visit
+    tasks raised before it are closed with its outcome (``fixed`` or ``no_fault_found``), or,
+    for ``not_fixed`` or no outcome, keep open with a note. Safe to call again with the same
+    visit (a closed task is not touched; a note is added once). Returns the ids changed."""
+    tasks = session.scalars(
+        select(Task)
+        .where(
+            Task.device_id == visit.device_id,
+            Task.kind == "visit",
+            Task.status.in_(OPEN_STATUSES),
+            Task.detected_at <= visit.event_time,
+        )
+        .with_for_update()
+    ).all()
+    note = (
+        f"visit {visit.visit_id} on {visit.event_time:%Y-%m-%d %H:%M} UTC ({visit.kind}"
+        f"{', ' + visit.technician if visit.technician else ''}): "
+        f"{visit.outcome or 'no outcome recorded'}. {visit.note}"
+    ).strip()
+    changed = []
+    for task in tasks:
+        outcome = VISIT_OUTCOME.get(visit.outcome or "")
+        if outcome is not None:
+            transition_task(
+                session=session,
+                task_id=task.id,
+                to="done",
+                actor=FSM_ACTOR,
+                now=now,
+                outcome=outcome,
+                note=note,
+            )
+        elif not any(h.detail.get("visit_id") == visit.visit_id for h in task.history):
+            add_history(
+                session=session,
+                task_id=task.id,
+                action="noted",
+                at=now,
+                actor=FSM_ACTOR,
+                detail={"visit_id": visit.visit_id, "note": note[:NOTE_MAX]},
+            )
+            task.updated_at = now
+        else:
+            continue
+        changed.append(task.id)
+    return changed

@@ -5,7 +5,9 @@ after the agent has moved past it, so a task is stored before its alert's offset
 While the database is down the agent retries with back-off and commits nothing.
 
 A second agent keeps the lists true (issue 17): tickets, the nightly's customer values and the
-CRM's customer records (``forewarn import customers``: contact details) reach the store too. A
+CRM's customer records (``forewarn import customers``: contact details) and the field-service
+system's recorded visits (``forewarn import maintenance``: a fixed device's visit task closes)
+reach the store too. A
 cancellation closes the customer's open proactive tasks, a complaint flags the device's open
 visit (:func:`outreach.crud.customers.apply_ticket`), and a customer value gives visits the
 owner's value tier (device alerts know no customer value). All are idempotent, so at-least-once
@@ -29,6 +31,7 @@ from forewarn.events import (
     CustomerValue,
     Event,
     InvalidEvent,
+    MaintenanceVisit,
     Ticket,
     decode,
     encode,
@@ -94,17 +97,19 @@ async def store_outreach_tasks(stream):  # type: ignore[no-untyped-def]
 #: Tickets that can make a proactive task stale: the rest never reach the store.
 STALE_MAKING = ("cancellation", *COMPLAINT_CATEGORIES)
 customer_events_topic = app.topic(
-    TICKETS, CustomerValue.topic, CustomerAttributes.topic, internal=False
+    TICKETS, CustomerValue.topic, CustomerAttributes.topic, MaintenanceVisit.topic, internal=False
 )
 
 
 def apply_customer_event(store: TaskStore, event: Event) -> list[str]:
-    """Hand a ticket, a customer value or a CRM record to the store; return the ids of the
-    tasks it closed or flagged (plain and synchronous: the agent runs it in a thread, tests
-    call it). A CRM record brings the contact and routing fields it has (empty ones keep what
-    the store holds)."""
+    """Hand a ticket, a customer value, a CRM record or a recorded maintenance visit to the
+    store; return the ids of the tasks it closed, flagged or noted on (plain and synchronous:
+    the agent runs it in a thread, tests call it). A CRM record brings the contact and routing
+    fields it has (empty ones keep what the store holds)."""
     if isinstance(event, Ticket) and event.category in STALE_MAKING:
         return store.apply_ticket(event)
+    if isinstance(event, MaintenanceVisit):
+        return store.apply_maintenance(event)
     if isinstance(event, CustomerValue):
         store.apply_customer_value(event)
     if isinstance(event, CustomerAttributes):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from console.cli import main
-from forewarn.events import DeviceTelemetry, Order, Ticket
+from forewarn.events import DeviceTelemetry, MaintenanceVisit, Order, Ticket
 from forewarn.lake import read_events
 from importer.events import map_file
 from importer.mapping import MappingError, event_mapping
@@ -186,8 +186,19 @@ def test_every_mapping_in_the_docs_loads(tmp_path):
 
     text = (Path(__file__).parents[2] / "docs" / "import.md").read_text()
     blocks = re.findall(r"```yaml\n# (\w+)\.yaml[^\n]*\n(.*?)```", text, flags=re.S)
-    contracts = {"telemetry": DeviceTelemetry, "orders": Order, "tickets": Ticket}
-    assert sorted(name for name, _ in blocks) == ["customers", "orders", "telemetry", "tickets"]
+    contracts = {
+        "telemetry": DeviceTelemetry,
+        "orders": Order,
+        "tickets": Ticket,
+        "maintenance": MaintenanceVisit,
+    }
+    assert sorted(name for name, _ in blocks) == [
+        "customers",
+        "maintenance",
+        "orders",
+        "telemetry",
+        "tickets",
+    ]
     for name, body in blocks:
         path = _write(tmp_path, f"{name}.yaml", body)
         if name == "customers":
@@ -210,3 +221,28 @@ def test_a_row_with_a_stray_separator_is_reported_and_parquet_reads_the_same(tmp
     from_parquet = map_file(tmp_path / "readings.parquet", mapping)
     assert from_parquet.events == map_file(tmp_path / "r.csv", mapping).events
     assert len(from_parquet.events) == 3
+
+
+def test_a_field_service_log_maps_onto_maintenance_visits(tmp_path):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "import.md").read_text()
+    mapping = re.search(r"```yaml\n# maintenance\.yaml[^\n]*\n(.*?)```", text, flags=re.S)[1]
+    visits = map_file(
+        _write(
+            tmp_path,
+            "visits.csv",
+            "JobNo,Serial,Owner,Started,Finished,Type,Result,Tech,Remarks\n"
+            "J1,D7,C7,02.03.2026 09:00,02.03.2026 10:15,REP,OK,tom,bearing replaced\n"
+            "J2,D8,C8,02.03.2026 11:00,,AUDIT,OPEN,,\n"
+            "J3,D9,C9,02.03.2026 12:00,,INS,LATER,,\n",
+        ),
+        event_mapping(_write(tmp_path, "maintenance.yaml", mapping), MaintenanceVisit),
+    )
+    first, second = visits.events
+    assert (first.kind, first.outcome, first.technician) == ("repair", "fixed", "tom")
+    assert first.event_time == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    assert first.ended_at == datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
+    assert (second.kind, second.outcome, second.ended_at) == ("other", "not_fixed", None)
+    assert [(r.line, r.column) for r in visits.rejected] == [(4, "Result")]

@@ -123,6 +123,42 @@ def test_evidence_of_one_root_cause_gives_one_task_whichever_side_of_the_cancell
     assert any_store.upsert_alert(_retention(2)).task_id == first.task_id, "a replay"
 
 
+def _visit_record(outcome: str | None, hours: int = 3, visit_id: str = "V1"):
+    from forewarn.events import MaintenanceVisit
+
+    return MaintenanceVisit(
+        event_id=f"fsm-{visit_id}",
+        event_time=T0 + timedelta(hours=hours),
+        visit_id=visit_id,
+        device_id="D00001",
+        customer_id=CUSTOMER,
+        outcome=outcome,
+        technician="tom",
+    )
+
+
+def test_a_visit_recorded_in_the_field_service_system_closes_the_task_it_answers(any_store):
+    visit = any_store.upsert_alert(_visit())
+    other = any_store.upsert_alert(_visit(1, device="D00002"))
+    assert any_store.apply_maintenance(_visit_record("fixed")) == [visit.task_id]
+    task = any_store.get(visit.task_id)
+    assert (task.status, task.outcome) == ("done", "fixed")
+    assert task.history[-1].actor == "field-service system"
+    assert "visit V1" in task.history[-1].detail["note"]
+    assert any_store.get(other.task_id).status == "open", "another device's visit"
+    assert any_store.apply_maintenance(_visit_record("fixed")) == [], "a replay changes nothing"
+    assert any_store.upsert_alert(_visit(20)) is None, "suppressed: fixed 17 h before"
+
+
+def test_an_unfinished_visit_leaves_a_note_and_an_earlier_one_answers_nothing(any_store):
+    visit = any_store.upsert_alert(_visit(5))
+    assert any_store.apply_maintenance(_visit_record("fixed", hours=2, visit_id="V0")) == []
+    assert any_store.apply_maintenance(_visit_record("not_fixed", hours=8)) == [visit.task_id]
+    assert any_store.apply_maintenance(_visit_record("not_fixed", hours=8)) == []
+    task = any_store.get(visit.task_id)
+    assert task.status == "open" and task.history[-1].action == "noted"
+
+
 def test_a_replayed_cancellation_changes_nothing(any_store):
     visit = any_store.upsert_alert(_visit())
     any_store.apply_ticket(_ticket("cancellation", 5))
