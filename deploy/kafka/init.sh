@@ -54,7 +54,8 @@ user producer "$KAFKA_PRODUCER_PASSWORD"
 # Airflow may write alerts, model-updates and customer-values (issue 13: anyone who could write
 # to Kafka could publish a model update or an alert).
 allow worker --operation Read --operation Describe \
-  --topic device-telemetry --topic orders --topic tickets --topic customer-values --topic model-updates
+  --topic device-telemetry --topic orders --topic tickets --topic customer-values --topic model-updates \
+  --topic customers --topic maintenance
 allow worker --operation Read --operation Write --operation Describe \
   --topic alerts --topic customer-signals
 allow worker --operation Write --operation Describe --topic outreach-tasks --topic dead-letters
@@ -66,7 +67,9 @@ allow worker --group "$group" --operation Read --operation Describe
 # Airflow's nightly publishes the champion model and customer values; it reads the lake, not Kafka.
 allow airflow --operation Write --operation Describe --topic model-updates --topic customer-values
 
-# Producers (devices, shop, ticketing, the simulator): the three source topics, nothing else.
-allow producer --operation Write --operation Describe --topic device-telemetry --topic orders --topic tickets
+# Producers (devices, shop, ticketing, the CRM and field-service system through `forewarn
+# import`, the simulator): the source topics, nothing else.
+allow producer --operation Write --operation Describe --topic device-telemetry --topic orders --topic tickets \
+  --topic customers --topic maintenance
 
 echo "kafka-init: users worker, airflow, producer and their ACLs are in place"

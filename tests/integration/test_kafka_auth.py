@@ -190,7 +190,8 @@ def test_a_wrong_password_is_refused(secured):
 
 
 def test_the_producer_writes_only_source_topics(users):
-    for topic in ("device-telemetry", "orders", "tickets"):
+    # customers and maintenance: `forewarn import` of a CRM export or a field-service log.
+    for topic in ("device-telemetry", "orders", "tickets", "customers", "maintenance"):
         asyncio.run(_send(users["producer"], topic))
     for topic in PROTECTED:
         with pytest.raises(TopicAuthorizationFailedError):
@@ -243,6 +244,15 @@ def test_airflow_publishes_a_model_through_the_nightlys_producer(users):
         asyncio.run(_send(airflow, "alerts"))
 
 
+def imported() -> list:
+    """A CRM record and a recorded visit, as `forewarn import` sends them (the worker's
+    outreach sink reads both topics)."""
+    from forewarn.events import CustomerAttributes, MaintenanceVisit
+    from forewarn.events_doc import examples
+
+    return [e for e in examples() if isinstance(e, CustomerAttributes | MaintenanceVisit)]
+
+
 @pytest.mark.slow
 def test_a_faust_worker_runs_with_only_the_worker_users_acls(secured, tmp_path):
     """The ACLs are enough for a real worker: it joins its group, creates its table changelogs
@@ -252,7 +262,7 @@ def test_a_faust_worker_runs_with_only_the_worker_users_acls(secured, tmp_path):
     with mock.patch.dict(os.environ, _env(users["producer"])):
         asyncio.run(
             produce(
-                [*(telemetry(i) for i in range(20)), order(), ticket()],
+                [*(telemetry(i) for i in range(20)), order(), ticket(), *imported()],
                 worker.kafka_bootstrap,
                 progress=False,
             )
@@ -262,7 +272,7 @@ def test_a_faust_worker_runs_with_only_the_worker_users_acls(secured, tmp_path):
         process = WorkerProcess(worker, tmp_path / "worker.log").start()
     try:
         process.wait_consuming(timeout=120)
-        sources = ["device-telemetry", "orders", "tickets"]
+        sources = ["device-telemetry", "orders", "tickets", "customers", "maintenance"]
         deadline = time.monotonic() + 60
         with mock.patch.dict(os.environ, _env(worker)):
             while sum(
