@@ -34,7 +34,7 @@ from models.customer_state import FEATURES
 from models.evaluation import bootstrap, brier, metrics, percentile_interval, ranks, roc_auc
 from models.features import LABEL
 from models.learner import make_estimator
-from streams.customer_risk.model import TRUSTED_TYPES, ModelRejected, load_model
+from streams.customer_risk.model import TRUSTED_TYPES, ModelRejected, load_model, read_bundle
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +118,8 @@ def load_bundle(data: bytes, version: str) -> dict[str, Any]:
     """A published churn model for the nightly's own use: a stream model with the workers'
     checks (``load_model``), or a model on attributes with the attribute learner's types
     allowed too. Raises ``ModelRejected``."""
-    import skops.io
-
-    trusted = [*TRUSTED_TYPES, *ATTRIBUTE_TRUSTED_TYPES]
-    try:
-        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted))
-        if untrusted:
-            raise ModelRejected(f"churn model {version} contains types not allowed: {untrusted}")
-        bundle = skops.io.loads(data, trusted=trusted)
-    except ModelRejected:
-        raise
-    except Exception as exc:  # not a zip, no schema, a type skops refuses: not this model
-        raise ModelRejected(f"cannot load churn model {version}: {exc!r}"[:1000]) from None
-    if not isinstance(bundle, dict) or "estimator" not in bundle or "features" not in bundle:
+    bundle = read_bundle(data, version, [*TRUSTED_TYPES, *ATTRIBUTE_TRUSTED_TYPES])
+    if "features" not in bundle:
         raise ModelRejected(f"churn model {version} is not a model bundle")
     columns = Columns.of(bundle)
     if columns.stream_only:

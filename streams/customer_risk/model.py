@@ -119,26 +119,33 @@ def check_estimator_types(estimator: Any) -> None:
         )
 
 
-def load_model(data: bytes, version: str) -> SklearnChurnModel:
-    """Load a skops model file's bytes and check the model; raise :class:`ModelRejected`.
-
-    Untrusted types are refused before anything is built from the file.
-    """
+def read_bundle(data: bytes, version: str, trusted: Sequence[str] = TRUSTED_TYPES) -> dict:
+    """A skops model file's bundle (a dict with an ``estimator``), its types checked against
+    ``trusted`` before anything is built from the file; raise :class:`ModelRejected`."""
     import skops.io
 
     try:
-        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted))
         if untrusted:
             raise ModelRejected(
                 f"churn model {version} contains types not on the allow-list: {untrusted}"
             )
-        bundle = skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+        bundle = skops.io.loads(data, trusted=list(trusted))
     except ModelRejected:
         raise
     except Exception as exc:  # not a zip, no schema, a type skops refuses: not this model
         raise ModelRejected(f"cannot load churn model {version}: {exc!r}"[:1000]) from None
     if not isinstance(bundle, dict) or "estimator" not in bundle:
         raise ModelRejected(f"churn model {version} is not a model bundle")
+    return bundle
+
+
+def load_model(data: bytes, version: str) -> SklearnChurnModel:
+    """Load a skops model file's bytes and check the model; raise :class:`ModelRejected`.
+
+    Untrusted types are refused before anything is built from the file.
+    """
+    bundle = read_bundle(data, version)
     features = list(bundle.get("features", []))
     if features != list(FEATURES):
         raise ModelRejected(
