@@ -46,6 +46,7 @@ from importer.mapping import (
     MappingError,
     Rejected,
     Source,
+    check_separator,
     check_timezone,
     load_yaml,
     parse_source,
@@ -103,12 +104,9 @@ class CustomerMapping:
                 if isinstance(valid_from, dict)
                 else Source(value=str(valid_from))
             )
-        separator = raw.get("separator")
-        if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
-            raise MappingError(f"{path}: separator must be one character, got {separator!r}")
         return cls(
             id=raw["id"],
-            separator=separator,
+            separator=check_separator(path, raw.get("separator")),
             date_format=raw.get("date_format"),
             valid_from=source,
             timezone=check_timezone(path, "timezone", raw.get("timezone", "UTC")),

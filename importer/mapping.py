@@ -127,6 +127,13 @@ def check_timezone(path: Path, where: str, name: Any) -> str:
     return str(name)
 
 
+def check_separator(path: Path, separator: Any) -> str | None:
+    """The mapping's ``separator`` (None: detected from the header), one character."""
+    if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
+        raise MappingError(f"{path}: separator must be one character, got {separator!r}")
+    return separator
+
+
 def parse_source(path: Path, where: str, raw: Any) -> Source:
     """A source from its YAML form: a column name or a dictionary of :data:`SOURCE_KEYS`."""
     if isinstance(raw, str):
@@ -209,9 +216,7 @@ def event_mapping(path: Path, contract: type[Event]) -> EventMapping:
             f"{path}: {contract.topic} needs {', '.join(required)}; map "
             f"{'them' if len(required) > 1 else 'it'} under 'fields'"
         )
-    separator = raw.get("separator")
-    if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
-        raise MappingError(f"{path}: separator must be one character, got {separator!r}")
+    separator = check_separator(path, raw.get("separator"))
     return EventMapping(contract, fields, separator, timezone, Path(path))
 
 
