@@ -1,13 +1,14 @@
 """The worker's Kafka transport (streams/transport.py): commits follow every acknowledged run
-of offsets, even when a partition's first messages were fetched and acknowledged twice."""
+of offsets, even when a partition's first messages were fetched and acknowledged twice; and
+events handed to an agent's queue stay there when flow resumes."""
 
 from __future__ import annotations
 
 import pytest
 from faust.types import TP
 
-from streams.app import app
-from streams.transport import Consumer
+from streams.app import app, telemetry_topic
+from streams.transport import Consumer, FlowControl
 
 TELEMETRY_3 = TP("device-telemetry", 3)
 
@@ -42,3 +43,23 @@ def test_a_run_after_a_hole_still_waits_for_the_hole(consumer):
     consumer._acked[TELEMETRY_3].extend([100, 101, 101, 104, 105])
     assert consumer._new_offset(TELEMETRY_3) == 102
     assert consumer._new_offset(TELEMETRY_3) is None
+
+
+def test_resuming_flow_keeps_the_events_an_agent_has_not_read_yet():
+    # Table recovery resumes flow after its seek; Faust's resume emptied every agent's queue,
+    # and the events fetched just before (offsets already recorded as read) were never
+    # delivered again. The queue is the telemetry topic's, made through the app.
+    assert isinstance(app.flow_control, FlowControl)
+    queue = telemetry_topic.clone(is_iterator=True).queue
+    assert queue._flow_control is app.flow_control, "queues must register with ours"
+    for offset in (5840, 5841):
+        queue.put_nowait(offset)
+    app.flow_control.suspend()
+    assert not app.flow_control.is_active()
+    app.flow_control.resume()
+    assert app.flow_control.is_active()
+    assert [queue.get_nowait() for _ in range(queue.qsize())] == [5840, 5841]
+    # Revoked partitions: Faust clears explicitly, and that still empties the queues.
+    queue.put_nowait(5842)
+    app.flow_control.clear()
+    assert queue.empty()
