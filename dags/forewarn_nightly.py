@@ -15,7 +15,7 @@ import warnings
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag, get_current_context, task
 
 from forewarn.settings import Settings
 
@@ -48,12 +48,31 @@ def forewarn_nightly():
         ctx = _nightly(context)
         return check_raw_events(ctx.lake, ctx.day, ctx.gx_dir)
 
+    # The feature build grows with the customers: one mapped task per shard of them, so the
+    # executor's workers (Celery, Kubernetes) share it; each reads only its own customers.
     @task
-    def build_features(**context) -> str:  # type: ignore[no-untyped-def]
-        from models.nightly import build_feature_table
+    def plan_features(**context) -> list[dict]:  # type: ignore[no-untyped-def]
+        from models.nightly import plan_feature_shards
 
         ctx = _nightly(context)
-        return build_feature_table(ctx.lake, ctx.out, ctx.day, chunk_customers=ctx.chunk_customers)
+        return plan_feature_shards(ctx.lake, ctx.day, shard_customers=ctx.shard_customers)
+
+    @task(map_index_template="{{ shard_label }}")
+    def build_features(shard: dict, **context) -> str:  # type: ignore[no-untyped-def]
+        from models.features import FeatureShard
+        from models.nightly import build_feature_shard
+
+        # The mapped task's name in the UI, rendered from the runtime's own context.
+        get_current_context()["shard_label"] = FeatureShard.from_dict(shard).label
+        ctx = _nightly(context)
+        return build_feature_shard(ctx.lake, ctx.out, ctx.day, shard, ctx.chunk_customers)
+
+    @task
+    def join_features(parts: list[str], **context) -> str:  # type: ignore[no-untyped-def]
+        from models.nightly import join_feature_shards
+
+        ctx = _nightly(context)
+        return join_feature_shards(ctx.lake, ctx.out, ctx.day, list(parts))
 
     @task(retries=0)
     def check_features(features_path: str, **context) -> dict:  # type: ignore[no-untyped-def]
@@ -101,13 +120,14 @@ def forewarn_nightly():
         return compute_kpis(ctx.lake, ctx.out, ctx.day)
 
     raw = check_raw_events()
-    features = build_features()
+    shards = plan_features()
+    features = join_features(build_features.expand(shard=shards))
     checked = check_features(features)
     values = lifetime_value()
     model = train_churn(features, values)  # the values group the model card by tier
     listed = at_risk_list(features, values)
     kpis = service_kpis()
-    raw >> [features, values, kpis]
+    raw >> [shards, values, kpis]
     checked >> model >> listed
 
 

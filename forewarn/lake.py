@@ -153,9 +153,11 @@ def read_events(
     end: date | None = None,
     columns: Sequence[str] | None = None,
     where: dict[str, str] | None = None,
+    rows: ds.Expression | None = None,
 ) -> pa.Table:
     """Read one topic's events with ``start <= date < end`` (both optional), deduplicated;
-    ``where`` keeps rows whose columns equal the given values (pushed down to Parquet).
+    ``where`` keeps rows whose columns equal the given values, ``rows`` those an Arrow
+    expression holds for (both pushed down to Parquet).
 
     Returns an Arrow table (``.to_pandas()`` for a DataFrame) sorted by ``event_time``; an empty
     table with the contract's schema when nothing is there.
@@ -182,6 +184,8 @@ def read_events(
     for name, value in (where or {}).items():
         term = ds.field(name) == value
         condition = condition & term
+    if rows is not None:
+        condition = condition & rows
     table = dataset.to_table(columns=cols, filter=condition)
     table = _drop_duplicate_ids(table)
     table = table.sort_by("event_time")

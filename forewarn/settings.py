@@ -17,6 +17,9 @@ RETENTION_CAPACITY = 25
 #: Customers per chunk of the nightly's feature build (FOREWARN_FEATURE_CHUNK_CUSTOMERS): ~1.3
 #: GiB per worker process at the simulator's ~17 events per customer.
 FEATURE_CHUNK_CUSTOMERS = 25_000
+#: Customers per mapped task of the nightly's feature build (FOREWARN_NIGHTLY_SHARD_CUSTOMERS):
+#: each task reads only its customers' events, so its memory is bounded by this.
+NIGHTLY_SHARD_CUSTOMERS = 250_000
 
 
 def _env(name: str, default: str) -> str:
@@ -89,13 +92,16 @@ class Settings:
     kafka_password: str = field(default_factory=lambda: _secret("KAFKA_PASSWORD"), repr=False)
     kafka_ssl_cafile: str = field(default_factory=lambda: _env("KAFKA_SSL_CAFILE", ""))
     #: The nightly: Kafka to announce models and customer values to (empty: files only), the
-    #: at-risk list's length, the feature build's chunk size, each task's retries.
+    #: at-risk list's length, the feature build's chunk and shard sizes, each task's retries.
     publish_bootstrap: str = field(default_factory=lambda: _env("PUBLISH_BOOTSTRAP", ""))
     retention_capacity: int = field(
         default_factory=lambda: int(_env("RETENTION_CAPACITY", str(RETENTION_CAPACITY)))
     )
     feature_chunk_customers: int = field(
         default_factory=lambda: int(_env("FEATURE_CHUNK_CUSTOMERS", str(FEATURE_CHUNK_CUSTOMERS)))
+    )
+    nightly_shard_customers: int = field(
+        default_factory=lambda: int(_env("NIGHTLY_SHARD_CUSTOMERS", str(NIGHTLY_SHARD_CUSTOMERS)))
     )
     nightly_retries: int = field(default_factory=lambda: int(_env("NIGHTLY_RETRIES", "2")))
 

@@ -12,6 +12,12 @@ into events and replayed in its own forked process. Python objects exist for one
 time, the lake only as the Arrow columns the replay reads (replaying all 1.7M events of 100,000
 customers as objects at once peaked at 3.97 GiB; 1M customers would have needed ~38 GiB), and
 both cores work. One implementation of the features, so batch and stream cannot drift apart.
+
+Across machines the same build is split into shards of customers (:func:`plan_shards`, then
+:func:`features_of_shard` per shard, anywhere, then :func:`join_shards`): each shard reads only
+its customers' events from the lake (an id range pushed down to Parquet), so its memory is
+bounded by its size, and every shard uses the plan's cut-offs and data end, so the joined
+rows are those of the one-machine build.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
 from forewarn.settings import FEATURE_CHUNK_CUSTOMERS
@@ -71,9 +79,11 @@ def read_customer_tables(
     start: date | None = None,
     end: date | None = None,
     columns: dict[str, list[str]] | None = None,
+    rows: ds.Expression | None = None,
 ) -> dict[str, pa.Table]:
     """The lake's orders, tickets and device-fault alerts as Arrow tables, by topic (with
-    ``event_id``, ``event_time`` and the ``columns`` given per topic; default all)."""
+    ``event_id``, ``event_time`` and the ``columns`` given per topic; default all), the rows
+    ``rows`` holds for when given (a shard's customers)."""
     from forewarn.lake import read_events
 
     tables = {
@@ -83,6 +93,7 @@ def read_customer_tables(
             start=start,
             end=end,
             columns=None if columns is None else ["event_id", "event_time", *columns[t]],
+            rows=rows,
         )
         for t in CUSTOMER_TOPICS
     }
@@ -152,34 +163,129 @@ def build_features(
     return pd.DataFrame(rows, columns=columns)
 
 
-def features_from_lake(
-    lake_dir: Path,
-    end: datetime,
-    every_days: int = 7,
-    horizon_days: int = 30,
-    chunk_customers: int = CHUNK_CUSTOMERS,
-    processes: int | None = None,
-) -> pd.DataFrame:
-    """:func:`build_features` on the lake's customer events before ``end``, at the cut-offs
-    :func:`cutoffs_until` ``end``, chunk by chunk, with the customers' imported attributes as
-    of each cut-off (``models.customer_attributes``) when the lake has any.
+#: The columns a plan reads: who the customers are, and when their events happened.
+PLANNED_COLUMNS: dict[str, list[str]] = {
+    "orders": ["customer_id"],
+    "tickets": ["customer_id"],
+    "alerts": ["customer_id", "kind"],
+}
 
-    Rows are those of ``build_features(events, cutoffs)`` on the same events (same values,
-    sorted by customer then cut-off). ``processes`` defaults to the CPU count; with one
-    process, or one chunk, no process is forked. Raises ``ValueError`` if there are no events.
-    """
+
+@dataclass(frozen=True)
+class FeatureShard:
+    """The customers ``low <= customer_id < high`` of a feature build (``None``: unbounded),
+    shard ``index`` of ``count``, with the build's cut-offs and data end (every shard uses the
+    plan's, so the shards' rows line up with the one-machine build's).
+    ``customers`` is how many the plan counted in it (a customer whose first event reaches
+    the lake after the plan still lands in exactly one shard: the ranges cover every id)."""
+
+    index: int
+    count: int
+    low: str | None
+    high: str | None
+    customers: int
+    cutoffs: tuple[datetime, ...]
+    data_end: datetime
+
+    def rows(self) -> ds.Expression | None:
+        """The Arrow filter of the shard's customers (``None``: everyone)."""
+        field, term = ds.field("customer_id"), None
+        if self.low is not None:
+            term = field >= self.low
+        if self.high is not None:
+            term = field < self.high if term is None else term & (field < self.high)
+        return term
+
+    @property
+    def label(self) -> str:
+        """How people see the shard, e.g. in Airflow's list of mapped tasks."""
+        ids = (f" from {self.low}" if self.low else "") + (
+            f" before {self.high}" if self.high else ""
+        )
+        return f"shard {self.index + 1} of {self.count}: {self.customers:,} customers{ids}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values (an Airflow XCom)."""
+        return {
+            "index": self.index,
+            "count": self.count,
+            "low": self.low,
+            "high": self.high,
+            "customers": self.customers,
+            "cutoffs": [c.isoformat() for c in self.cutoffs],
+            "data_end": self.data_end.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureShard:
+        return cls(
+            index=int(data["index"]),
+            count=int(data["count"]),
+            low=data["low"],
+            high=data["high"],
+            customers=int(data["customers"]),
+            cutoffs=tuple(datetime.fromisoformat(c) for c in data["cutoffs"]),
+            data_end=datetime.fromisoformat(data["data_end"]),
+        )
+
+
+def _before(tables: dict[str, pa.Table], end: datetime) -> dict[str, pa.Table]:
+    return {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
+
+
+def plan_shards(
+    lake_dir: Path, end: datetime, every_days: int = 7, shard_customers: int | None = None
+) -> list[FeatureShard]:
+    """Split the feature build of the lake's customer events before ``end`` into shards of
+    ``shard_customers`` customers (by id order; ``None``: one shard), at the cut-offs
+    :func:`cutoffs_until` ``end``. Reads only customer ids and event times. Raises
+    ``ValueError`` if there are no events."""
     tables = read_customer_tables(
-        lake_dir, end=end.date() + timedelta(days=1), columns=OBSERVED_COLUMNS
+        lake_dir, end=end.date() + timedelta(days=1), columns=PLANNED_COLUMNS
     )
-    tables = {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
+    tables = _before(tables, end)
     stamps = [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]
     if not stamps:
         raise ValueError(f"no customer events in {lake_dir} before {end}: nothing to learn from")
     first = min(m["min"].as_py() for m in stamps)
-    cutoffs = cutoffs_until(first, end, every_days)
+    cutoffs = tuple(cutoffs_until(first, end, every_days))
+    data_end = max(m["max"].as_py() for m in stamps)
+    ids = np.unique(np.concatenate([tb["customer_id"].to_numpy(False) for tb in tables.values()]))
+    size = max(1, shard_customers or len(ids))
+    starts = list(range(0, len(ids), size))
+    return [
+        FeatureShard(
+            index=k,
+            count=len(starts),
+            low=None if k == 0 else str(ids[start]),
+            high=None if k == len(starts) - 1 else str(ids[start + size]),
+            customers=min(size, len(ids) - start),
+            cutoffs=cutoffs,
+            data_end=data_end,
+        )
+        for k, start in enumerate(starts)
+    ]
+
+
+def features_of_shard(
+    lake_dir: Path,
+    end: datetime,
+    shard: FeatureShard,
+    horizon_days: int = 30,
+    chunk_customers: int = CHUNK_CUSTOMERS,
+    processes: int | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features` rows of the shard's customers (events before ``end``, the
+    shard's cut-offs), ``chunk_customers`` at a time in up to ``processes`` forked processes
+    (default: the CPU count; one process or one chunk forks nothing). Unsorted, without the
+    CRM's attributes: :func:`join_shards` adds them once for all shards."""
+    tables = read_customer_tables(
+        lake_dir, end=end.date() + timedelta(days=1), columns=OBSERVED_COLUMNS, rows=shard.rows()
+    )
+    tables = _before(tables, end)
     ids = np.unique(np.concatenate([tb["customer_id"].to_numpy(False) for tb in tables.values()]))
     chunks = max(1, -(-len(ids) // chunk_customers))
-    value_set = pa.array(ids)
+    value_set = pa.array(ids, type=pa.string())
     # Read by the forked workers (copy-on-write, nothing pickled but the chunk number).
     _SHARED["tables"] = {
         t: tb.append_column(
@@ -187,9 +293,15 @@ def features_from_lake(
         )
         for t, tb in tables.items()
     }
-    _SHARED["replay"] = (cutoffs, horizon_days, max(m["max"].as_py() for m in stamps))
+    _SHARED["replay"] = (list(shard.cutoffs), horizon_days, shard.data_end)
     processes = min(chunks, processes or os.cpu_count() or 1)
-    log.info("features of %d customers in %d chunks, %d processes", len(ids), chunks, processes)
+    log.info(
+        "features of %d customers in %d chunks, %d processes (%s)",
+        len(ids),
+        chunks,
+        processes,
+        shard.label,
+    )
     try:
         if processes == 1:
             frames = [_features_of_chunk(k) for k in range(chunks)]
@@ -202,10 +314,41 @@ def features_from_lake(
                     log.info("features: chunk %d of %d done", k, chunks)
     finally:
         _SHARED.clear()
-    table = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def join_shards(frames: Iterable[pd.DataFrame], lake_dir: Path, end: datetime) -> pd.DataFrame:
+    """The shards' rows as one table sorted by customer then cut-off, with the customers'
+    imported attributes as of each cut-off (``crm_*``; none without records)."""
+    table = pd.concat(list(frames), ignore_index=True)
     table = table.sort_values(["customer_id", "cutoff"], ignore_index=True)
-    # The CRM's attributes as they were at each cut-off (``crm_*``; none without records).
     return with_attributes(table, lake_dir, end)
+
+
+def features_from_lake(
+    lake_dir: Path,
+    end: datetime,
+    every_days: int = 7,
+    horizon_days: int = 30,
+    chunk_customers: int = CHUNK_CUSTOMERS,
+    processes: int | None = None,
+    shard_customers: int | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features` on the lake's customer events before ``end``, at the cut-offs
+    :func:`cutoffs_until` ``end``, chunk by chunk, with the customers' imported attributes as
+    of each cut-off (``models.customer_attributes``) when the lake has any: the plan, every
+    shard in this process one after the other, and the join.
+
+    Rows are those of ``build_features(events, cutoffs)`` on the same events (same values,
+    sorted by customer then cut-off), whatever the shard and chunk sizes. Raises
+    ``ValueError`` if there are no events.
+    """
+    shards = plan_shards(lake_dir, end, every_days, shard_customers)
+    frames = (
+        features_of_shard(lake_dir, end, s, horizon_days, chunk_customers, processes)
+        for s in shards
+    )
+    return join_shards(frames, lake_dir, end)
 
 
 _SHARED: dict[str, Any] = {}

@@ -21,8 +21,11 @@ import pyarrow as pa
 
 from forewarn.events import Alert, CustomerValue, ModelUpdated, retention_key
 from forewarn.lake import read_events, write_parquet_atomic
-from forewarn.settings import RETENTION_CAPACITY
+from forewarn.settings import NIGHTLY_SHARD_CUSTOMERS, RETENTION_CAPACITY
 from models.features import CHUNK_CUSTOMERS
+
+#: Customers per mapped feature task (FOREWARN_NIGHTLY_SHARD_CUSTOMERS, forewarn.settings).
+SHARD_CUSTOMERS = NIGHTLY_SHARD_CUSTOMERS
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +109,60 @@ def _empty_day(lake: Path, topic: str, day: date) -> Exception:
 # -- 2. features ----------------------------------------------------------------------------
 
 
-def build_feature_table(
-    lake: Path, out: Path, day: date, every_days: int = 7, chunk_customers: int = CHUNK_CUSTOMERS
-) -> str:
-    """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off), built
-    ``chunk_customers`` customers at a time in forked processes (``features_from_lake``)."""
-    from models.features import features_from_lake
+def plan_feature_shards(
+    lake: Path, day: date, every_days: int = 7, shard_customers: int = SHARD_CUSTOMERS
+) -> list[dict[str, Any]]:
+    """The feature build up to the end of ``day`` split into shards of ``shard_customers``
+    customers (``models.features.plan_shards``), as plain dicts: one mapped Airflow task each."""
+    from models.features import plan_shards
 
-    table = features_from_lake(lake, day_end(day), every_days, chunk_customers=chunk_customers)
-    path = _out(out, "features", day, "features.parquet")
+    shards = plan_shards(lake, day_end(day), every_days, shard_customers)
+    log.info("features of %d customers in %d shards", sum(s.customers for s in shards), len(shards))
+    return [s.as_dict() for s in shards]
+
+
+def build_feature_shard(
+    lake: Path, out: Path, day: date, shard: dict[str, Any], chunk_customers: int = CHUNK_CUSTOMERS
+) -> str:
+    """One shard's feature rows (from :func:`plan_feature_shards`), built ``chunk_customers``
+    customers at a time in forked processes; written as a part beside the day's table."""
+    from models.features import FeatureShard, features_of_shard
+
+    plan = FeatureShard.from_dict(shard)
+    table = features_of_shard(lake, day_end(day), plan, chunk_customers=chunk_customers)
+    path = _out(out, "features", day, f"part-{plan.index:05d}-of-{plan.count:05d}.parquet")
     write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
     return str(path)
+
+
+def join_feature_shards(lake: Path, out: Path, day: date, parts: list[str]) -> str:
+    """The day's feature table from its shards' parts, with the CRM's attributes; parts of
+    other plans (an earlier run with other shards) are removed, these kept for a rerun."""
+    from models.features import join_shards
+
+    table = join_shards((pd.read_parquet(p) for p in parts), lake, day_end(day))
+    path = _out(out, "features", day, "features.parquet")
+    write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
+    kept = {Path(p).name for p in parts}
+    for stale in path.parent.glob("part-*.parquet"):
+        if stale.name not in kept:
+            stale.unlink(missing_ok=True)
+    return str(path)
+
+
+def build_feature_table(
+    lake: Path,
+    out: Path,
+    day: date,
+    every_days: int = 7,
+    chunk_customers: int = CHUNK_CUSTOMERS,
+    shard_customers: int = SHARD_CUSTOMERS,
+) -> str:
+    """Weekly point-in-time feature rows up to the end of ``day`` (the last cut-off): the
+    DAG's three feature steps (plan, every shard, join) in this process."""
+    shards = plan_feature_shards(lake, day, every_days, shard_customers)
+    parts = [build_feature_shard(lake, out, day, s, chunk_customers) for s in shards]
+    return join_feature_shards(lake, out, day, parts)
 
 
 def check_features(features_path: str, gx_dir: Path) -> dict[str, Any]:
@@ -454,8 +500,10 @@ class NightlyContext:
         self.database_url = s.database_url
         self.bootstrap = s.publish_bootstrap or None
         self.capacity = s.retention_capacity
-        # build_features' peak memory grows with its chunks (docs/operations.md).
+        # build_features' peak memory grows with its chunks, and its shards are the tasks
+        # Airflow's workers share (docs/operations.md).
         self.chunk_customers = s.feature_chunk_customers
+        self.shard_customers = s.nightly_shard_customers
 
 
 def run_day(

@@ -1,8 +1,9 @@
-"""The lake-scale feature build (chunks of customers, forked processes) gives exactly the rows
-of the one-pass replay, so the nightly can grow without a second implementation."""
+"""The lake-scale feature build (shards and chunks of customers, forked processes) gives exactly
+the rows of the one-pass replay, so the nightly can grow without a second implementation."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,16 @@ import pandas as pd
 import pytest
 
 from forewarn.lake import LakeWriter
-from models.features import build_features, cutoffs_until, features_from_lake, read_customer_events
+from models.features import (
+    FeatureShard,
+    build_features,
+    cutoffs_until,
+    features_from_lake,
+    features_of_shard,
+    join_shards,
+    plan_shards,
+    read_customer_events,
+)
 from simulator import build_world
 from simulator.render import customer_events
 from tests.utils import factories
@@ -64,3 +74,41 @@ def test_chunked_build_equals_the_one_pass_replay(lake, chunk_customers, process
 def test_no_events_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="nothing to learn from"):
         features_from_lake(tmp_path, END)
+
+
+@pytest.mark.parametrize("shard_customers", [300, 64, 23])
+def test_shards_joined_equal_the_one_pass_replay(lake, shard_customers):
+    shards = plan_shards(lake, END, shard_customers=shard_customers)
+    customers = one_pass(lake)["customer_id"].nunique()
+    assert len(shards) == -(-customers // shard_customers)
+    assert sum(s.customers for s in shards) == customers
+    # Each shard goes through JSON, as an Airflow XCom does, and reads only its customers.
+    shards = [FeatureShard.from_dict(json.loads(json.dumps(s.as_dict()))) for s in shards]
+    frames = [features_of_shard(lake, END, s, chunk_customers=40, processes=1) for s in shards]
+    assert all(f["customer_id"].nunique() <= shard_customers for f in frames)
+    pd.testing.assert_frame_equal(join_shards(frames, lake, END), one_pass(lake))
+
+
+def test_a_customer_new_since_the_plan_lands_in_exactly_one_shard(lake, tmp_path):
+    shards = plan_shards(lake, END, shard_customers=100)
+    # Ids that sort after every planned one and before every planned one.
+    arrivals = [
+        factories.order(
+            event_id=f"{c}-placed", order_id=f"{c}-O1", customer_id=c, event_time=END - timedelta(3)
+        )
+        for c in ("Z-after-the-plan", "A-before-all")
+    ]
+    LakeWriter(lake_copy := tmp_path / "lake").write([*read_customer_events(lake), *arrivals])
+    owners = [
+        s.index
+        for s in shards
+        for c in ("Z-after-the-plan", "A-before-all")
+        if c in set(features_of_shard(lake_copy, END, s, processes=1)["customer_id"])
+    ]
+    assert sorted(owners) == [0, len(shards) - 1]
+
+
+def test_a_shard_label_names_its_place_and_customers():
+    shard = FeatureShard(1, 4, "C0250000", "C0500000", 250_000, (END,), END)
+    assert shard.label == "shard 2 of 4: 250,000 customers from C0250000 before C0500000"
+    assert FeatureShard(0, 1, None, None, 3, (END,), END).label == "shard 1 of 1: 3 customers"
