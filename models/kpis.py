@@ -12,12 +12,23 @@
 
 Ticket KPIs are per day (UTC, by the resolving contact or the survey answer) and channel, plus
 an ``all`` row per day; customer rates are on the ``all`` row. Missing answers give NaN, not 0.
+
+:func:`service_kpis` computes every day from event tables in memory; the nightly needs one day
+of a lake that holds all history, and :func:`kpis_of_day` reads for it only that day's tickets
+whole, the first contacts of those tickets, and customer ids and times of the rest (Arrow
+group-bys, no Python objects per event): the same rows for that day.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 TICKET_KPIS = ("csat", "nps", "fcr", "ces", "avg_resolution_hours", "tickets_resolved")
 CUSTOMER_KPIS = ("active_customers", "churn_rate", "retention_rate", "new_customer_rate")
@@ -49,15 +60,90 @@ def service_kpis(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     t = tickets.copy()
     t["event_time"] = pd.to_datetime(t["event_time"], utc=True)
     first_contact = t.groupby("ticket_id")["event_time"].transform("min")
-    t["resolution_hours"] = (t["event_time"] - first_contact).dt.total_seconds() / 3600
-    t["date"] = t["event_time"].dt.date
+    return _kpi_rows(_ticket_kpi_rows(t, first_contact), customer_rates(t, orders))
+
+
+def kpis_of_day(lake: Path, day: date) -> pd.DataFrame:
+    """:func:`service_kpis`' rows for ``day`` (UTC) from the lake's tickets and orders up to
+    its end, reading whole only that day's tickets."""
+    from forewarn.lake import read_events
+
+    start = datetime.combine(day, time(), UTC)
+    end = start + timedelta(days=1)
+    t = read_events(lake, "tickets", start=day, end=day + timedelta(days=1)).to_pandas()
+    t = t[(t["event_time"] >= start) & (t["event_time"] < end)]
+    if t.empty:
+        tickets = pd.DataFrame(columns=["date", "channel", *TICKET_KPIS])
+    else:
+        # A ticket's first contact may be days before: its events before, ids and times only.
+        ids = pa.array(t["ticket_id"].unique())
+        contacts = read_events(
+            lake,
+            "tickets",
+            end=day + timedelta(days=1),
+            columns=["ticket_id", "event_time"],
+            rows=ds.field("ticket_id").isin(ids),
+        )
+        first = contacts.group_by("ticket_id").aggregate([("event_time", "min")]).to_pandas()
+        first_contact = t["ticket_id"].map(first.set_index("ticket_id")["event_time_min"])
+        tickets = _ticket_kpi_rows(t, first_contact)
+    return _kpi_rows(tickets, _rates_of_day(lake, day, start, end))
+
+
+def _ticket_kpi_rows(t: pd.DataFrame, first_contact: pd.Series) -> pd.DataFrame:
+    """Ticket KPIs per day and channel and ``all`` per day, from ticket events (``event_time``
+    UTC) and each event's ticket's first contact."""
+    t = t.assign(
+        resolution_hours=(t["event_time"] - first_contact).dt.total_seconds() / 3600,
+        date=t["event_time"].dt.date,
+    )
     per_channel = t.groupby(["date", "channel"]).apply(_ticket_kpis, include_groups=False)
     overall = t.groupby("date").apply(_ticket_kpis, include_groups=False)
     overall["channel"] = "all"
-    ticket_kpis = pd.concat([per_channel.reset_index(), overall.reset_index()], ignore_index=True)
-    customers = customer_rates(t, orders)
-    out = ticket_kpis.merge(customers.assign(channel="all"), on=["date", "channel"], how="outer")
+    return pd.concat([per_channel.reset_index(), overall.reset_index()], ignore_index=True)
+
+
+def _kpi_rows(tickets: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    out = tickets.merge(customers.assign(channel="all"), on=["date", "channel"], how="outer")
     return out.sort_values(["date", "channel"]).reset_index(drop=True)
+
+
+def _rates_of_day(lake: Path, day: date, start: datetime, end: datetime) -> pd.DataFrame:
+    """:func:`customer_rates`' row for ``day`` (none if no order or ticket falls on it)."""
+    from forewarn.lake import read_events
+
+    until = day + timedelta(days=1)
+    tickets = read_events(
+        lake, "tickets", end=until, columns=["customer_id", "event_time", "category"]
+    )
+    orders = read_events(lake, "orders", end=until, columns=["customer_id", "event_time"])
+    times = pa.concat_tables(
+        [tb.select(["customer_id", "event_time"]) for tb in (tickets, orders)]
+    ).filter(pc.less(pc.field("event_time"), pa.scalar(end)))
+    if not pc.any(pc.greater_equal(times["event_time"], pa.scalar(start))).as_py():
+        return pd.DataFrame(columns=["date", *CUSTOMER_KPIS])
+    first = times.group_by("customer_id").aggregate([("event_time", "min")])["event_time_min"]
+    cancels = tickets.filter(pc.equal(tickets["category"], "cancellation"))
+    cancelled = cancels.group_by("customer_id").aggregate([("event_time", "min")])["event_time_min"]
+
+    def count(times: pa.ChunkedArray, low: datetime | None, high: datetime) -> int:
+        keep = pc.less(times, pa.scalar(high))
+        if low is not None:
+            keep = pc.and_(keep, pc.greater_equal(times, pa.scalar(low)))
+        return int(pc.sum(pc.cast(keep, pa.int64())).as_py() or 0)
+
+    # A cancellation is an event, so everyone gone before the day had joined before it.
+    active = count(first, None, start) - count(cancelled, None, start)
+    churned, new = count(cancelled, start, end), count(first, start, end)
+    churn_rate = 100 * churned / active if active else np.nan
+    row = {
+        "date": day,
+        "active_customers": float(active),
+        "churn_rate": churn_rate,
+        "retention_rate": 100 - churn_rate if active else np.nan,
+        "new_customer_rate": 100 * new / active if active else np.nan,
+    }
+    return pd.DataFrame([row], columns=["date", *CUSTOMER_KPIS])
 
 
 def customer_rates(tickets: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:

@@ -469,13 +469,9 @@ def build_at_risk_list(
 
 def compute_kpis(lake: Path, out: Path, day: date) -> str:
     """The day's KPIs per channel (customer rates need the history before it)."""
-    from models.kpis import service_kpis
+    from models.kpis import kpis_of_day
 
-    end = day + timedelta(days=1)
-    tickets = read_events(lake, "tickets", end=end).to_pandas()
-    orders = read_events(lake, "orders", end=end, columns=["customer_id", "event_time"]).to_pandas()
-    kpis = service_kpis(tickets, orders)
-    kpis = kpis[kpis["date"] == day]
+    kpis = kpis_of_day(lake, day)
     path = _out(out, "kpis", day, "kpis.parquet")
     write_parquet_atomic(pa.Table.from_pandas(kpis, preserve_index=False), path)
     return str(path)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -49,6 +50,9 @@ def test_backfill_of_three_days(tmp_path):
         # Chunks of 150 of the 400 customers: build_features forks its worker processes
         # inside a real Airflow task, as it does at scale (25,000 a chunk by default).
         "FOREWARN_FEATURE_CHUNK_CUSTOMERS": "150",
+        # Shards of 200: two mapped build_features tasks a day, run by the scheduler's
+        # executor (LocalExecutor) as Celery or Kubernetes workers would run them.
+        "FOREWARN_NIGHTLY_SHARD_CUSTOMERS": "200",
         "PYTHONPATH": str(ROOT),
     }
 
@@ -131,6 +135,23 @@ def test_backfill_of_three_days(tmp_path):
         for path in (tmp_path / "airflow" / "logs").rglob("*")
         if path.is_file() and "build_features" in str(path)
     )
+    mapped = {
+        (path.parents[2].name, path.parent.name)
+        for path in (tmp_path / "airflow" / "logs").rglob("*")
+        if path.is_file() and "task_id=build_features" in str(path)
+    }
+    assert {index for _, index in mapped} == {"map_index=0", "map_index=1"}, mapped
+    assert len(mapped) == 6, "two shards for each of the three days"
+    # What the Airflow UI lists for the mapped tasks: each shard by its place and customers.
+    with contextlib.closing(sqlite3.connect(tmp_path / "airflow.db")) as db:
+        names = db.execute(
+            "SELECT DISTINCT rendered_map_index FROM task_instance"
+            " WHERE task_id = 'build_features' AND run_id LIKE 'backfill__%'"
+        ).fetchall()
+    assert sorted(n for (n,) in names) == [
+        "shard 1 of 2: 200 customers before C00201",
+        "shard 2 of 2: 200 customers from C00201",
+    ], names
     forks = min(2, os.cpu_count() or 1)  # two or more chunks, one process per core
     assert re.search(
         rf"features of \d+ customers in \d+ chunks, {forks} processes", feature_logs

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -56,6 +57,8 @@ def _airflow(home: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess[s
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp / 'airflow.db'}",
         "FOREWARN_HOME": str(home),
         "FOREWARN_NIGHTLY_RETRIES": "0",
+        # Shards of 60 of the 150 customers: build_features runs as three mapped tasks.
+        "FOREWARN_NIGHTLY_SHARD_CUSTOMERS": "60",
         "PYTHONPATH": str(ROOT),
     }
     if not (tmp / "airflow.db").exists():
@@ -79,7 +82,9 @@ def test_dag_file_parses_without_errors(tmp_path):
     listed = _airflow(tmp_path, tmp_path, "tasks", "list", "forewarn_nightly")
     assert set(listed.stdout.split()) >= {
         "check_raw_events",
+        "plan_features",
         "build_features",
+        "join_features",
         "check_features",
         "train_churn",
         "lifetime_value",
@@ -92,7 +97,12 @@ def test_nightly_run_and_idempotent_rerun(lake_home, tmp_path):
     log = _run(lake_home, tmp_path, "2026-03-01")
     assert "state=success" in log, log[-3000:]
     nightly = lake_home / "nightly"
-    assert (nightly / "features" / "date=2026-02-28" / "features.parquet").exists()
+    features = nightly / "features" / "date=2026-02-28"
+    parts = sorted(p.name for p in features.glob("part-*.parquet"))
+    assert parts == [f"part-{k:05d}-of-00003.parquet" for k in range(3)], parts
+    joined = pd.read_parquet(features / "features.parquet")
+    assert len(joined) == sum(len(pd.read_parquet(features / p)) for p in parts)
+    assert joined["customer_id"].nunique() > 100
     assert (nightly / "kpis" / "date=2026-02-28" / "kpis.parquet").exists()
     card = lake_home / "models" / "churn" / "2026-02-28" / "card.md"
     assert "ROC AUC" in card.read_text() and (card.parent / "card.png").exists()

@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.kpis import service_kpis
+from forewarn.lake import LakeWriter, read_events
+from models.kpis import kpis_of_day, service_kpis
+from simulator import build_world
+from simulator.render import customer_events
 
 T = pd.Timestamp("2026-01-05T09:00:00Z")
 H = pd.Timedelta(hours=1)
@@ -94,3 +97,22 @@ def test_customer_rates(kpis):
     assert day2["active_customers"] == 4
     assert day2["churn_rate"] == 25 and day2["retention_rate"] == 75
     assert day2["new_customer_rate"] == 25  # c5
+
+
+def test_one_day_from_the_lake_equals_that_day_of_the_whole_history(tmp_path):
+    # The nightly reads one day whole and ids and times of the rest (Arrow): same rows as the
+    # in-memory computation over every event, on a simulated lake with cancellations.
+    start = pd.Timestamp("2026-01-05", tz="UTC").to_pydatetime()
+    world = build_world(n_customers=300, days=40, start=start, seed=5)
+    LakeWriter(tmp_path).write(e for c in world.customers for e in customer_events(c, world))
+    tickets = read_events(tmp_path, "tickets").to_pandas()
+    orders = read_events(tmp_path, "orders", columns=["customer_id", "event_time"]).to_pandas()
+    whole = service_kpis(tickets, orders)
+    assert (whole["churn_rate"] > 0).any() and whole["avg_resolution_hours"].gt(0).any()
+    for day in (date(2026, 1, 5), date(2026, 1, 20), date(2026, 2, 10)):
+        expected = whole[whole["date"] == day].reset_index(drop=True)
+        assert len(expected) >= 2, day
+        got = kpis_of_day(tmp_path, day)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    # A day with no events has no rows either way.
+    assert kpis_of_day(tmp_path, date(2027, 1, 1)).empty
