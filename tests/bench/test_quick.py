@@ -17,6 +17,7 @@ EXPECTED = {
     "scale_out",
     "latency",
     "nightly_at_scale",
+    "kpis_one_day",
     "churn_model",
     "skab_outliers",
     "skab_changepoints",
@@ -54,5 +55,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
     assert results["stream_throughput"]["notes"]["duplicate_tasks"] == 0
     # Faust's floor ran on the same messages: a worker doing more cannot beat it by much.
     assert results["stream_throughput"]["notes"]["faust_floor_events_per_s"] > 0
+    # The quick nightly maps its feature build over shards of 4,000 customers, as Airflow would.
+    assert results["nightly_at_scale"]["notes"]["feature_shards"]["10000"]["shards"] == 3
     assert (out.with_suffix(".md")).read_text().startswith("| benchmark |")
     assert "| lifetime_value |" in done.stdout
