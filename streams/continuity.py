@@ -6,7 +6,9 @@ has known holes (faust-streaming issue #606 on gaps; in 0.15.3 the head-of-queue
 event out of ~40,000 committed without reaching the lake after a kill -9, twice in about thirty
 restarts. With this check in place a CI run showed the cause: after a restart, Faust's table
 recovery resumes the fetcher before it seeks the stream partitions to their committed offsets,
-and the event at the committed offset of one partition never reached the agents.
+and the event at the committed offset of one partition never reached the agents (the
+mechanism, found later: Faust empties the agents' queues when flow resumes, after events were
+put in them and recorded as read; ``streams/transport.py`` now keeps them).
 
 So the agents do not trust that every offset reached them (the intake agent, which archives;
 the device agent, which archives readings and scores them; the customer agent, whose state
