@@ -19,7 +19,7 @@ RETENTION_CAPACITY = 25
 FEATURE_CHUNK_CUSTOMERS = 25_000
 #: Customers per mapped task of the nightly's feature build (FOREWARN_NIGHTLY_SHARD_CUSTOMERS):
 #: each task reads only its customers' events, so its memory is bounded by this.
-NIGHTLY_SHARD_CUSTOMERS = 250_000
+NIGHTLY_SHARD_CUSTOMERS = 100_000
 
 
 def _env(name: str, default: str) -> str:

@@ -80,20 +80,24 @@ def read_customer_tables(
     end: date | None = None,
     columns: dict[str, list[str]] | None = None,
     rows: ds.Expression | None = None,
+    deduplicate: bool = True,
 ) -> dict[str, pa.Table]:
     """The lake's orders, tickets and device-fault alerts as Arrow tables, by topic (with
     ``event_id``, ``event_time`` and the ``columns`` given per topic; default all), the rows
-    ``rows`` holds for when given (a shard's customers)."""
+    ``rows`` holds for when given (a shard's customers); ``deduplicate`` as in
+    ``forewarn.lake.read_events`` (without it, no ``event_id`` unless asked for)."""
     from forewarn.lake import read_events
 
+    kept = ["event_id", "event_time"] if deduplicate else ["event_time"]
     tables = {
         t: read_events(
             lake_dir,
             t,
             start=start,
             end=end,
-            columns=None if columns is None else ["event_id", "event_time", *columns[t]],
+            columns=None if columns is None else [*kept, *columns[t]],
             rows=rows,
+            deduplicate=deduplicate,
         )
         for t in CUSTOMER_TOPICS
     }
@@ -240,8 +244,9 @@ def plan_shards(
     ``shard_customers`` customers (by id order; ``None``: one shard), at the cut-offs
     :func:`cutoffs_until` ``end``. Reads only customer ids and event times. Raises
     ``ValueError`` if there are no events."""
+    # Copies of an event change neither the ids nor the first and last times: not sought.
     tables = read_customer_tables(
-        lake_dir, end=end.date() + timedelta(days=1), columns=PLANNED_COLUMNS
+        lake_dir, end=end.date() + timedelta(days=1), columns=PLANNED_COLUMNS, deduplicate=False
     )
     tables = _before(tables, end)
     stamps = [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]

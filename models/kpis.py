@@ -113,10 +113,10 @@ def _rates_of_day(lake: Path, day: date, start: datetime, end: datetime) -> pd.D
     from forewarn.lake import read_events
 
     until = day + timedelta(days=1)
-    tickets = read_events(
-        lake, "tickets", end=until, columns=["customer_id", "event_time", "category"]
-    )
-    orders = read_events(lake, "orders", end=until, columns=["customer_id", "event_time"])
+    # Copies of an event change no first time and no count of customers: not sought.
+    columns = ["customer_id", "event_time", "category"]
+    tickets = read_events(lake, "tickets", end=until, columns=columns, deduplicate=False)
+    orders = read_events(lake, "orders", end=until, columns=columns[:2], deduplicate=False)
     times = pa.concat_tables(
         [tb.select(["customer_id", "event_time"]) for tb in (tickets, orders)]
     ).filter(pc.less(pc.field("event_time"), pa.scalar(end)))

@@ -44,6 +44,16 @@ def test_replayed_batches_are_read_once(tmp_path):
     assert read_events(tmp_path, "device-telemetry").num_rows == 5
 
 
+def test_reads_that_copies_cannot_change_may_skip_finding_them(tmp_path):
+    events = [factories.telemetry(i) for i in range(5)]
+    LakeWriter(tmp_path).write(events)
+    LakeWriter(tmp_path).write(events[:2])  # a replayed batch
+    copies = read_events(tmp_path, "device-telemetry", columns=["device_id"], deduplicate=False)
+    assert copies.num_rows == 7 and copies.column_names == ["device_id"]
+    once = read_events(tmp_path, "device-telemetry", columns=["device_id"])
+    assert once.num_rows == 5
+
+
 def test_date_range_filter(tmp_path):
     LakeWriter(tmp_path).write([factories.telemetry(i) for i in range(0, 72, 12)])
     start = date(2026, 1, 6)
