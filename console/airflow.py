@@ -176,16 +176,18 @@ def dags_test(settings: Settings, day_after: str, log: Path, *, publish_bootstra
 
 def task_states(log: Path) -> dict[str, str]:
     """Each task's final state as ``airflow dags test`` logged it: the last ``new_state=``
-    before its ``[DAG TEST] end task task_id=...`` line."""
+    before its ``[DAG TEST] end task task_id=...`` line. A mapped task's instances are named
+    by their index (``build_features[0]``): one failed shard must not hide behind another."""
     states: dict[str, str] = {}
     state = "unknown"
     for line in log.read_text(errors="replace").splitlines():
         if "new_state=" in line:
             state = _field(line, "new_state=")
         elif "[DAG TEST] end task" in line:
-            task = _field(line, "task_id=")
+            task, index = _field(line, "task_id="), _field(line, "map_index=")
             if task:
-                states[task] = state
+                mapped = index.lstrip("-").isdigit() and int(index) >= 0
+                states[f"{task}[{index}]" if mapped else task] = state
     return states
 
 

@@ -48,6 +48,12 @@ def test_task_states_from_a_dags_test_log(tmp_path):
         "[info] Task instance state updated new_state=success rows_affected=1\n"
         "[info] [DAG TEST] end task task_id=check_raw_events map_index=-1\n"
         "[info] Task instance state updated new_state=failed rows_affected=1\n"
-        "[info] [DAG TEST] end task task_id=build_features map_index=-1\n"
+        "[info] [DAG TEST] end task task_id=build_features map_index=0\n"
+        "[info] Task instance state updated new_state=success rows_affected=1\n"
+        "[info] [DAG TEST] end task task_id=build_features map_index=1\n"
     )
-    assert task_states(log) == {"check_raw_events": "success", "build_features": "failed"}
+    assert task_states(log) == {
+        "check_raw_events": "success",
+        "build_features[0]": "failed",  # a failed shard stays visible beside a good one
+        "build_features[1]": "success",
+    }
