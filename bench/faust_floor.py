@@ -1,9 +1,11 @@
 """Faust's floor: the rate at which faust-streaming alone hands messages to one agent.
 
-A Faust app whose one agent reads the worker's input topics the way the device agent does
-(``take_events``, same batch size, window and stream buffer) and only counts: no decoding,
-no state, no output. Whatever a Forewarn worker does on top, it cannot be faster than this,
-so bench/stream.py reports it beside the raw aiokafka consumer, in the same run.
+A Faust app whose one agent reads the worker's input topics (``take_events`` of 4,000 events
+within 0.5 s, the worker's stream buffer) and only counts: no decoding, no state, no output.
+This is Faust's per-message floor, which the device agent had before issue 19, reported by
+bench/stream.py beside the raw aiokafka consumer, in the same run. With
+``FOREWARN_FLOOR_RUNS=1`` the app has the worker's transport (streams/transport.py) and telemetry
+comes as runs, one event per partition and fetch: the floor of today's device agent.
 
 Run by bench/stream.py as ``python -m bench.faust_floor worker -l warn`` with
 ``FOREWARN_FLOOR_BOOTSTRAP``, ``FOREWARN_FLOOR_GROUP``, ``FOREWARN_FLOOR_TOTAL`` (messages to
@@ -22,8 +24,12 @@ from pathlib import Path
 import faust
 
 from forewarn.events import INPUT_TOPICS
+from forewarn.events import DeviceTelemetry
 from streams.app import STREAM_BUFFER
-from streams.device_faults.agents import BATCH, BATCH_WITHIN_S
+from streams.transport import install, runs_of
+
+BATCH, BATCH_WITHIN_S = 4000, 0.5
+RUNS = os.environ.get("FOREWARN_FLOOR_RUNS") == "1"
 
 TOTAL = int(os.environ.get("FOREWARN_FLOOR_TOTAL", "0"))
 OUT = Path(os.environ.get("FOREWARN_FLOOR_OUT", "faust-floor.json"))
@@ -40,6 +46,8 @@ app = faust.App(
     # Faust's default is a folder in the current directory; the bench gives it its own.
     datadir=os.environ.get("FOREWARN_FLOOR_DATADIR", tempfile.mkdtemp(prefix="faust-floor-")),
 )
+if RUNS:
+    install(app, batched_topics={DeviceTelemetry.topic})
 inputs = app.topic(*INPUT_TOPICS, internal=False)
 
 
@@ -48,7 +56,7 @@ async def count(stream):  # type: ignore[no-untyped-def]
     seen, started = 0, 0.0
     async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         started = started or time.perf_counter()
-        seen += len(batch)
+        seen += sum(1 for _ in runs_of(e.message for e in batch))
         if seen >= TOTAL:
             rate = seen / (time.perf_counter() - started)
             OUT.write_text(json.dumps({"events": seen, "events_per_s": rate}))

@@ -91,6 +91,9 @@ class Settings:
     # repr=False: Settings are logged and printed; the password must not be.
     kafka_password: str = field(default_factory=lambda: _secret("KAFKA_PASSWORD"), repr=False)
     kafka_ssl_cafile: str = field(default_factory=lambda: _env("KAFKA_SSL_CAFILE", ""))
+    #: How long the worker's fetches wait for data, ms: the floor of an alert's latency when
+    #: the input is quiet (Faust's own 1500 ms is replaced, streams/transport.py).
+    fetch_wait_ms: int = field(default_factory=lambda: int(_env("FETCH_WAIT_MS", "100")))
     #: The nightly: Kafka to announce models and customer values to (empty: files only), the
     #: at-risk list's length, the feature build's chunk and shard sizes, each task's retries.
     publish_bootstrap: str = field(default_factory=lambda: _env("PUBLISH_BOOTSTRAP", ""))

@@ -78,12 +78,19 @@ app = faust.App(
     ],
     origin="streams",
 )
-# Before any topic is declared: the conductor takes the app's transport when first built.
-install_transport(app)
-
 # Topic names come from the contracts (forewarn/events.py), the one place they are defined.
 TELEMETRY, ORDERS, TICKETS, ALERTS = (c.topic for c in (DeviceTelemetry, Order, Ticket, Alert))
+# Before any topic is declared: the conductor takes the app's transport when first built.
+# Readings reach their agent as one run per partition and fetch (streams/transport.py).
+install_transport(app, batched_topics={TELEMETRY}, fetch_wait_ms=settings.fetch_wait_ms)
+
+#: Runs of readings the device agent's queue holds (each up to a fetch of one partition, 4 MiB):
+#: Faust pauses the partition's fetching when it is full.
+TELEMETRY_RUNS_BUFFERED = 16
 telemetry_topic = app.topic(TELEMETRY, internal=False)
+# app.topic takes maxsize but does not pass it on (faust-streaming 0.15.3); agents' queues are
+# made from the topic's.
+telemetry_topic.maxsize = TELEMETRY_RUNS_BUFFERED
 orders_topic = app.topic(ORDERS, internal=False)
 tickets_topic = app.topic(TICKETS, internal=False)
 # The lake also keeps the alerts, so nightly features see device faults as the stream did.

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from forewarn.kafka.admin import committed_offsets
 from forewarn.settings import Settings
 from streams.retry import with_retry
+from streams.transport import RunMessage
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,16 @@ Record = tuple[str, int, int, bytes | None]
 
 
 def records_of(batch: Iterable[Any]) -> list[Record]:
-    """The records of a batch of Faust events (``stream.take_events``)."""
-    return [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+    """The records of a batch of Faust events (``stream.take_events``), a run's
+    (``streams.transport.RunMessage``) expanded into its records."""
+    records: list[Record] = []
+    for event in batch:
+        message = event.message
+        if isinstance(message, RunMessage):
+            records += [(r.topic, r.partition, r.offset, r.value) for r in message.records]
+        else:
+            records.append((message.topic, message.partition, message.offset, event.value))
+    return records
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,6 @@ from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import take_in
 from streams.retry import with_retry
 
-# Readings per batch, below the stream buffer (streams.app.STREAM_BUFFER).
-BATCH = 4000
-# How long a batch waits to fill: the floor of an alert's latency at a steady input rate.
-# 0.05 s cost 30% of the throughput (batches then wait on Faust's message delivery), see
-# docs/benchmarks.md.
-BATCH_WITHIN_S = 0.5
-
 log = logging.getLogger(__name__)
 
 detector = DeviceFaultDetector()
@@ -62,14 +55,16 @@ async def forget_revoked(sender: faust.App, revoked: Iterable[Any], **kwargs: An
 app.on_partitions_revoked.connect(forget_revoked)  # held strongly, as in continuity_of
 
 
-@app.agent(telemetry_topic)
+@app.agent(telemetry_topic, concurrency=1)
 async def track_device_faults(stream):  # type: ignore[no-untyped-def]
-    """Readings in batches: each device's state is read once per batch, its alerts are
-    delivered, then its state is written once (one changelog message per device and batch,
-    not per reading: the changelog was the worker's largest cost, bench/stream.py)."""
-    async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        with fail_stop("scoring a batch of readings"):
-            await score(batch)
+    """Readings in runs: each event is what one fetch gave for one partition
+    (streams/transport.py), acknowledged as one once the block has run. Each device's state is
+    read once per run, its alerts are delivered, then its state is written once (one changelog
+    message per device and run, not per reading: the changelog was the worker's largest cost,
+    bench/stream.py). One actor, so runs are acknowledged in offset order."""
+    async for event in stream.events():
+        with fail_stop("scoring a run of readings"):
+            await score([event])
 
 
 async def score(batch: list[Any]) -> None:

@@ -79,7 +79,6 @@ def outbound():
             stack.enter_context(mock.patch.object(module, "deliver", deliver))
         stack.enter_context(mock.patch.object(intake, "archive", fakes.archive))
         stack.enter_context(mock.patch.object(devices, "partitions_known", mock.AsyncMock()))
-        stack.enter_context(mock.patch.object(devices, "BATCH_WITHIN_S", 0.05))
         stack.enter_context(mock.patch.object(app.producer, "key_partition", _key_partition))
         for table in tables:
             stack.enter_context(mock.patch.object(table, "on_key_set", written(table)))
