@@ -23,8 +23,7 @@ from pathlib import Path
 
 import faust
 
-from forewarn.events import INPUT_TOPICS
-from forewarn.events import DeviceTelemetry
+from forewarn.events import INPUT_TOPICS, DeviceTelemetry
 from streams.app import STREAM_BUFFER
 from streams.transport import install, runs_of
 

@@ -109,3 +109,64 @@ def sample(n: int, seed: int = 0) -> list[tuple[str, bytes]]:
         except InvalidEvent:
             out.append((topic, raw))
     return out
+
+
+#: Values on which a fast reader and pydantic could disagree: time formats, ids with a trailing
+#: newline or other scripts' digits, numbers at the edge of a float, literal NaN.
+EDGE_TIMES = [
+    "2026-01-05T00:00:00Z",
+    "2026-01-05T00:00:00.1234567Z",
+    "2026-01-05T00:00:00.123456+01:00",
+    "2026-01-05t00:00:00z",
+    "2026-01-05 00:00:00Z",
+    "2026-01-05T00:00:00",
+    "2026-01-05",
+    "2026-01-05T00:00:60Z",
+    "2026-01-05T24:00:00Z",
+    "2026-01-05T00:00:00+24:00",
+    "2026-01-05T00:00:00-00:00",
+    "2026-01-05T00:00:00+0100",
+    "1989-12-31T23:59:59Z",
+    "2199-12-31T23:59:59Z",
+    "2200-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-14:00",
+    "2026-02-30T00:00:00Z",
+    "\uff12\uff10\uff12\uff16-01-05T00:00:00Z",  # fullwidth digits
+    "2026-01-05T00:00:00.Z",
+    "2026-01-05T00:00Z",
+    "20260105T000000Z",
+    "2026-01-05T00:00:00\nZ",
+]
+EDGE_IDS = ["D1", "D1\n", "D 1", "", "x" * 64, "x" * 65, "١٢", "D1/D2", "é", "a:b.c-d_e"]
+EDGE_NUMBERS = [0, -0.0, 1, 2**53 + 1, 10**30, 1e308, -1e308, 5e-324, True, None, "1.0", [1.0]]
+
+
+@st.composite
+def near_miss_reading(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A reading with one to three fields set to edge values, sometimes written with literal
+    NaN, duplicate keys or a bool version (what a fast path might read differently)."""
+    data = valid_dict("device-telemetry")
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.sampled_from(["time", "id", "metric", "code", "version", "mode"]))
+        if where == "time":
+            data["event_time"] = draw(st.sampled_from(EDGE_TIMES))
+        elif where == "id":
+            field = draw(st.sampled_from(["event_id", "device_id", "customer_id", "firmware"]))
+            data[field] = draw(st.sampled_from(EDGE_IDS))
+        elif where == "metric":
+            name = draw(st.sampled_from([*EDGE_IDS, "vibration_mm_s"]))
+            data["metrics"] = {**data["metrics"], name: draw(st.sampled_from(EDGE_NUMBERS))}
+        elif where == "code":
+            data["error_codes"] = draw(st.lists(st.sampled_from(EDGE_IDS), max_size=3))
+        elif where == "version":
+            data["schema_version"] = draw(st.sampled_from([1, 1.0, True, "1", 2]))
+        else:
+            data["mode"] = draw(st.sampled_from(["normal", "NORMAL", "self_test", None]))
+    raw = json.dumps(data, allow_nan=True)
+    extra = draw(st.sampled_from(["", "nan", "duplicate"]))
+    if extra == "nan":
+        raw = raw.replace('"metrics": {', '"metrics": {"nan_reading": NaN, ', 1)
+    elif extra == "duplicate":
+        raw = raw.replace('{"schema_version"', '{"device_id": "D2", "schema_version"', 1)
+    return "device-telemetry", raw.encode()
