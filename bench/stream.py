@@ -1,12 +1,14 @@
 """Stream benchmarks on a local broker: throughput, latency and scale-out of the Faust worker.
 
 * throughput: one worker (every detector, the archive and the task sink) drains a pre-filled
-  topic set; baseline: a raw aiokafka consumer that only reads and decodes the same messages,
-  in the same run (the practical ceiling of one Python process). Also in the same run: Faust's
-  floor, a Faust agent that only counts the same messages (bench/faust_floor.py), the ceiling
-  of any Faust agent.
-* latency: the scenario produced at a steady rate; for every alert, the time from its
-  triggering event's produce timestamp to its task being written (the store's history time).
+  topic set; baseline: a raw aiokafka consumer that only reads and validates the same messages
+  (``decode``, the worker's validation), in the same run (the practical ceiling of one Python
+  process). Also in the same run: Faust's per-message floor, a Faust agent that only counts
+  the same messages (bench/faust_floor.py), and the same agent with the worker's transport,
+  where telemetry comes as runs (the floor of today's device agent).
+* latency: the scenario produced at a steady 5,000 and 20,000 events/s; for every alert, the
+  time from its triggering event's produce timestamp to its task being written (the store's
+  history time).
 * scale-out: two workers against one (4 partitions, each on a fresh broker, timed once the
   group is balanced), and proof that every event was processed once (lake rows = distinct
   events = produced, readings scored = readings, no replays, one open task per root cause).
@@ -133,11 +135,13 @@ def raw_consumer_rate(bootstrap: str, total: int) -> float:
     return asyncio.run(consume())
 
 
-def faust_floor_rate(bench: Bench, total: int) -> float:
+def faust_floor_rate(bench: Bench, total: int, runs: bool = False) -> float:
     """Events/s at which Faust alone hands the same messages to one agent that only counts
-    (bench/faust_floor.py): the ceiling of any Faust agent on this machine."""
+    (bench/faust_floor.py): message by message, or with ``runs`` telemetry as runs through the
+    worker's transport."""
     out = bench.folder / f"faust-floor-{time.monotonic_ns()}.json"
     env = os.environ | {
+        "FOREWARN_FLOOR_RUNS": "1" if runs else "0",
         "FOREWARN_FLOOR_BOOTSTRAP": bench.broker.bootstrap,
         "FOREWARN_FLOOR_GROUP": f"faust-floor-{time.monotonic_ns()}",
         "FOREWARN_FLOOR_TOTAL": str(total),
@@ -145,7 +149,8 @@ def faust_floor_rate(bench: Bench, total: int) -> float:
         "FOREWARN_FLOOR_DATADIR": str(out.with_suffix(".data")),
     }
     subprocess.run(
-        [sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn"],
+        # --without-web: the worker command starts Faust's web server whatever the app says.
+        [sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn", "--without-web"],
         env=env,
         cwd=ROOT,
         check=True,
@@ -206,30 +211,40 @@ def once_only(settings: Settings) -> dict[str, float]:
     }
 
 
-def throughput(bench: Bench, total: int) -> Result:
+def throughput(bench: Bench, total: int, readings: int) -> Result:
     raw = raw_consumer_rate(bench.broker.bootstrap, total)
     floor = faust_floor_rate(bench, total)
+    run_floor = faust_floor_rate(bench, total, runs=True)
     ours = worker_rate(bench, total)
     ratio = ours["events_per_s"] / raw
+    readings_per_s = ours["events_per_s"] * readings / total
     return Result(
         name="stream_throughput",
         figures={
             "events": total,
             "events_per_s": round(ours["events_per_s"]),
+            "readings_per_s": round(readings_per_s),
             "peak_mb": round(ours["peak_mb"]),
         },
-        units={"events": "events", "events_per_s": "events/s", "peak_mb": "MiB (worker VmHWM)"},
-        baseline_name="raw aiokafka consumer + decode",
+        units={
+            "events": "events",
+            "events_per_s": "events/s",
+            "readings_per_s": "readings/s (the events' share of telemetry)",
+            "peak_mb": "MiB (worker VmHWM)",
+        },
+        baseline_name="raw aiokafka consumer + the same validation",
         baseline={"events": total, "events_per_s": round(raw)},
         ratio=round(ratio, 3),
         ratio_of="worker events/s / raw consumer events/s",
-        goal=">= 50,000 events/s per worker and >= 0.5 of the raw consumer",
-        goal_met=bool(ours["events_per_s"] >= 50_000 and ratio >= 0.5),
+        goal=">= 80,000 readings/s per worker and >= 0.5 of the raw consumer (issue 19)",
+        goal_met=bool(readings_per_s >= 80_000 and ratio >= 0.5),
         notes={
             # faust-streaming (the design card's stream library) alone, same messages and run.
             "faust_floor_events_per_s": round(floor),
             "faust_floor_of_raw": round(floor / raw, 3),
-            "worker_of_faust_floor": round(ours["events_per_s"] / floor, 3),
+            "faust_run_floor_events_per_s": round(run_floor),
+            "faust_run_floor_of_raw": round(run_floor / raw, 3),
+            "worker_of_run_floor": round(ours["events_per_s"] / run_floor, 3),
             **{k: ours[k] for k in ONCE_KEYS},
         },
     )
@@ -331,9 +346,14 @@ def alert_latencies(bench: Bench, rate: float, n_events: int) -> tuple[list[floa
     return lat, sum(produced.values())
 
 
+#: p99 goals of issue 19 by produced rate, ms.
+LATENCY_GOALS_MS = {5000.0: 100.0, 20000.0: 250.0}
+
+
 def latency(rate: float, n_events: int, sustainable_rate: float | None = None) -> Result:
     """Alert latency at ``rate`` (each run on a broker of its own, so topics start empty);
     with ``sustainable_rate``, also at a rate one worker keeps up with, for the floor."""
+    goal_ms = LATENCY_GOALS_MS.get(rate, 100.0)
     with Bench() as bench:
         lat, events = alert_latencies(bench, rate, n_events)
     p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
@@ -348,7 +368,7 @@ def latency(rate: float, n_events: int, sustainable_rate: float | None = None) -
             **{f"p{q}_ms": round(float(np.percentile(low, q)), 1) for q in (50, 95, 99)},
         }
     return Result(
-        name="latency",
+        name="latency" if rate == 5000.0 else f"latency_{rate / 1000:g}k",
         figures={
             "rate": rate,
             "p50_ms": round(p50, 1),
@@ -357,11 +377,12 @@ def latency(rate: float, n_events: int, sustainable_rate: float | None = None) -
         },
         units={"rate": "events/s produced", "p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms"},
         baseline_name="goal",
-        baseline={"p99_ms": 100.0},
-        ratio=round(p99 / 100.0, 2),
-        ratio_of="p99 / 100 ms goal (<= 1 meets it)",
-        goal="p99 <= 100 ms from event produced to task committed at a steady 5,000 events/s",
-        goal_met=bool(p99 <= 100.0),
+        baseline={"p99_ms": goal_ms},
+        ratio=round(p99 / goal_ms, 2),
+        ratio_of=f"p99 / {goal_ms:g} ms goal (<= 1 meets it)",
+        goal=f"p99 <= {goal_ms:g} ms from event produced to task committed at a steady "
+        f"{rate:,.0f} events/s",
+        goal_met=bool(p99 <= goal_ms),
         notes=notes,
     )
 
@@ -383,11 +404,11 @@ def run(quick: bool = False) -> list[Result]:
     with Bench() as bench:
         produced = fill(bench, total_target)
         total = sum(produced.values())
-        results = [throughput(bench, total)]
+        results = [throughput(bench, total, produced["device-telemetry"])]
     results.append(scale_out(20_000 if quick else 300_000))
-    results.append(
-        latency(5000.0, 10_000, None)
-        if quick
-        else latency(5000.0, 300_000, sustainable_rate=2000.0)
-    )
+    if quick:
+        results.append(latency(5000.0, 10_000))
+    else:
+        results.append(latency(5000.0, 300_000))
+        results.append(latency(20000.0, 600_000))
     return results

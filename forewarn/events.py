@@ -529,5 +529,7 @@ def _printable(text: str) -> str:
 
 
 def event_date(event: Event) -> str:
-    """The lake partition (UTC date of the event time) an event belongs to."""
-    return event.event_time.strftime("%Y-%m-%d")
+    """The lake partition (UTC date of the event time) an event belongs to. ``isoformat``
+    of the date: strftime took 1.5 us per event of the device agent's archive (0.14 here);
+    the same text for every year the contract allows (EVENT_TIME_FLOOR on)."""
+    return event.event_time.date().isoformat()

@@ -61,11 +61,12 @@ from typing import Any
 
 import aiokafka
 import faust
+from faust.sensors.monitor import Monitor as FaustMonitor
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.consumer import ThreadDelegateConsumer, ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from faust.types.tuples import ConsumerMessage
+from faust.types.tuples import ConsumerMessage, Message
 from mode.utils.queues import FlowControlEvent
 
 #: Faust's (and mode's) methods overridden or called here, with their signatures in the pinned
@@ -88,6 +89,10 @@ OVERRIDDEN: dict[tuple[type, str], str] = {
         "(self, transport: 'Transport') -> aiokafka.consumer.consumer.AIOKafkaConsumer"
     ),
     (FlowControlEvent, "resume"): "(self) -> None",
+    (FaustMonitor, "on_message_in"): (
+        "(self, tp: faust.types.tuples.TP, offset: int, message: faust.types.tuples.Message)"
+        " -> None"
+    ),
 }
 #: aiokafka's default wait of a fetch for data, in ms; Faust's 1500 is replaced by this.
 FETCH_WAIT_MS = 100
@@ -215,6 +220,18 @@ class FlowControl(FlowControlEvent):
         self._resume.set()
 
 
+class Monitor(FaustMonitor):
+    """Faust's monitor, counting a run's records as the messages they are
+    (``forewarn_worker_messages_total``, streams/metrics.py)."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        super().on_message_in(tp, offset, message)
+        if isinstance(message, RunMessage):
+            extra = len(message.records) - 1
+            self.messages_received_total += extra
+            self.messages_received_by_topic[tp.topic] += extra
+
+
 def install(
     app: faust.App, batched_topics: Iterable[str] = (), fetch_wait_ms: int = FETCH_WAIT_MS
 ) -> None:
@@ -230,6 +247,7 @@ def install(
     )
     transport = type("Transport", (Transport,), {"Consumer": consumer})
     app.transport = transport(app.conf.broker_consumer, app)
+    app.conf.Monitor = Monitor
     # No loop yet: mode's events take the running loop when first awaited.
     app.flow_control = FlowControl()
 
@@ -247,6 +265,7 @@ __all__ = [
     "OVERRIDDEN",
     "Consumer",
     "FlowControl",
+    "Monitor",
     "Run",
     "RunMessage",
     "Transport",

@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 from faust.types import TP
 
 from streams.app import app, settings, telemetry_topic
-from streams.transport import OVERRIDDEN, Consumer, FlowControl, RunMessage, runs_of
+from streams.transport import OVERRIDDEN, Consumer, FlowControl, Monitor, RunMessage, runs_of
 
 TELEMETRY_3 = TP("device-telemetry", 3)
 ORDERS_0 = TP("orders", 0)
@@ -189,3 +189,13 @@ def test_the_fetch_wait_is_the_setting_not_fausts_fifteen_hundred_ms(consumer):
 
     made = asyncio.get_event_loop().run_until_complete(made())
     assert made._fetch_max_wait_ms == settings.fetch_wait_ms == 100
+
+
+def test_the_monitor_counts_a_runs_records_as_messages(consumer):
+    # forewarn_worker_messages_total{topic} is what operators read as events/s.
+    monitor = app.monitor
+    assert isinstance(monitor, Monitor)
+    before = monitor.messages_received_by_topic["device-telemetry"]
+    run = _fetch(consumer, {TELEMETRY_3: _records(TELEMETRY_3, range(0, 25))})[TELEMETRY_3][0]
+    monitor.on_message_in(TELEMETRY_3, 24, consumer._to_message(TELEMETRY_3, run))
+    assert monitor.messages_received_by_topic["device-telemetry"] - before == 25
