@@ -26,6 +26,7 @@ from streams.device_faults.detector import DeviceFaultDetector
 from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import take_in
 from streams.retry import with_retry
+from streams.tables import stored_table
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,17 @@ detector = DeviceFaultDetector()
 continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 
 
-# Keyed by device_id like its source topic, so a device's state lives in its partition;
-# keys and values go to the changelog as JSON. use_partitioner: the changelog partition comes
-# from the key (the same partitioner as the source topic's producers), not from the event
-# being processed, so a batch can write the states of devices from several partitions.
-device_to_fault_state = app.Table(
-    "device-to-fault-state", default=dict, partitions=PARTITIONS, use_partitioner=True
+# Keyed by device_id; keys and values go to the changelog as JSON. A state goes to the
+# changelog partition of the run being scored (Faust's default for a table: the current
+# event's partition), which is its device's telemetry partition: a run is one partition, and
+# a worker given a partition recovers that changelog partition only. Until issue 19 the
+# changelog partition came from the key (use_partitioner), hashed as JSON text ('"D00013"')
+# where producers hash the bare id: three devices in four had their state in another
+# partition, and a worker taking a partition over started them cold or scored their
+# uncommitted readings again (tests/integration/test_scale_out.py; docs/operations.md has
+# the one-off migration).
+device_to_fault_state = stored_table(
+    app, "device-to-fault-state", default=dict, partitions=PARTITIONS
 )
 
 
@@ -94,6 +100,9 @@ async def score(batch: list[Any]) -> None:
     )
     for device_id, state in outcome.states.items():
         device_to_fault_state[device_id] = state.to_dict()
+    # The run is acknowledged when this returns: its states must be in the changelog by then
+    # (a write that failed raises, and fail_stop stops the worker unacknowledged).
+    await device_to_fault_state.stored()
 
 
 async def publish(alert: Alert) -> None:

@@ -3,10 +3,9 @@
 ``Agent.test_context()`` runs an agent on an in-memory channel, and its tables are the app's
 own (``store='memory://'``): a write goes to the table and queues a changelog message in the
 producer's buffer, which is never started. What needs a broker is swapped out: reading holes
-back (``fill_holes``), delivery, dead letters and the lake are ``AsyncMock``s, and the one
-thing a ``use_partitioner`` table asks the producer (a key's changelog partition) is answered
-with the partitioner's hash. ``fail_stop`` re-raises instead of exiting, so a crash fails the
-test rather than ending pytest.
+back (``fill_holes``), delivery, dead letters, the lake and the wait for changelog writes
+(``stored``) are ``AsyncMock``s. ``fail_stop`` re-raises instead of exiting, so a crash fails
+the test rather than ending pytest.
 
 Faust's ``put`` gives every message the agent's topic name, and a topic of several names has
 none (``<internal>``), so the messages here are built with their source topic, partition and
@@ -25,13 +24,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from aiokafka.partitioner import murmur2
-from faust.types import TP, Message
+from faust.types import Message
 
 import streams.customer_risk.agents as customers
 import streams.device_faults.agents as devices
 import streams.intake.agents as intake
-from forewarn.events import PARTITIONS, encode
+from forewarn.events import encode
 from streams.app import app
 from streams.dead_letters import counters
 from tests.streams.test_customer_determinism import _Flaky
@@ -41,10 +39,6 @@ from tests.utils import factories
 @contextlib.contextmanager
 def _reraise(what: str):
     yield
-
-
-def _key_partition(topic: str, key: bytes) -> TP:
-    return TP(topic, (murmur2(key) & 0x7FFFFFFF) % PARTITIONS)
 
 
 async def _passthrough(continuity, records, counters, agent):
@@ -79,7 +73,11 @@ def outbound():
             stack.enter_context(mock.patch.object(module, "deliver", deliver))
         stack.enter_context(mock.patch.object(intake, "archive", fakes.archive))
         stack.enter_context(mock.patch.object(devices, "partitions_known", mock.AsyncMock()))
-        stack.enter_context(mock.patch.object(app.producer, "key_partition", _key_partition))
+        # The producer never starts here, so no changelog write is ever acknowledged
+        # (tests/integration/test_scale_out.py waits for real ones).
+        stack.enter_context(
+            mock.patch.object(devices.device_to_fault_state, "stored", mock.AsyncMock())
+        )
         for table in tables:
             stack.enter_context(mock.patch.object(table, "on_key_set", written(table)))
             table.data.clear()
