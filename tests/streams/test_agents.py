@@ -24,7 +24,8 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from faust.types import Message
+from aiokafka import ConsumerRecord
+from faust.types import TP, Message
 
 import streams.customer_risk.agents as customers
 import streams.device_faults.agents as devices
@@ -32,6 +33,7 @@ import streams.intake.agents as intake
 from forewarn.events import encode
 from streams.app import app
 from streams.dead_letters import counters
+from streams.transport import RunMessage
 from tests.streams.test_customer_determinism import _Flaky
 from tests.utils import factories
 
@@ -207,6 +209,36 @@ def test_device_agent_archives_scores_and_writes_a_batch(outbound):
     assert [letter[:3] for letter in _letters(outbound)] == [("device-telemetry", 130, "invalid")]
     state = devices.device_to_fault_state["D00001"]
     assert (state["partition"], state["last_offset"]) == (1, 129)
+
+
+def test_device_agent_takes_a_run_as_one_batch_and_writes_states_to_its_partition(outbound):
+    # What the worker's transport delivers: one message for a partition's fetched run. One bad
+    # reading in it is dead-lettered; the rest are archived in one write and scored. D00013's
+    # JSON key hashes to changelog partition 2, its telemetry partition is 1: its state must
+    # go to 1, where the worker that owns the partition recovers it.
+    values = [encode(factories.telemetry(i, device_id="D00013")) for i in range(30)]
+    values[7] = b"not json"
+    records = [
+        ConsumerRecord("device-telemetry", 1, 200 + i, 0, 0, b"D00013", v, None, 6, len(v), ())
+        for i, v in enumerate(values)
+    ]
+    run = RunMessage(TP("device-telemetry", 1), records, app.consumer_generation_id)
+    table = devices.device_to_fault_state
+    table._unstored.clear()
+
+    async def go() -> None:
+        async with devices.track_device_faults.test_context() as agent:
+            agent.to_message = lambda *args, **kwargs: run
+            await asyncio.wait_for(agent.put(value=b"", key=b"D00013"), 5)
+            await _until(lambda: ("state", "D00013") in outbound.log)
+
+    asyncio.run(go())
+    assert outbound.archive.await_count == 1
+    assert _archived(outbound) == [f"D00001-{i}" for i in range(30) if i != 7]  # event ids
+    assert [letter[:3] for letter in _letters(outbound)] == [("device-telemetry", 207, "invalid")]
+    assert (table["D00013"]["partition"], table["D00013"]["last_offset"]) == (1, 229)
+    assert {sent.message.partition for sent in table._unstored} == {1}
+    devices.device_to_fault_state.stored.assert_awaited()
 
 
 def test_intake_agent_archives_the_valid_and_dead_letters_the_rest(outbound):
