@@ -20,11 +20,12 @@ from streams.app import (
     settings,
     telemetry_topic,
 )
+from streams.checkpoint import Checkpoint
 from streams.continuity import continuity_of, fill_holes, records_of
-from streams.dead_letters import counters, dead_letter, reject
+from streams.dead_letters import archive, counters, dead_letter, reject
 from streams.device_faults.detector import DeviceFaultDetector
 from streams.device_faults.step import DeviceFaultStep
-from streams.intake.agents import take_in
+from streams.intake.agents import validate
 from streams.retry import with_retry
 from streams.tables import stored_table
 
@@ -35,19 +36,33 @@ detector = DeviceFaultDetector()
 continuity = continuity_of(app, settings.kafka_bootstrap, settings.group_id)
 
 
-# Keyed by device_id; keys and values go to the changelog as JSON. A state goes to the
-# changelog partition of the run being scored (Faust's default for a table: the current
-# event's partition), which is its device's telemetry partition: a run is one partition, and
-# a worker given a partition recovers that changelog partition only. Until issue 19 the
-# changelog partition came from the key (use_partitioner), hashed as JSON text ('"D00013"')
-# where producers hash the bare id: three devices in four had their state in another
-# partition, and a worker taking a partition over started them cold or scored their
-# uncommitted readings again (tests/integration/test_scale_out.py; docs/operations.md has
-# the one-off migration).
+# Keyed by device_id; keys and values go to the changelog as JSON, each state to its device's
+# telemetry partition (``DeviceState.partition``, written by the checkpoint): a worker given a
+# partition recovers that changelog partition only. Until issue 19 the changelog partition came
+# from the key (use_partitioner), hashed as JSON text ('"D00013"') where producers hash the
+# bare id: three devices in four had their state in another partition, and a worker taking a
+# partition over started them cold or scored their uncommitted readings again
+# (tests/integration/test_scale_out.py; docs/operations.md has the one-off migration).
 device_to_fault_state = stored_table(
     app, "device-to-fault-state", default=dict, partitions=PARTITIONS
 )
 
+
+async def _changelog_known() -> None:
+    # A write that raises would stop the worker; broker trouble waits instead (retry.py).
+    await with_retry(
+        lambda: partitions_known(device_to_fault_state), "changelog metadata", (Exception,), log
+    )
+
+
+#: Seconds a scored run waits for its checkpoint at most, from the checkpoint's first run: what
+#: a crash or a rebalance reads again, never what an alert waits for (streams/checkpoint.py).
+CHECKPOINT_S = 1.0
+#: Readings that make a checkpoint due at once (memory; a lake file's size).
+CHECKPOINT_READINGS = 20_000
+checkpoint = Checkpoint(
+    device_to_fault_state, archive, _changelog_known, CHECKPOINT_S, CHECKPOINT_READINGS
+)
 
 # Readings are scored by a Kafka-free step (the replay and the tests run the same one); its
 # partition clocks are rebuilt from the table when a partition comes back.
@@ -64,20 +79,34 @@ app.on_partitions_revoked.connect(forget_revoked)  # held strongly, as in contin
 @app.agent(telemetry_topic, concurrency=1)
 async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     """Readings in runs: each event is what one fetch gave for one partition
-    (streams/transport.py), acknowledged as one once the block has run. Each device's state is
-    read once per run, its alerts are delivered, then its state is written once (one changelog
-    message per device and run, not per reading: the changelog was the worker's largest cost,
-    bench/stream.py). One actor, so runs are acknowledged in offset order."""
-    async for event in stream.events():
-        with fail_stop("scoring a run of readings"):
-            await score([event])
+    (streams/transport.py). A run is scored at once and its alerts delivered; its readings
+    and states are stored at the next checkpoint, which acknowledges it (streams/checkpoint.py).
+    One actor, so runs are acknowledged in offset order."""
+    async for run in stream.noack().events():
+        async with checkpoint.lock:
+            with fail_stop("scoring a run of readings"):
+                await score(run)
+                if checkpoint.due():
+                    counters["archived"] += await checkpoint.store()
 
 
-async def score(batch: list[Any]) -> None:
-    """Take in, score and dead-letter one batch; deliver its alerts, then write its states."""
-    records = await fill_holes(continuity, records_of(batch), counters, "telemetry")
-    # Archived (and the invalid dead-lettered) before any is scored or the batch acked.
-    taken = await take_in(records)
+@app.timer(CHECKPOINT_S / 4)
+async def checkpoint_when_quiet() -> None:
+    """A checkpoint due while no run follows (a quiet stream, or a rebalance that waits for
+    every run to be acknowledged) is made here."""
+    async with checkpoint.lock:
+        if checkpoint.due():
+            with fail_stop("storing a checkpoint of the device agent"):
+                counters["archived"] += await checkpoint.store()
+
+
+async def score(run: Any) -> None:
+    """Validate and score one run: dead letters and alerts go out now, its readings and
+    states to the checkpoint. Each device's state is read once per run and its alerts are
+    delivered before the checkpoint that stores the state remembering them."""
+    records = await fill_holes(continuity, records_of([run]), counters, "telemetry")
+    taken, invalid = validate(records)
+    await reject(invalid, "invalid")
     sources = {(p, o): (t, value) for (t, p, o, value), _ in taken}
     outcome = step.run((p, o, reading) for (_, p, o, _), reading in taken)
     counters["telemetry.processed"] += outcome.counts["processed"]
@@ -91,18 +120,8 @@ async def score(batch: list[Any]) -> None:
     await reject(letters, "refused")
     for alert in outcome.alerts:
         await publish(alert)  # delivered before the states that remember them
-    # A write that raises would end the agent and acknowledge the batch unscored.
-    await with_retry(
-        lambda: partitions_known(device_to_fault_state),
-        "changelog metadata",
-        (Exception,),
-        log,
-    )
-    for device_id, state in outcome.states.items():
-        device_to_fault_state[device_id] = state.to_dict()
-    # The run is acknowledged when this returns: its states must be in the changelog by then
-    # (a write that failed raises, and fail_stop stops the worker unacknowledged).
-    await device_to_fault_state.stored()
+    states = {key: (state.partition, state.to_dict()) for key, state in outcome.states.items()}
+    checkpoint.add(run, [reading for _, reading in taken], states)
 
 
 async def publish(alert: Alert) -> None:

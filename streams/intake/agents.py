@@ -13,7 +13,7 @@ Faust's offset bookkeeping has holes).
 
 from __future__ import annotations
 
-from forewarn.events import Event, InvalidEvent, decode
+from forewarn.events import DeadLetter, Event, InvalidEvent, decode
 from streams.app import app, fail_stop, intake_topics, settings
 from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.dead_letters import archive, counters, dead_letter, reject
@@ -37,6 +37,18 @@ async def take_in(records: list[Record]) -> list[tuple[Record, Event]]:
 
     Good events go to the lake first, whatever is wrong with their neighbours: one bad
     message never costs the batch (docs/reliability.md)."""
+    good, letters = validate(records)
+    if good:
+        await archive([event for _, event in good])
+        counters["archived"] += len(good)
+    await reject(letters, "invalid")
+    return good
+
+
+def validate(records: list[Record]) -> tuple[list[tuple[Record, Event]], list[DeadLetter]]:
+    """The valid events of ``records`` with their records, in order, and a dead letter for
+    each invalid one. Stores nothing: :func:`take_in` does, and the device agent, which
+    archives at its checkpoints (streams/checkpoint.py)."""
     good: list[tuple[Record, Event]] = []
     letters = []
     for record in records:
@@ -45,8 +57,4 @@ async def take_in(records: list[Record]) -> list[tuple[Record, Event]]:
             good.append((record, decode(topic, value)))
         except InvalidEvent as exc:
             letters.append(dead_letter(topic, partition, offset, value, str(exc)))
-    if good:
-        await archive([event for _, event in good])
-        counters["archived"] += len(good)
-    await reject(letters, "invalid")
-    return good
+    return good, letters

@@ -74,19 +74,42 @@ def outbound():
         for module in (customers, devices):
             stack.enter_context(mock.patch.object(module, "deliver", deliver))
         stack.enter_context(mock.patch.object(intake, "archive", fakes.archive))
-        stack.enter_context(mock.patch.object(devices, "partitions_known", mock.AsyncMock()))
+        # The device agent stores at its checkpoints: one after every run here.
+        checkpoint = devices.checkpoint
+        stack.enter_context(mock.patch.object(checkpoint, "archive", fakes.archive))
+        stack.enter_context(mock.patch.object(checkpoint, "before_changelog", mock.AsyncMock()))
+        stack.enter_context(mock.patch.object(checkpoint, "every_s", 0.0))
         # The producer never starts here, so no changelog write is ever acknowledged
         # (tests/integration/test_scale_out.py waits for real ones).
         stack.enter_context(
             mock.patch.object(devices.device_to_fault_state, "stored", mock.AsyncMock())
         )
+        device_changelog = devices.device_to_fault_state.send_changelog
+
+        def device_state_sent(partition, key, value):
+            log.append(("state", key))
+            return device_changelog(partition, key, value)
+
+        stack.enter_context(
+            mock.patch.object(devices.device_to_fault_state, "send_changelog", device_state_sent)
+        )
+        stack.enter_context(
+            mock.patch.object(
+                customers.customer_to_risk_state,
+                "on_key_set",
+                written(customers.customer_to_risk_state),
+            )
+        )
         for table in tables:
-            stack.enter_context(mock.patch.object(table, "on_key_set", written(table)))
             table.data.clear()
         devices.step.forget()
         yield fakes
         for table in tables:
             table.data.clear()
+        checkpoint.runs.clear()
+        checkpoint.readings.clear()
+        checkpoint.dirty.clear()
+        checkpoint.since = None
 
 
 async def _put(agent, topic: str, partition: int, offset: int, key: str, value: bytes) -> None:
