@@ -1,9 +1,11 @@
 """Intake: validate every source event once, dead-letter the bad ones, archive the good ones.
 
-:func:`take_in` is the one way a batch comes in: decoded once, bad messages dead-lettered
-(exactly one dead letter each), good events archived, and only then handed on. The intake agent
-runs it on orders, tickets and alerts; the device agent runs it on readings, which it scores
-too (one decode and one Faust stream per reading instead of two: docs/benchmarks.md).
+:func:`validate` is the one way a batch is decoded (exactly one dead letter for each bad
+message) and :func:`take_in` the one way it comes in: validated, good events archived, bad ones
+dead-lettered, and only then handed on. The intake agent runs it on orders, tickets and alerts;
+the device agent validates readings itself, dead-letters the bad ones at once and archives the
+good ones at its checkpoints (streams/checkpoint.py), with the same decode and one Faust stream
+per reading.
 
 Batches come from ``take_events``, and Faust acks a batch only after its block has run, so a
 source offset is committed only once its event is in the lake (or in the dead-letter topic).
