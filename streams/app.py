@@ -121,14 +121,15 @@ async def deliver(topic: faust.types.TopicT, key: bytes, value: bytes) -> None:
 async def partitions_known(table: faust.types.TableT) -> None:
     """Wait until the producer knows the partitions of ``table``'s changelog topic.
 
-    A table with ``use_partitioner=True`` asks the producer's partitioner for each write's
-    partition, synchronously, from the producer's cached metadata; a changelog topic created
-    at startup can be missing from it (Kafka's metadata lags the topic's creation), and the
-    write then raises ``TypeError: 'NoneType' object is not iterable`` in aiokafka's
-    ``_partition``. That crashed the device agent five times in one CI run, each crash
-    acknowledging a batch that was never scored (a third of the readings: issue 14, the
-    scale-out test's alert counts). aiokafka's ``partitions_for`` fetches the topic's metadata
-    and keeps it in the producer's metadata from then on; a no-op once known.
+    A changelog topic created at startup can be missing from the producer's metadata (Kafka's
+    metadata lags the topic's creation). When the device table asked the producer's
+    partitioner for each write's partition (``use_partitioner=True``, until issue 19), the
+    write then raised ``TypeError: 'NoneType' object is not iterable`` in aiokafka's
+    ``_partition``, which crashed the device agent five times in one CI run (issue 14). Its
+    checkpoints now give each write's partition, but still call this first, under retry: a
+    broker that cannot tell the topic's partitions is waited for there, instead of failing
+    the checkpoint's sends. aiokafka's ``partitions_for`` fetches the topic's metadata and
+    keeps it from then on; a no-op once known.
     """
     # Faust's producer has no public way to reach aiokafka's metadata wait.
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]

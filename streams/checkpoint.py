@@ -79,7 +79,8 @@ class Checkpoint:
             self.since = self.clock()
 
     def due(self) -> bool:
-        if not self.runs or self.since is None:
+        """Whether runs are held and ``every_s`` has passed or ``max_readings`` are held."""
+        if self.since is None:  # set by the first run added, cleared by store
             return False
         return len(self.readings) >= self.max_readings or self.clock() - self.since >= self.every_s
 

@@ -86,8 +86,7 @@ async def track_device_faults(stream):  # type: ignore[no-untyped-def]
         async with checkpoint.lock:
             with fail_stop("scoring a run of readings"):
                 await score(run)
-                if checkpoint.due():
-                    counters["archived"] += await checkpoint.store()
+                await store_if_due()
 
 
 @app.timer(CHECKPOINT_S / 4)
@@ -95,9 +94,14 @@ async def checkpoint_when_quiet() -> None:
     """A checkpoint due while no run follows (a quiet stream, or a rebalance that waits for
     every run to be acknowledged) is made here."""
     async with checkpoint.lock:
-        if checkpoint.due():
-            with fail_stop("storing a checkpoint of the device agent"):
-                counters["archived"] += await checkpoint.store()
+        with fail_stop("storing a checkpoint of the device agent"):
+            await store_if_due()
+
+
+async def store_if_due() -> None:
+    """Make the checkpoint if it is due (the caller holds its lock)."""
+    if checkpoint.due():
+        counters["archived"] += await checkpoint.store()
 
 
 async def score(run: Any) -> None:
