@@ -255,6 +255,18 @@ def _shot(driver, folder: Path, name: str, width: int) -> Path:
     return path
 
 
+def _submit(driver, wait: WebDriverWait, button_id: str) -> None:
+    """Click a button that posts a form, and wait until the page it leaves is gone.
+
+    Without the wait, a lookup right after the click can find an element of the old page (the
+    task page shows ``#message`` before and after) and read it while it is unloaded: Chromium
+    then fails with "Node with given id does not belong to the document" (CI, stop 22).
+    """
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, button_id).click()
+    wait.until(ec.staleness_of(page))
+
+
 def _login(driver, url: str, token: str) -> WebDriverWait:
     wait = WebDriverWait(driver, 15)
     driver.get(f"{url}/login")
@@ -283,7 +295,7 @@ def test_technician_opens_todays_first_visit_and_records_fixed(server, browser, 
     if browser.find_elements(By.ID, "linked-outcomes"):  # one contact covers both
         browser.find_element(By.ID, "linked-customer_kept").click()
     browser.find_element(By.ID, "note").send_keys("Replaced the inverter fan; running quietly.")
-    browser.find_element(By.ID, "record").click()
+    _submit(browser, wait, "record")
     message = wait.until(ec.presence_of_element_located((By.ID, "message")))
     assert message.text.startswith("Recorded: fixed.")
     (done,) = [t for t in store.tasks(kind="visit") if t.status == "done"]
@@ -296,7 +308,7 @@ def test_dispatcher_filters_reassigns_and_reschedules(server, browser, shots):  
     wait = _login(browser, url, tokens["dispatcher"])
     Select(browser.find_element(By.ID, "f-territory")).select_by_value("north")
     Select(browser.find_element(By.ID, "f-severity")).select_by_value("critical")
-    browser.find_element(By.ID, "apply").click()
+    _submit(browser, wait, "apply")
     wait.until(ec.presence_of_element_located((By.ID, "clear")))
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.task-row")
     assert rows and all("north/" in r.text and "critical" in r.text for r in rows)
@@ -304,18 +316,18 @@ def test_dispatcher_filters_reassigns_and_reschedules(server, browser, shots):  
     rows[0].find_element(By.CSS_SELECTOR, "a.task-link").click()
     wait.until(ec.presence_of_element_located((By.ID, "assign-form")))
     Select(browser.find_element(By.ID, "assignee")).select_by_value("tara")
-    browser.find_element(By.ID, "assign").click()
+    _submit(browser, wait, "assign")
     assert (
         "Assigned to tara." in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
     )
     Select(browser.find_element(By.ID, "assignee")).select_by_value("tom")
     browser.find_element(By.ID, "assign-note").send_keys("tara is on another call-out")
-    browser.find_element(By.ID, "assign").click()
+    _submit(browser, wait, "assign")
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Assigned to tom."))
     due = browser.find_element(By.ID, "due_at")
     browser.execute_script("arguments[0].value = '2026-12-01T10:30'", due)
     browser.find_element(By.ID, "reschedule-reason").send_keys("customer at work until Tuesday")
-    browser.find_element(By.ID, "reschedule").click()
+    _submit(browser, wait, "reschedule")
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Rescheduled to"))
     history = browser.find_element(By.ID, "history").text
     assert "dana · assigned → tara" in history and "dana · assigned → tom" in history
@@ -338,7 +350,7 @@ def test_retention_agent_works_the_top_customer(server, browser, shots):  # noqa
     if browser.find_elements(By.ID, "linked-outcomes"):
         browser.find_element(By.ID, "linked-not_discussed").click()
     browser.find_element(By.ID, "note").send_keys("Goodwill credit of 30 EUR; staying.")
-    browser.find_element(By.ID, "record").click()
+    _submit(browser, wait, "record")
     assert (
         "Recorded: customer kept."
         in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
@@ -363,7 +375,7 @@ def test_support_agent_replies_within_the_sla(server, browser, shots):  # noqa: 
     )
     browser.find_element(By.ID, "outcome-replied").click()
     _shot(browser, shots, "task-support", 1400)
-    browser.find_element(By.ID, "record").click()
+    _submit(browser, wait, "record")
     assert (
         "Recorded: replied." in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
     )
