@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from PIL import Image
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -34,6 +35,7 @@ from tests.outreach.test_browser import browser  # noqa: F401  (the headless Chr
 from tests.utils import factories
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+PAGE_WAIT_S = 15  # seconds a page may take to load on a loaded CI machine
 NAMES = [
     "Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov",
     "Donald Knuth", "Frances Allen", "John Backus", "Radia Perlman", "Ken Thompson",
@@ -255,20 +257,26 @@ def _shot(driver, folder: Path, name: str, width: int) -> Path:
     return path
 
 
-def _submit(driver, wait: WebDriverWait, button_id: str) -> None:
-    """Click a button that posts a form, and wait until the page it leaves is gone.
+def _submit(driver, button_id: str) -> None:
+    """Click a button that posts a form, and wait until the page it leads to has loaded.
 
     Without the wait, a lookup right after the click can find an element of the old page (the
     task page shows ``#message`` before and after) and read it while it is unloaded: Chromium
-    then fails with "Node with given id does not belong to the document" (CI, stop 22).
+    then fails with "Node with given id does not belong to the document" (CI, stop 22). The
+    same error can come from any command sent mid-navigation, so the wait asks the page itself
+    (a mark the old page carries and the new one does not) and lets that error pass.
     """
-    page = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.forewarnLeaving = true")
     driver.find_element(By.ID, button_id).click()
-    wait.until(ec.staleness_of(page))
+    WebDriverWait(driver, PAGE_WAIT_S, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return !window.forewarnLeaving && document.readyState === 'complete'"
+        )
+    )
 
 
 def _login(driver, url: str, token: str) -> WebDriverWait:
-    wait = WebDriverWait(driver, 15)
+    wait = WebDriverWait(driver, PAGE_WAIT_S)
     driver.get(f"{url}/login")
     wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(token)
     driver.find_element(By.ID, "login").click()
@@ -295,7 +303,7 @@ def test_technician_opens_todays_first_visit_and_records_fixed(server, browser, 
     if browser.find_elements(By.ID, "linked-outcomes"):  # one contact covers both
         browser.find_element(By.ID, "linked-customer_kept").click()
     browser.find_element(By.ID, "note").send_keys("Replaced the inverter fan; running quietly.")
-    _submit(browser, wait, "record")
+    _submit(browser, "record")
     message = wait.until(ec.presence_of_element_located((By.ID, "message")))
     assert message.text.startswith("Recorded: fixed.")
     (done,) = [t for t in store.tasks(kind="visit") if t.status == "done"]
@@ -308,7 +316,7 @@ def test_dispatcher_filters_reassigns_and_reschedules(server, browser, shots):  
     wait = _login(browser, url, tokens["dispatcher"])
     Select(browser.find_element(By.ID, "f-territory")).select_by_value("north")
     Select(browser.find_element(By.ID, "f-severity")).select_by_value("critical")
-    _submit(browser, wait, "apply")
+    _submit(browser, "apply")
     wait.until(ec.presence_of_element_located((By.ID, "clear")))
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.task-row")
     assert rows and all("north/" in r.text and "critical" in r.text for r in rows)
@@ -316,18 +324,18 @@ def test_dispatcher_filters_reassigns_and_reschedules(server, browser, shots):  
     rows[0].find_element(By.CSS_SELECTOR, "a.task-link").click()
     wait.until(ec.presence_of_element_located((By.ID, "assign-form")))
     Select(browser.find_element(By.ID, "assignee")).select_by_value("tara")
-    _submit(browser, wait, "assign")
+    _submit(browser, "assign")
     assert (
         "Assigned to tara." in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
     )
     Select(browser.find_element(By.ID, "assignee")).select_by_value("tom")
     browser.find_element(By.ID, "assign-note").send_keys("tara is on another call-out")
-    _submit(browser, wait, "assign")
+    _submit(browser, "assign")
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Assigned to tom."))
     due = browser.find_element(By.ID, "due_at")
     browser.execute_script("arguments[0].value = '2026-12-01T10:30'", due)
     browser.find_element(By.ID, "reschedule-reason").send_keys("customer at work until Tuesday")
-    _submit(browser, wait, "reschedule")
+    _submit(browser, "reschedule")
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Rescheduled to"))
     history = browser.find_element(By.ID, "history").text
     assert "dana · assigned → tara" in history and "dana · assigned → tom" in history
@@ -350,7 +358,7 @@ def test_retention_agent_works_the_top_customer(server, browser, shots):  # noqa
     if browser.find_elements(By.ID, "linked-outcomes"):
         browser.find_element(By.ID, "linked-not_discussed").click()
     browser.find_element(By.ID, "note").send_keys("Goodwill credit of 30 EUR; staying.")
-    _submit(browser, wait, "record")
+    _submit(browser, "record")
     assert (
         "Recorded: customer kept."
         in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
@@ -375,7 +383,7 @@ def test_support_agent_replies_within_the_sla(server, browser, shots):  # noqa: 
     )
     browser.find_element(By.ID, "outcome-replied").click()
     _shot(browser, shots, "task-support", 1400)
-    _submit(browser, wait, "record")
+    _submit(browser, "record")
     assert (
         "Recorded: replied." in wait.until(ec.presence_of_element_located((By.ID, "message"))).text
     )
