@@ -15,6 +15,7 @@ and raises if one failed, so the caller fails instead of acknowledging.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -33,12 +34,12 @@ class StoredTable(faust.Table):
         self._unstored.append(sent)
         return sent
 
-    async def stored(self) -> None:
-        """Return once the broker holds every changelog write made so far (Faust's futures
-        resolve on the broker's acknowledgement); raise the first failure."""
+    def stored(self) -> Awaitable[Any]:
+        """What resolves once the broker holds every changelog write made so far (Faust's
+        futures resolve on the broker's acknowledgement), or raises the first failure. The
+        writes are taken now; later ones are not waited for."""
         pending, self._unstored = self._unstored, []
-        if pending:
-            await asyncio.gather(*pending)
+        return asyncio.gather(*pending)
 
 
 def stored_table(app: faust.App, name: str, **kwargs: Any) -> StoredTable:

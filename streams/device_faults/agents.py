@@ -23,7 +23,7 @@ from streams.app import (
 from streams.checkpoint import Checkpoint
 from streams.continuity import continuity_of, fill_holes, records_of
 from streams.dead_letters import archive, counters, dead_letter, reject
-from streams.device_faults.detector import DeviceFaultDetector
+from streams.device_faults.detector import DeviceFaultDetector, DeviceState
 from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import validate
 from streams.retry import with_retry
@@ -61,16 +61,24 @@ CHECKPOINT_S = 1.0
 #: Readings that make a checkpoint due at once (memory; a lake file's size).
 CHECKPOINT_READINGS = 20_000
 checkpoint = Checkpoint(
-    device_to_fault_state, archive, _changelog_known, CHECKPOINT_S, CHECKPOINT_READINGS
+    device_to_fault_state,
+    archive,
+    _changelog_known,
+    CHECKPOINT_S,
+    CHECKPOINT_READINGS,
+    encode=DeviceState.to_dict,
 )
 
 # Readings are scored by a Kafka-free step (the replay and the tests run the same one); its
-# partition clocks are rebuilt from the table when a partition comes back.
-step = DeviceFaultStep(device_to_fault_state, detector=detector)
+# partition clocks are rebuilt from the table when a partition comes back. It reads the states
+# the checkpoint holds before the table's.
+step = DeviceFaultStep(device_to_fault_state, detector=detector, held=checkpoint.held)
 
 
 async def forget_revoked(sender: faust.App, revoked: Iterable[Any], **kwargs: Any) -> None:
-    step.forget(tp.partition for tp in revoked if tp.topic == telemetry_topic.get_topic_name())
+    partitions = {tp.partition for tp in revoked if tp.topic == telemetry_topic.get_topic_name()}
+    step.forget(partitions)
+    checkpoint.settle(lambda state: state.partition in partitions)
 
 
 app.on_partitions_revoked.connect(forget_revoked)  # held strongly, as in continuity_of
@@ -99,7 +107,9 @@ async def checkpoint_when_quiet() -> None:
 
 
 async def store_if_due() -> None:
-    """Make the checkpoint if it is due (the caller holds its lock)."""
+    """Make the checkpoint if it is due (the caller holds its lock); raise if the last one
+    failed."""
+    checkpoint.raise_failure()
     if checkpoint.due():
         counters["archived"] += await checkpoint.store()
 
@@ -124,7 +134,7 @@ async def score(run: Any) -> None:
     await reject(letters, "refused")
     for alert in outcome.alerts:
         await publish(alert)  # delivered before the states that remember them
-    states = {key: (state.partition, state.to_dict()) for key, state in outcome.states.items()}
+    states = {key: (state.partition, state) for key, state in outcome.states.items()}
     checkpoint.add(run, [reading for _, reading in taken], states)
 
 

@@ -89,6 +89,9 @@ class DeviceFaultStep:
     detector : DeviceFaultDetector, optional
     clock : callable, optional
         Epoch seconds now; no partition's silence clock passes it (``math.inf`` for none).
+    held : Mapping[str, DeviceState], optional
+        States newer than the store's, by device id: read before the store (the agent's
+        checkpoint holds the states its runs changed until it writes them).
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class DeviceFaultStep:
         *,
         detector: DeviceFaultDetector | None = None,
         clock: Callable[[], float] = time.time,
+        held: Mapping[str, DeviceState] | None = None,
     ) -> None:
         self.store = store
+        self.held = held if held is not None else {}
         self.detector = detector or DeviceFaultDetector()
         self.clock = clock
         self._clocks: dict[int, float | None] = {}  # derived from the store, see forget()
@@ -152,7 +157,10 @@ class DeviceFaultStep:
     def _state(self, device_id: str, states: dict[str, DeviceState]) -> DeviceState:
         state = states.get(device_id)
         if state is None:
-            state = states[device_id] = DeviceState.from_dict(self.store.get(device_id))
+            state = self.held.get(device_id)
+            if state is None:
+                state = DeviceState.from_dict(self.store.get(device_id))
+            states[device_id] = state
         return state
 
     def _partition_clock(self, partition: int, states: dict[str, DeviceState]) -> float | None:
@@ -163,12 +171,17 @@ class DeviceFaultStep:
         return self._clocks[partition]
 
     def _devices(self, partition: int, states: dict[str, DeviceState]) -> Iterable[DeviceState]:
-        """The partition's devices: the batch's states, then the store's others (loaded)."""
+        """The partition's devices: the batch's states, the held ones, then the store's others
+        (loaded)."""
         for state in list(states.values()):
             if state.partition == partition:
                 yield state
+        for device_id, state in list(self.held.items()):
+            if device_id not in states and state.partition == partition:
+                yield state
         for device_id, data in list(self.store.items()):
-            if device_id not in states and data.get("partition") == partition:
+            fresh = device_id not in states and device_id not in self.held
+            if fresh and data.get("partition") == partition:
                 yield DeviceState.from_dict(data)
 
     def _scan(self, partition: int, at: float, states: dict[str, DeviceState]) -> list[Alert]:

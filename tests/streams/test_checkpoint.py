@@ -1,6 +1,7 @@
 """The device agent's checkpoint (streams/checkpoint.py): a run's states are readable at once,
 stored with its readings only when the checkpoint is due, and the runs are acknowledged after
-the lake and the broker hold both, in order; a changelog write that fails acknowledges nothing.
+the lake and the broker hold both, in order, while the next runs are scored; a changelog write
+that fails acknowledges nothing.
 
 The table is a stand-in with the three things the checkpoint uses (a local store, changelog
 sends, the wait for them): the real one is exercised by tests/streams/test_agents.py and,
@@ -29,6 +30,13 @@ class Table:
         self.log.append(("stored",))
 
 
+async def _store(cp: Checkpoint) -> int:
+    """Store the checkpoint and wait for its acknowledgements (the agent does not wait)."""
+    stored = await cp.store()
+    await cp.acknowledged()
+    return stored
+
+
 class Run:
     def __init__(self, name: str, log: list) -> None:
         self.name, self.log = name, log
@@ -48,17 +56,20 @@ def _checkpoint(log, now, fail=False, every_s=1.0, max_readings=100):
     return Checkpoint(table, archive, before_changelog, every_s, max_readings, lambda: now[0])
 
 
-def test_states_are_readable_at_once_and_stored_with_the_readings_when_due():
+def test_states_are_held_and_stored_encoded_with_the_readings_when_due():
     log, now = [], [10.0]
     cp = _checkpoint(log, now)
+    held = cp.held  # what the step reads before the table
     cp.add(Run("r1", log), ["a", "b"], {"D1": (2, {"n": 1})})
-    assert cp.table.data["D1"] == {"n": 1} and log == [], "nothing stored before it is due"
+    assert held["D1"] == {"n": 1} and log == [], "nothing stored before it is due"
+    assert "D1" not in cp.table.data, "the table gets states at the checkpoint"
     now[0] = 10.5
     cp.add(Run("r2", log), ["c"], {"D1": (2, {"n": 2}), "D2": (3, {"n": 1})})
     assert not cp.due()
     now[0] = 11.0
     assert cp.due()
-    assert asyncio.run(cp.store()) == 3
+    assert asyncio.run(_store(cp)) == 3
+    assert cp.table.data == {"D1": {"n": 2}, "D2": {"n": 1}} and held == {}, "the same dict"
     # Lake, then every changed state once (its latest), awaited, then the runs in order.
     assert log == [
         ("lake", ["a", "b", "c"]),
@@ -69,7 +80,7 @@ def test_states_are_readable_at_once_and_stored_with_the_readings_when_due():
         ("ack", "r1"),
         ("ack", "r2"),
     ]
-    assert not cp.due() and asyncio.run(cp.store()) == 0
+    assert not cp.due() and asyncio.run(_store(cp)) == 0
 
 
 def test_enough_readings_make_it_due_at_once():
@@ -86,5 +97,80 @@ def test_a_changelog_that_cannot_be_written_acknowledges_nothing():
     cp = _checkpoint(log, now, fail=True, every_s=0.0)
     cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})})
     with pytest.raises(ConnectionError):
-        asyncio.run(cp.store())
+        asyncio.run(_store(cp))
+    assert not [entry for entry in log if entry[0] == "ack"]
+
+
+def test_a_state_changed_by_many_runs_is_encoded_once_per_checkpoint():
+    log, now, encoded = [], [0.0], []
+    cp = _checkpoint(log, now)
+
+    def encode(state):
+        encoded.append(state["n"])
+        return {"n": state["n"], "encoded": True}
+
+    cp.encode = encode
+    state = {"n": 0}
+    for run in range(5):
+        state["n"] = run  # the step changes the held object in place
+        cp.add(Run(f"r{run}", log), ["x"], {"D1": (1, state)})
+    assert cp.held["D1"] is state and encoded == []
+    asyncio.run(_store(cp))
+    assert encoded == [4] and cp.table.data["D1"] == {"n": 4, "encoded": True}
+    assert ("changelog", 1, "D1", {"n": 4, "encoded": True}) in log
+
+
+def test_settled_states_go_to_the_table_and_the_checkpoint_sends_what_the_table_holds():
+    log, now = [], [0.0]
+    cp = _checkpoint(log, now)
+    cp.add(Run("r1", log), ["x"], {"D1": (1, {"n": 1, "p": 1}), "D2": (2, {"n": 1, "p": 2})})
+    cp.settle(lambda state: state["p"] == 1)  # partition 1 revoked
+    assert cp.table.data == {"D1": {"n": 1, "p": 1}} and list(cp.held) == ["D2"]
+    cp.table.data["D1"] = {"n": 7, "p": 1}  # recovered: another worker's newer state
+    asyncio.run(_store(cp))
+    assert ("changelog", 1, "D1", {"n": 7, "p": 1}) in log
+    assert ("changelog", 2, "D2", {"n": 1, "p": 2}) in log
+
+
+def test_runs_are_acknowledged_when_the_broker_holds_their_states_and_scoring_goes_on_meanwhile():
+    log, now = [], [0.0]
+    cp = _checkpoint(log, now, every_s=0.0)
+
+    async def scenario():
+        held = asyncio.Event()  # set when the broker holds the records
+
+        async def stored():
+            await held.wait()
+            log.append(("stored",))
+
+        cp.table.stored = stored
+        cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})})
+        assert await cp.store() == 1
+        cp.add(Run("r2", log), ["b"], {"D1": (0, {"n": 2})})  # scored while r1's states travel
+        await asyncio.sleep(0.01)
+        assert ("ack", "r1") not in log, "not before the broker holds its states"
+        second = asyncio.ensure_future(cp.store())
+        await asyncio.sleep(0.01)
+        assert not second.done(), "the next checkpoint waits for the last one's acks"
+        held.set()
+        await second
+        await cp.acknowledged()
+        acks = [entry for entry in log if entry[0] in ("ack", "stored")]
+        assert acks == [("stored",), ("ack", "r1"), ("stored",), ("ack", "r2")]
+
+    asyncio.run(scenario())
+
+
+def test_a_failure_after_store_returned_is_raised_by_the_timers_check():
+    log, now = [], [0.0]
+    cp = _checkpoint(log, now, fail=True, every_s=0.0)
+
+    async def scenario():
+        cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})})
+        await cp.store()
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionError):
+            cp.raise_failure()
+
+    asyncio.run(scenario())
     assert not [entry for entry in log if entry[0] == "ack"]
