@@ -34,6 +34,7 @@ False
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -326,6 +327,15 @@ class DeviceState:
         rest = {k: v for k, v in data.items() if k in _DEVICE_FIELDS}
         counters = dict(data.get("counters", {}))
         return cls(metrics=metrics, codes=codes, counters=counters, **rest)
+
+    def to_silence(self) -> dict[str, Any]:
+        """The fields silence is judged on, as ``to_dict`` names them."""
+        return {
+            "last_seen": self.last_seen,
+            "interval": self.interval,
+            "silence_alerted": self.silence_alerted,
+            "last_mode": self.last_mode,
+        }
 
     def fault_codes(self) -> list[str]:
         """The fault codes within the window, oldest first (one entry per time raised)."""
@@ -782,12 +792,11 @@ class DeviceFaultDetector:
         unit's usual interval, and at least ``silence_hours_min``. Devices in maintenance when
         they went quiet are left alone; one alert per silent spell.
         """
-        if state.last_seen is None or state.silence_alerted or state.last_mode != "normal":
+        at = now.timestamp()
+        if not self.silent(state.to_silence(), at):
             return None
-        quiet = now.timestamp() - state.last_seen
-        limit = max(self.silence_hours_min * 3600, self.silence_intervals * state.interval)
-        if state.interval == 0 or quiet < limit:
-            return None
+        assert state.last_seen is not None  # silent says so
+        quiet = at - state.last_seen
         state.silence_alerted = True
         why = (
             f"no reading for {quiet / 3600:.0f} h (usually every "
@@ -803,6 +812,19 @@ class DeviceFaultDetector:
             metrics={},
             calm=False,
         )
+
+    def silent(self, state: Mapping[str, Any], at: float) -> bool:
+        """Whether a device whose state has these fields (``DeviceState.to_silence``, or its
+        stored document) is silent at epoch seconds ``at`` and not yet alerted for it; for
+        :meth:`check_silence`, and for the step, which reads stored documents without
+        decoding each one every event-time hour."""
+        # Defaults as from_dict's: a document of an older version may lack a field.
+        last_seen, interval = state.get("last_seen"), state.get("interval", 0.0)
+        alerted, mode = state.get("silence_alerted", False), state.get("last_mode", "normal")
+        if last_seen is None or alerted or mode != "normal":
+            return False
+        limit = max(self.silence_hours_min * 3600, self.silence_intervals * interval)
+        return interval != 0 and at - last_seen >= limit
 
     def visit_outcome(self, state: DeviceState, outcome: str) -> None:
         """A technician's verdict ends the episode. ``no_fault_found``: the unit's readings are

@@ -197,6 +197,22 @@ def test_silent_device_is_flagged_once():
     assert detector.check_silence(state, last + timedelta(hours=9)) is None, "one per spell"
 
 
+def test_silence_is_judged_alike_on_a_stored_document_and_on_the_state():
+    """The step reads stored documents without decoding them (``silent``); one written before
+    the silence fields existed reads as never alerted."""
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(48):
+        detector.update(state, factories.telemetry(i))
+    last = factories.telemetry(47).event_time.timestamp()
+    document = json.loads(json.dumps(state.to_dict()))
+    for hours in (2, 5):
+        assert detector.silent(document, last + hours * 3600) is (hours == 5)
+    old = {k: v for k, v in document.items() if k not in ("silence_alerted", "last_mode")}
+    assert detector.silent(old, last + 5 * 3600)
+    assert not detector.silent(document | {"silence_alerted": True}, last + 5 * 3600)
+    assert not detector.silent(DeviceState().to_dict(), last), "never seen: never silent"
+
+
 def test_device_that_went_quiet_in_maintenance_is_not_silent():
     detector, state = DeviceFaultDetector(), DeviceState()
     for i in range(48):
