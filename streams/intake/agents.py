@@ -15,6 +15,8 @@ Faust's offset bookkeeping has holes).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from forewarn.events import DeadLetter, Event, InvalidEvent, decode
 from streams.app import app, fail_stop, intake_topics, settings
 from streams.continuity import Record, continuity_of, fill_holes, records_of
@@ -53,10 +55,12 @@ def validate(records: list[Record]) -> tuple[list[tuple[Record, Event]], list[De
     archives at its checkpoints (streams/checkpoint.py)."""
     good: list[tuple[Record, Event]] = []
     letters = []
+    # The receiver's clock, once per batch: per event it was 11% of validation.
+    now = datetime.now(UTC)
     for record in records:
         topic, partition, offset, value = record
         try:
-            good.append((record, decode(topic, value)))
+            good.append((record, decode(topic, value, now)))
         except InvalidEvent as exc:
             letters.append(dead_letter(topic, partition, offset, value, str(exc)))
     return good, letters
