@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Result, machine
 
-NAMES = ("clv", "stream", "nightly", "detection")
+NAMES = ("clv", "stream", "device_step", "nightly", "detection")
 AIRFLOW_PYTHON = ROOT / ".venv" / "airflow" / "bin" / "python"
 
 
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import stream
 
                 results.extend(stream.run(quick=args.quick))
+            elif name == "device_step":
+                from bench import device_step
+
+                results.extend(device_step.run(quick=args.quick))
             elif name == "detection":
                 from bench import detection
 

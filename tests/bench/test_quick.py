@@ -16,6 +16,8 @@ EXPECTED = {
     "stream_throughput",
     "scale_out",
     "latency",
+    "device_step",
+    "device_detector",
     "nightly_at_scale",
     "kpis_one_day",
     "churn_model",
