@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from forewarn.events import DeviceTelemetry
 from simulator import build_world, world_events
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+from tests.utils import factories
 from tests.utils.pipeline import START
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -83,12 +84,9 @@ def _history(seed: int, n: int, minutes: int, names: tuple[str, ...], changes: d
         elif kind == "infinite":
             values[names[0]] = 1e308 if level[names[0]] < 0 else -1e308
         codes = {"code": ["E03"], "failure": ["F01"], "warning": ["W7"]}.get(kind, [])
-        yield DeviceTelemetry(
-            event_id=f"r{i}",
+        yield factories.telemetry(
+            i,
             event_time=at,
-            device_id="D1",
-            customer_id="C1",
-            device_type="heat_pump",
             firmware=firmware,
             mode="maintenance" if kind == "maintenance" else "normal",
             error_codes=codes,
