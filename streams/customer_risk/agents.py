@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -22,6 +23,7 @@ from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbac
 from streams.customer_risk.model import ModelHolder
 from streams.customer_risk.step import CustomerStep
 from streams.dead_letters import counters, dead_letter, reject, status
+from streams.tables import StoredTable, stored_table
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,11 @@ risk_detector = CustomerRiskDetector()
 feedback_detector = NegativeFeedbackDetector()
 # Models are loaded from the registry folder only, never from a path in a message (issue 13).
 churn_model = ModelHolder(settings.models_dir / "churn")
-# Keyed by customer_id like orders, tickets, customer-values and customer-signals.
-customer_to_risk_state = app.Table("customer-to-risk-state", default=dict, partitions=PARTITIONS)
+# Keyed by customer_id like orders, tickets, customer-values and customer-signals; each state in
+# its event's partition. An event is acknowledged once the broker holds the states it changed.
+customer_to_risk_state = stored_table(
+    app, "customer-to-risk-state", default=dict, partitions=PARTITIONS
+)
 
 
 # Orders and tickets the stream skipped are read back before the customer's state moves on
@@ -48,11 +53,32 @@ step = CustomerStep(
 )
 
 
+# Events whose states are on their way to the changelog (held here: asyncio keeps only weak
+# references to tasks).
+_acknowledging: set[asyncio.Future[None]] = set()
+
+
 @app.agent(customer_topics)
 async def track_customers(stream):  # type: ignore[no-untyped-def]
-    async for event in stream.events():
+    """Each event is applied, its alerts delivered and its states written, then acknowledged
+    once the broker holds those states: until then Faust does not commit it, so a crash reads
+    it again instead of losing what it changed (Faust sends a table's changelog in the
+    background and commits without waiting for it). The next event does not wait for that."""
+    async for event in stream.noack().events():
         with fail_stop("updating a customer"):
             await track(await fill_holes(continuity, records_of([event]), counters, "customers"))
+        acking = asyncio.ensure_future(acknowledge_when_stored(customer_to_risk_state, event))
+        _acknowledging.add(acking)
+        acking.add_done_callback(_acknowledging.discard)
+
+
+async def acknowledge_when_stored(table: StoredTable, event: Any) -> None:
+    """Acknowledge ``event`` once the broker holds every changelog write of ``table`` so far;
+    stop the worker if one failed (the event stays unacknowledged and is read again)."""
+    written = table.stored()
+    with fail_stop("writing customer states to their changelog"):
+        await written
+    event.ack()
 
 
 async def track(records: list[Record]) -> None:

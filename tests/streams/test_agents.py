@@ -81,9 +81,8 @@ def outbound():
         stack.enter_context(mock.patch.object(checkpoint, "every_s", 0.0))
         # The producer never starts here, so no changelog write is ever acknowledged
         # (tests/integration/test_scale_out.py waits for real ones).
-        stack.enter_context(
-            mock.patch.object(devices.device_to_fault_state, "stored", mock.AsyncMock())
-        )
+        for table in tables:
+            stack.enter_context(mock.patch.object(table, "stored", mock.AsyncMock()))
         device_changelog = devices.device_to_fault_state.send_changelog
 
         def device_state_sent(partition, key, value):
@@ -109,6 +108,7 @@ def outbound():
         checkpoint.runs.clear()
         checkpoint.readings.clear()
         checkpoint.dirty.clear()
+        checkpoint.held.clear()
         checkpoint.since = None
 
 
@@ -172,6 +172,25 @@ def test_customer_agent_delivers_alerts_before_the_state_that_remembers_them(out
     assert re.fullmatch(r"(d*s){3}", kinds) and "dd" in kinds, kinds
     state = customers.customer_to_risk_state["C00001"]
     assert state["offsets"] == {"tickets:2": 12} and state["at_risk"]
+
+
+def test_a_customer_event_is_acknowledged_only_once_the_broker_holds_its_states():
+    async def run(fails: bool) -> mock.Mock:
+        written = asyncio.get_running_loop().create_future()
+        table, event = mock.Mock(stored=lambda: written), mock.Mock()
+        acking = asyncio.ensure_future(customers.acknowledge_when_stored(table, event))
+        await asyncio.sleep(0.01)
+        assert not event.ack.called, "not before the broker answers"
+        if fails:
+            written.set_exception(ConnectionError("broker away"))
+        else:
+            written.set_result([None])
+        await asyncio.gather(acking, return_exceptions=True)
+        return event
+
+    assert asyncio.run(run(fails=False)).ack.called
+    with mock.patch.object(customers, "fail_stop", _reraise):  # the worker would stop here
+        assert not asyncio.run(run(fails=True)).ack.called
 
 
 def test_customer_agent_skips_a_replayed_offset(outbound):
