@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +24,7 @@ from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbac
 from streams.customer_risk.model import ModelHolder
 from streams.customer_risk.step import CustomerStep
 from streams.dead_letters import counters, dead_letter, reject, status
-from streams.tables import StoredTable, stored_table
+from streams.tables import stored_table
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,17 @@ async def track_customers(stream):  # type: ignore[no-untyped-def]
     async for event in stream.noack().events():
         with fail_stop("updating a customer"):
             await track(await fill_holes(continuity, records_of([event]), counters, "customers"))
-        acking = asyncio.ensure_future(acknowledge_when_stored(customer_to_risk_state, event))
+        # The writes are taken now: a task's body runs later, after the next event's writes.
+        written = customer_to_risk_state.stored()
+        acking = asyncio.ensure_future(acknowledge_when_stored(written, event))
         _acknowledging.add(acking)
         acking.add_done_callback(_acknowledging.discard)
 
 
-async def acknowledge_when_stored(table: StoredTable, event: Any) -> None:
-    """Acknowledge ``event`` once the broker holds every changelog write of ``table`` so far;
-    stop the worker if one failed (the event stays unacknowledged and is read again)."""
-    written = table.stored()
+async def acknowledge_when_stored(written: Awaitable[Any], event: Any) -> None:
+    """Acknowledge ``event`` once ``written`` (``StoredTable.stored()``: the broker holds the
+    changelog writes) resolves; stop the worker if a write failed (the event stays
+    unacknowledged and is read again)."""
     with fail_stop("writing customer states to their changelog"):
         await written
     event.ack()

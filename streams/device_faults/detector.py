@@ -556,7 +556,7 @@ class DeviceFaultDetector:
         lam, z_cap, spike_z = self.ewma_rate, self.z_cap, self.spike_z
         lam_tail = lam / (2 - lam)
         # Conditional expressions where the full path calls max, min or abs: the same float
-        # chosen (max(a, b) is ``b if b > a else a``), a tenth of the cost.
+        # chosen (max(a, b) is ``b if b > a else a``), without a call each.
         combined, moved = 0.0, False
         plan: list[tuple[MetricState, MetricBaseline, float, float, float, float, float]] = []
         spikes: list[tuple[MetricState, list[float]]] = []  # recent spikes still in the window
