@@ -192,6 +192,38 @@ def test_a_customer_event_is_acknowledged_only_once_the_broker_holds_its_states(
         assert not asyncio.run(run(fails=True)).ack.called
 
 
+def test_each_customer_event_waits_for_its_own_states_before_it_is_acknowledged(outbound):
+    """Through the agent: two events in a row, each with its own changelog writes; neither is
+    acknowledged before the broker holds its own (Faust commits only what is acknowledged)."""
+    writes: list[asyncio.Future] = []
+    acked: list[int] = []
+
+    def stored():
+        writes.append(asyncio.get_running_loop().create_future())
+        return writes[-1]
+
+    async def run() -> None:
+        async with customers.track_customers.test_context() as agent:
+            for day in range(2):
+                await _put(agent, "tickets", 0, 20 + day, "C00001", encode(_complaint(day)))
+            await _until(lambda: len(writes) == 2)
+            await asyncio.sleep(0.05)
+            assert acked == [], "nothing before the broker answers"
+            writes[1].set_result([None])
+            await _until(lambda: acked == [21])
+            writes[0].set_result([None])
+            await _until(lambda: sorted(acked) == [20, 21])
+
+    def ack(event):
+        acked.append(event.message.offset)
+
+    with (
+        mock.patch.object(customers.customer_to_risk_state, "stored", stored),
+        mock.patch("faust.events.Event.ack", autospec=True, side_effect=ack),
+    ):
+        asyncio.run(run())
+
+
 def test_customer_agent_skips_a_replayed_offset(outbound):
     async def run() -> None:
         async with customers.track_customers.test_context() as agent:
