@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from forewarn.events import Event
-from streams.tables import StoredTable
+from streams.tables import StoredTable, acknowledge_when_stored
 
 
 class Checkpoint:
@@ -120,16 +120,10 @@ class Checkpoint:
                 if key in self.held:
                     self.table.data[key] = self.encode(self.held[key])
                 self.table.send_changelog(partition, key, self.table.data[key])
-        self._acking = asyncio.ensure_future(self._acknowledge(self.table.stored(), runs))
+        self._acking = asyncio.ensure_future(acknowledge_when_stored(self.table.stored(), runs))
         self.readings, self.runs, self.dirty, self.since = [], [], {}, None
         self.held.clear()  # in place: the step reads this very dict
         return len(readings)
-
-    @staticmethod
-    async def _acknowledge(written: Awaitable[Any], runs: Sequence[Any]) -> None:
-        await written
-        for run in runs:
-            run.ack()
 
     async def acknowledged(self) -> None:
         """Wait until the last checkpoint's runs are acknowledged; raise why they cannot be."""

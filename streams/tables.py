@@ -15,7 +15,7 @@ and raises if one failed, so the caller fails instead of acknowledging.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
@@ -40,6 +40,14 @@ class StoredTable(faust.Table):
         writes are taken now; later ones are not waited for."""
         pending, self._unstored = self._unstored, []
         return asyncio.gather(*pending)
+
+
+async def acknowledge_when_stored(written: Awaitable[Any], events: Iterable[Any]) -> None:
+    """Acknowledge ``events`` (Faust events, in order) once ``written`` resolves
+    (:meth:`StoredTable.stored`); raise, acknowledging none, if a write failed."""
+    await written
+    for event in events:
+        event.ack()
 
 
 def stored_table(app: faust.App, name: str, **kwargs: Any) -> StoredTable:

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forewarn.events import PARTITIONS, InvalidEvent, ModelUpdated, decode, encode
+from streams import tables
 from streams.app import (
     alerts_topic,
     app,
@@ -80,8 +81,7 @@ async def acknowledge_when_stored(written: Awaitable[Any], event: Any) -> None:
     changelog writes) resolves; stop the worker if a write failed (the event stays
     unacknowledged and is read again)."""
     with fail_stop("writing customer states to their changelog"):
-        await written
-    event.ack()
+        await tables.acknowledge_when_stored(written, [event])
 
 
 async def track(records: list[Record]) -> None:
