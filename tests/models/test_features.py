@@ -117,3 +117,82 @@ def test_a_shard_label_names_its_place_and_customers():
     shard = FeatureShard(1, 4, "C0250000", "C0500000", 250_000, (END,), END)
     assert shard.label == "shard 2 of 4: 250,000 customers from C0250000 before C0500000"
     assert FeatureShard(0, 1, None, None, 3, (END,), END).label == "shard 1 of 1: 3 customers"
+
+
+def test_the_lake_replay_equals_the_event_replay_on_ties_and_bursts(tmp_path):
+    """The chunks replay the lake's columns without event objects (``histories_of``); on
+    events at one instant across and within topics, and a burst past a window's size bound,
+    they give the rows ``build_features`` gives the same events as objects."""
+    from models.customer_state import WINDOW_ENTRIES_MAX
+
+    t0 = START + timedelta(days=8, hours=9)
+    events = []
+    for c in ("C1", "C2", "C3"):
+        at = t0
+        events += [
+            factories.order(event_id=f"{c}-o1", order_id=f"{c}-O1", customer_id=c, event_time=at),
+            # Opened and resolved at the same instant: which comes first decides if it is open.
+            factories.ticket(
+                event_id=f"{c}-t1-1",
+                ticket_id=f"{c}-T1",
+                customer_id=c,
+                status="opened",
+                event_time=at,
+                csat=None,
+                nps=None,
+            ),
+            factories.ticket(
+                event_id=f"{c}-t1-2",
+                ticket_id=f"{c}-T1",
+                customer_id=c,
+                status="resolved",
+                event_time=at,
+                contact_number=2,
+                csat=1,
+                nps=2,
+            ),
+            factories.alert(
+                0, event_id=f"{c}-a1", alert_id=f"{c}-a1", customer_id=c, event_time=at
+            ),
+            factories.order(
+                event_id=f"{c}-o1-late",
+                order_id=f"{c}-O1",
+                customer_id=c,
+                status="late",
+                event_time=at + timedelta(days=9),
+            ),
+        ]
+    # A burst of complaints on one day: more entries than a window keeps.
+    events += [
+        factories.ticket(
+            event_id=f"C2-b{i}",
+            ticket_id=f"C2-B{i}",
+            customer_id="C2",
+            category="complaint",
+            status="opened",
+            event_time=t0 + timedelta(days=10, seconds=i),
+            csat=None,
+            nps=None,
+        )
+        for i in range(WINDOW_ENTRIES_MAX + 50)
+    ]
+    events.append(
+        factories.ticket(
+            event_id="C3-cancel",
+            ticket_id="C3-X",
+            customer_id="C3",
+            category="cancellation",
+            status="opened",
+            event_time=t0 + timedelta(days=20),
+            csat=None,
+            nps=None,
+        )
+    )
+    LakeWriter(tmp_path).write(events)
+    end = t0 + timedelta(days=40)
+    ordered = [e for e in read_customer_events(tmp_path) if e.event_time < end]
+    cutoffs = cutoffs_until(ordered[0].event_time, end, every_days=3)
+    expected = build_features(ordered, cutoffs).sort_values(["customer_id", "cutoff"])
+    got = features_from_lake(tmp_path, end, every_days=3, processes=1)
+    assert expected["tickets_30d"].max() > WINDOW_ENTRIES_MAX / 2 and expected["churned"].any()
+    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True))
