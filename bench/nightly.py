@@ -101,6 +101,7 @@ def nightly(customers: int, shard_customers: int | None = None) -> dict[str, Any
             print(f"  {customers} customers: {name} {seconds:.1f} s {mb:.0f} MiB", file=sys.stderr)
             return result
 
+        step("compact_lake", lambda: n.compact_lake(lake, DAY))
         step("check_raw_events", lambda: n.check_raw_events(lake, DAY, gx))
         plan = step("plan_features", lambda: n.plan_feature_shards(lake, DAY, 7, shard_customers))
         parts = [

@@ -1,4 +1,5 @@
-"""Forewarn nightly: quality gate, churn retraining, lifetime value, at-risk list, KPIs.
+"""Forewarn nightly: lake compaction, quality gate, churn retraining, lifetime value, at-risk
+list, KPIs.
 
 Runs at midnight UTC on the day that just ended (``airflow dags test forewarn_nightly
 2026-03-01`` works on 2026-02-28). The raw events of the day
@@ -41,6 +42,15 @@ def forewarn_nightly():
     # hands the day to models/nightly.py, which never reads Airflow or the clock itself.
     # The quality gates fail for data, not for a passing fault: a retry would fail the same way
     # five minutes later (issue 18: 10 min 38 s to fail an empty lake), so they are not retried.
+    # The stream writes a lake file per checkpoint; every later task reads the lake, and each
+    # feature shard would open all of a day's files to find its customers.
+    @task
+    def compact_lake(**context) -> dict:  # type: ignore[no-untyped-def]
+        from models.nightly import compact_lake
+
+        ctx = _nightly(context)
+        return compact_lake(ctx.lake, ctx.day)
+
     @task(retries=0)
     def check_raw_events(**context) -> dict:  # type: ignore[no-untyped-def]
         from models.nightly import check_raw_events
@@ -120,6 +130,7 @@ def forewarn_nightly():
         return compute_kpis(ctx.lake, ctx.out, ctx.day)
 
     raw = check_raw_events()
+    compact_lake() >> raw
     shards = plan_features()
     features = join_features(build_features.expand(shard=shards))
     checked = check_features(features)

@@ -50,6 +50,28 @@ def _publish(bootstrap: str | None, events: list[Any]) -> int:
     return asyncio.run(produce(events, bootstrap, progress=False))
 
 
+# -- 0. the lake's small files, compacted -------------------------------------------------
+
+#: The lake's topics the nightly reads: their days are compacted before it reads them.
+NIGHTLY_TOPICS = ("orders", "tickets", "alerts", "customers")
+
+
+def compact_lake(lake: Path, day: date) -> dict[str, Any]:
+    """Compact every day up to ``day`` of the topics the nightly reads that holds more than one
+    file (``forewarn.lake.compact``): the stream's files of a day become one, sorted by
+    customer. A night compacts the day that ended and the days late events reached since."""
+    from forewarn.lake import compact
+
+    done = compact(lake, NIGHTLY_TOPICS, until=day)
+    summary = {
+        "days": len(done),
+        "files": sum(c.files for c in done),
+        "rows": sum(c.rows for c in done),
+    }
+    log.info("lake compacted: %(files)d files of %(days)d topic-days into one each", summary)
+    return summary
+
+
 # -- 1. data-quality gate on the day's raw events -------------------------------------------
 
 
@@ -340,6 +362,16 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
 # -- 5. at-risk list ------------------------------------------------------------------------
 
 
+def last_cutoff_rows(features_path: str) -> pd.DataFrame:
+    """The feature table's rows of its last cut-off (tonight's customers), read alone: the
+    whole table of a million customers' weekly rows peaked at 7.4 GiB in pandas."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    last = pc.max(pq.read_table(features_path, columns=["cutoff"])["cutoff"])
+    return pq.read_table(features_path, filters=pc.field("cutoff") == last).to_pandas()
+
+
 #: What the at-risk list says while no churn model has passed the promotion gate.
 NO_TRUSTED_MODEL = "no trustworthy churn model yet"
 
@@ -369,8 +401,7 @@ def build_at_risk_list(
     from outreach.migrate import migrate
     from outreach.store import TaskStore
 
-    table = pd.read_parquet(features_path)
-    today = table[table["cutoff"] == table["cutoff"].max()].copy()
+    today = last_cutoff_rows(features_path)
     champion = ModelRegistry(registry_root).trusted_champion()
     x = today[list(FEATURES)].to_numpy(float)
     points = [heuristic_risk(dict(zip(FEATURES, row, strict=True)))[1] for row in x]

@@ -81,6 +81,7 @@ def test_dag_file_parses_without_errors(tmp_path):
     assert done.stdout.strip().splitlines()[-1] in ("[]", "No data found"), done.stdout
     listed = _airflow(tmp_path, tmp_path, "tasks", "list", "forewarn_nightly")
     assert set(listed.stdout.split()) >= {
+        "compact_lake",
         "check_raw_events",
         "plan_features",
         "build_features",

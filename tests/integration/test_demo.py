@@ -46,6 +46,7 @@ def test_the_demo_shows_every_part(tmp_path, monkeypatch, capsys):
         nightly = report["nightly"]
         assert set(nightly["tasks"].values()) == {"success"}
         assert set(nightly["tasks"]) == {
+            "compact_lake",
             "check_raw_events",
             "plan_features",
             "build_features[0]",  # one shard of 120 customers
