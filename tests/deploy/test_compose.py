@@ -30,6 +30,7 @@ SECRETS = (
     "KAFKA_WORKER_PASSWORD",
     "KAFKA_AIRFLOW_PASSWORD",
     "KAFKA_PRODUCER_PASSWORD",
+    "REDIS_PASSWORD",
 )
 CODE_DIRS = (
     "forewarn",
@@ -70,7 +71,7 @@ def env_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def resolved(env_file) -> dict:
-    done = _compose(env_file, "--profile", "sim", "config")
+    done = _compose(env_file, "--profile", "sim", "--profile", "celery", "config")
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -106,6 +107,43 @@ def test_every_part_the_design_names_is_there(resolved):
     assert services["worker"]["depends_on"]["topics"]["condition"] == (
         "service_completed_successfully"
     )
+
+
+def test_the_celery_profile_shares_the_nightly_over_workers(env_file, tmp_path):
+    """`--profile celery` with AIRFLOW_EXECUTOR=CeleryExecutor: every Airflow service uses the
+    Celery executor through the profile's Redis, and the workers run the same image with the
+    same /data (the lake the feature shards read); by default, the LocalExecutor."""
+    celery_env = tmp_path / "celery.env"
+    celery_env.write_text(
+        re.sub(
+            r"^AIRFLOW_EXECUTOR=.*$",
+            "AIRFLOW_EXECUTOR=CeleryExecutor",
+            env_file.read_text(),
+            flags=re.M,
+        )
+    )
+    done = _compose(celery_env, "--profile", "celery", "config")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    worker, redis = services["airflow-worker"], services["redis"]
+    assert worker["command"] == ["celery", "worker"] and worker["profiles"] == ["celery"]
+    assert worker["image"] == services["airflow-scheduler"]["image"]
+    assert worker["volumes"] == services["airflow-scheduler"]["volumes"]
+    assert "forewarn-data:/data:rw" in worker["volumes"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert not redis.get("ports"), "Redis is reached inside the compose network only"
+    assert "test-redis_password" in redis["command"]
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-apiserver"):
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:test-redis_password@redis:6379/0"
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    default = _compose(env_file, "config")
+    assert default.returncode == 0, default.stderr
+    plain = yaml.safe_load(default.stdout)["services"]
+    # Compose 1.x's `config` lists every profile's services; `up` starts them only with it.
+    assert plain["redis"]["profiles"] == plain["airflow-worker"]["profiles"] == ["celery"]
+    assert plain["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
 
 
 def test_secrets_have_no_default(env_file, tmp_path):
