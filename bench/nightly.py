@@ -114,7 +114,25 @@ def kpis_whole_history(lake: Path) -> int:
     return len(kpis[kpis["date"] == DAY])
 
 
-def nightly(customers: int, shard_customers: int | None = None) -> dict[str, Any]:
+def cached_lake(lake: Path, customers: int, cache: Path | None) -> int:
+    """Write the lake of ``customers`` at ``lake``; with a ``cache`` folder, write it there once
+    (``customers=N``: the simulator is seeded, so it is the same lake) and copy it: the first
+    night compacts a copy as written, and a 3M lake takes half an hour to simulate."""
+    if cache is None:
+        return make_lake(lake, customers)
+    kept = cache / f"customers={customers}"
+    count = kept / "events.txt"
+    if not count.exists():
+        shutil.rmtree(kept, ignore_errors=True)
+        events = make_lake(kept / "lake", customers)
+        count.write_text(str(events))
+    shutil.copytree(kept / "lake", lake)
+    return int(count.read_text())
+
+
+def nightly(
+    customers: int, shard_customers: int | None = None, lakes: Path | None = None
+) -> dict[str, Any]:
     """Every task of the DAG in order on a fresh lake (each shard of the feature build its own
     task, as Airflow maps it): seconds and MiB per task."""
     from models import nightly as n
@@ -124,7 +142,7 @@ def nightly(customers: int, shard_customers: int | None = None) -> dict[str, Any
     folder = Path(tempfile.mkdtemp(prefix="forewarn-nightly-bench-"))
     try:
         lake, out, gx, registry = folder / "lake", folder / "out", folder / "gx", folder / "reg"
-        events, setup_s = timed(lambda: make_lake(lake, customers))
+        events, setup_s = timed(lambda: cached_lake(lake, customers, lakes))
         db = f"sqlite:///{folder / 'outreach.db'}"
         tasks: dict[str, dict[str, float]] = {}
 
@@ -214,18 +232,37 @@ def churn_vs_default(features_path: str) -> Result:
 
 
 def run(
-    quick: bool = False, sizes: tuple[int, int] | None = None, shard_customers: int | None = None
+    quick: bool = False,
+    sizes: tuple[int, ...] | None = None,
+    shard_customers: int | None = None,
+    lakes: Path | None = None,
 ) -> list[Result]:
-    small, large = sizes or ((2_000, 10_000) if quick else (100_000, 1_000_000))
+    """The nightly at the first two ``sizes`` (the result and its baseline), and at any
+    further sizes for the curve (``notes["curve"]``)."""
+    small, large, *more = sizes or ((2_000, 10_000) if quick else (100_000, 1_000_000))
     if quick:
         shard_customers = shard_customers or 4_000  # the quick run's large size in shards too
-    base = nightly(small, shard_customers)
-    big = nightly(large, shard_customers)
+    base = nightly(small, shard_customers, lakes)
+    big = nightly(large, shard_customers, lakes)
+    runs = [base, big]
     try:
+        for customers in more:
+            runs.append(nightly(customers, shard_customers, lakes))
+            shutil.rmtree(runs[-1]["folder"], ignore_errors=True)
         churn = churn_vs_default(base["features_path"])
     finally:
-        for run_ in (base, big):
+        for run_ in runs:
             shutil.rmtree(run_["folder"], ignore_errors=True)
+    curve = {
+        str(r["customers"]): {
+            "events": r["events"],
+            "seconds": r["seconds"],
+            "peak_mb": r["peak_mb"],
+            "feature_tasks_s": r["feature_tasks_s"],
+            "tasks": r["tasks"],
+        }
+        for r in runs
+    }
     minutes = big["seconds"] / 60
     scaling = big["seconds"] / base["seconds"]
     nightly_result = Result(
@@ -263,6 +300,7 @@ def run(
             "events": {str(small): base["events"], str(large): big["events"]},
             "lake_setup_s": {str(small): base["setup_s"], str(large): big["setup_s"]},
             "churn": {str(small): base["churn"], str(large): big["churn"]},
+            "curve": curve,
         },
     )
     kpis_result = Result(
@@ -286,11 +324,22 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.nightly")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--customers", default="", help="two sizes, e.g. 10000,100000")
+    parser.add_argument(
+        "--customers",
+        default="",
+        help="two sizes or more, e.g. 100000,1000000,3000000 (the first two: result and baseline)",
+    )
     parser.add_argument("--shard-customers", type=int, default=None, help="customers a shard")
+    parser.add_argument(
+        "--lakes", type=Path, default=None, help="keep the simulated lakes here and reuse them"
+    )
     args = parser.parse_args()
     sizes = tuple(int(n) for n in args.customers.split(",")) if args.customers else None
-    results = run(quick=args.quick, sizes=sizes, shard_customers=args.shard_customers)  # type: ignore[arg-type]
+    if sizes is not None and len(sizes) < 2:
+        parser.error("--customers needs at least two sizes")
+    results = run(
+        quick=args.quick, sizes=sizes, shard_customers=args.shard_customers, lakes=args.lakes
+    )
     print(json.dumps([r.as_dict() for r in results], default=float))
 
 
