@@ -299,17 +299,27 @@ def _before(tables: dict[str, pa.Table], end: datetime) -> dict[str, pa.Table]:
     return {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
 
 
+def lake_days(lake_dir: Path, topics: Iterable[str], until: date) -> list[date]:
+    """The event dates up to and including ``until`` for which the lake holds any of
+    ``topics``, oldest first."""
+    days = {
+        date.fromisoformat(part.name.removeprefix("date="))
+        for topic in topics
+        for part in (Path(lake_dir) / f"topic={topic}").glob("date=*")
+    }
+    return sorted(d for d in days if d <= until)
+
+
 def customer_ids(tables: dict[str, pa.Table]) -> np.ndarray:
     """The distinct customer ids of the tables, sorted (an object array of str). Arrow's hash
     and sort: ``np.unique`` of the ids took 11% of a shard's build, sorting every event's id."""
-    ids = pc.drop_null(
-        pc.unique(
-            pa.chunked_array(
-                [c for tb in tables.values() for c in tb["customer_id"].chunks], pa.string()
-            )
-        )
-    )
+    ids = _distinct_ids(tables)
     return ids.take(pc.sort_indices(ids)).to_numpy(zero_copy_only=False)
+
+
+def _distinct_ids(tables: dict[str, pa.Table]) -> pa.Array:
+    chunks = [c for tb in tables.values() for c in tb["customer_id"].chunks]
+    return pc.drop_null(pc.unique(pa.chunked_array(chunks, pa.string())))
 
 
 def plan_shards(
@@ -319,18 +329,28 @@ def plan_shards(
     ``shard_customers`` customers (by id order; ``None``: one shard), at the cut-offs
     :func:`cutoffs_until` ``end``. Reads only customer ids and event times. Raises
     ``ValueError`` if there are no events."""
-    # Copies of an event change neither the ids nor the first and last times: not sought.
-    tables = read_customer_tables(
-        lake_dir, end=end.date() + timedelta(days=1), columns=PLANNED_COLUMNS, deduplicate=False
-    )
-    tables = _before(tables, end)
-    stamps = [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]
+    # Day by day, keeping each day's distinct ids and time bounds: memory follows the
+    # customers and one day's events, not the history (17M events' ids took 1 GiB in one
+    # read; 170M would not fit a worker). Copies of an event change neither the ids nor the
+    # first and last times: not sought.
+    stamps, distinct = [], []
+    for day in lake_days(lake_dir, CUSTOMER_TOPICS, until=end.date()):
+        tables = read_customer_tables(
+            lake_dir,
+            start=day,
+            end=day + timedelta(days=1),
+            columns=PLANNED_COLUMNS,
+            deduplicate=False,
+        )
+        tables = _before(tables, end)
+        stamps += [pc.min_max(tb["event_time"]) for tb in tables.values() if tb.num_rows]
+        distinct.append(_distinct_ids(tables))
     if not stamps:
         raise ValueError(f"no customer events in {lake_dir} before {end}: nothing to learn from")
     first = min(m["min"].as_py() for m in stamps)
     cutoffs = tuple(cutoffs_until(first, end, every_days))
     data_end = max(m["max"].as_py() for m in stamps)
-    ids = customer_ids(tables)
+    ids = customer_ids({"days": pa.table({"customer_id": pa.chunked_array(distinct, pa.string())})})
     size = max(1, shard_customers or len(ids))
     starts = list(range(0, len(ids), size))
     return [

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from forewarn.events import Alert, CustomerValue, ModelUpdated, retention_key
 from forewarn.lake import read_events, write_parquet_atomic
@@ -296,16 +297,17 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
     """BG/NBD + Gamma-Gamma on every order placed up to ``day``; CLV per customer."""
     from models.clv import BetaGeoNBD, GammaGamma, customer_value, summarize
 
-    orders = read_events(
+    # Placed orders only, chosen in the Parquet scan: finding the copies of every order event
+    # first peaked at 4.4 GiB for 1M customers, against 2.3 GiB.
+    placed = read_events(
         lake,
         "orders",
         end=day + timedelta(days=1),
-        columns=["customer_id", "event_time", "status", "amount"],
-    ).to_pandas()
-    placed = orders[
-        (orders["status"] == "placed") & (orders["event_time"] < pd.Timestamp(day_end(day)))
-    ]
-    tx = placed.rename(columns={"event_time": "date"})[["customer_id", "date", "amount"]]
+        columns=["customer_id", "event_time", "amount"],
+        where={"status": "placed"},
+    )
+    placed = placed.filter(pc.less(placed["event_time"], pa.scalar(day_end(day))))
+    tx = placed.rename_columns(["customer_id", "date", "amount"]).to_pandas()
     summary = summarize(tx, day)
     # A young business (or a simulation) may show no dropout yet: BG/NBD's a runs to 0. The
     # nightly keeps that limit with a warning and says so in params.json; `forewarn clv fit`
@@ -365,7 +367,6 @@ def fit_lifetime_value(lake: Path, out: Path, day: date, bootstrap: str | None =
 def last_cutoff_rows(features_path: str) -> pd.DataFrame:
     """The feature table's rows of its last cut-off (tonight's customers), read alone: the
     whole table of a million customers' weekly rows peaked at 7.4 GiB in pandas."""
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     last = pc.max(pq.read_table(features_path, columns=["cutoff"])["cutoff"])
