@@ -94,6 +94,9 @@ class Settings:
     #: How long the worker's fetches wait for data, ms: the floor of an alert's latency when
     #: the input is quiet (Faust's own 1500 ms is replaced, streams/transport.py).
     fetch_wait_ms: int = field(default_factory=lambda: int(_env("FETCH_WAIT_MS", "100")))
+    #: Seconds the device agent's scored readings wait for their checkpoint at most (lake,
+    #: states, then the commit): what a crash reads again, never what an alert waits for.
+    checkpoint_s: float = field(default_factory=lambda: float(_env("CHECKPOINT_S", "1.0")))
     #: The nightly: Kafka to announce models and customer values to (empty: files only), the
     #: at-risk list's length, the feature build's chunk and shard sizes, each task's retries.
     publish_bootstrap: str = field(default_factory=lambda: _env("PUBLISH_BOOTSTRAP", ""))

@@ -47,6 +47,14 @@ a batched topic runs one actor (concurrency 1) so runs are acknowledged in order
 of the event loop a fetch waited the full 1.5 s (part of the 634/700 ms p95/p99 at 2,000
 readings/s, docs/benchmarks.md). :func:`install` sets it (``FOREWARN_FETCH_WAIT_MS``, 100).
 
+**Held acknowledgements before a wait for all of them.** A rebalance and a stop wait until
+every message delivered is acknowledged (``Consumer.wait_empty``), but the device agent
+acknowledges its runs only at a checkpoint, which its timer makes, and an app's timers end as
+soon as it stops: a graceful stop with a checkpoint pending waited for acknowledgements that
+never came, until it was killed (``tests/integration/test_faults.py``). :class:`Consumer` first
+awaits what :func:`before_waiting_for_acks` registered (the device agent stores its checkpoint
+now), so a stop stores and commits what was scored and a rebalance does not wait for the timer.
+
 The private Faust methods overridden here are listed in :data:`OVERRIDDEN`, with the signatures
 they had in the pinned faust-streaming; tests/streams/test_transport.py fails if an upgrade
 changes one of them.
@@ -56,7 +64,7 @@ changes one of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import aiokafka
@@ -77,6 +85,7 @@ OVERRIDDEN: dict[tuple[type, str], str] = {
         "(self, tp: faust.types.tuples.TP, offset_from: int, offset_to: int) -> None"
     ),
     (FaustConsumer, "seek"): "(self, partition: faust.types.tuples.TP, offset: int) -> None",
+    (FaustConsumer, "wait_empty"): "(self) -> None",
     (ThreadDelegateConsumer, "_getmany"): (
         "(self, active_partitions: Optional[Set[faust.types.tuples.TP]], timeout: float)"
         " -> Mapping[faust.types.tuples.TP, List[Any]]"
@@ -96,6 +105,17 @@ OVERRIDDEN: dict[tuple[type, str], str] = {
 }
 #: aiokafka's default wait of a fetch for data, in ms; Faust's 1500 is replaced by this.
 FETCH_WAIT_MS = 100
+#: Awaited before the consumer waits for every delivered message to be acknowledged.
+_BEFORE_WAITING_FOR_ACKS: list[Callable[[], Awaitable[None]]] = []
+
+
+def before_waiting_for_acks(
+    store: Callable[[], Awaitable[None]],
+) -> Callable[[], Awaitable[None]]:
+    """Register ``store``, which stores and then acknowledges what its agent holds, to run
+    whenever a rebalance or a stop waits for every message to be acknowledged (a decorator)."""
+    _BEFORE_WAITING_FOR_ACKS.append(store)
+    return store
 
 
 def settle_acked(acked: list[int], committed: int | None) -> list[int]:
@@ -184,6 +204,11 @@ class Consumer(faust_aiokafka.Consumer):
             self._gap[tp].chop(offset, float("inf"))
         await super().seek(partition, offset)
 
+    async def wait_empty(self) -> None:
+        for store in _BEFORE_WAITING_FOR_ACKS:
+            await store()
+        await super().wait_empty()
+
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if acked:
@@ -269,6 +294,7 @@ __all__ = [
     "Run",
     "RunMessage",
     "Transport",
+    "before_waiting_for_acks",
     "install",
     "runs_of",
     "settle_acked",

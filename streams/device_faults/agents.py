@@ -28,6 +28,7 @@ from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import validate
 from streams.retry import with_retry
 from streams.tables import stored_table
+from streams.transport import before_waiting_for_acks
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ async def _changelog_known() -> None:
 
 #: Seconds a scored run waits for its checkpoint at most, from the checkpoint's first run: what
 #: a crash or a rebalance reads again, never what an alert waits for (streams/checkpoint.py).
-CHECKPOINT_S = 1.0
+CHECKPOINT_S = settings.checkpoint_s
 #: Readings that make a checkpoint due at once (memory; a lake file's size).
 CHECKPOINT_READINGS = 20_000
 checkpoint = Checkpoint(
@@ -104,6 +105,16 @@ async def checkpoint_when_quiet() -> None:
     async with checkpoint.lock:
         with fail_stop("storing a checkpoint of the device agent"):
             await store_if_due()
+
+
+@before_waiting_for_acks
+async def store_now() -> None:
+    """A rebalance or a stop waits for every run to be acknowledged, and the timer ends when
+    the app stops: the pending checkpoint is stored now (streams/transport.py)."""
+    async with checkpoint.lock:
+        with fail_stop("storing a checkpoint of the device agent"):
+            checkpoint.raise_failure()
+            counters["archived"] += await checkpoint.store()
 
 
 async def store_if_due() -> None:

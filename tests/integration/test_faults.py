@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from console.stack import DRAIN_TOPICS, wait_drained
+from console.stack import DRAIN_TOPICS, wait_drained, worker_counters
 from forewarn.events import INPUT_TOPICS, Alert, DeadLetter, decode
 from forewarn.kafka.admin import committed_offsets, group_lag
 from forewarn.publish import produce
@@ -33,13 +33,14 @@ from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
-from tests.utils.pipeline import lake_rows, missing_from_lake, scenario, send_raw
+from tests.utils.pipeline import lake_rows, missing_from_lake, produce_events, scenario, send_raw
 from tests.utils.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPORTS = Path(__file__).resolve().parents[2] / "var" / "reliability"
 # `make soak` raises it; each kill cycle takes about 7 s (start, join, work, kill).
 KILLS = int(os.environ.get("FOREWARN_SOAK_KILLS", "10"))
+TELEMETRY = "device-telemetry"
 
 
 class Producer(threading.Thread):
@@ -299,3 +300,31 @@ def test_hostile_messages_are_dead_lettered_and_good_ones_flow(stack):
         assert lake_rows(settings, topic)[1] == produced[topic], topic
     assert worker.stop() == 0
     _report("hostile", {"bad": len(bad), "dead_letters": len(letters), "good": len(good)})
+
+
+def test_a_graceful_stop_stores_the_pending_checkpoint(stack, monkeypatch):
+    """SIGTERM while a checkpoint holds scored readings: the worker stores it before it
+    leaves (lake, states, then the commit), at once, so a restart reads nothing again."""
+    monkeypatch.setenv("FOREWARN_CHECKPOINT_S", "600")  # only the stop can store it
+    settings, start_worker = stack
+    readings = [
+        e
+        for e in world_events(scenario(customers=20, days=4, seed=5))
+        if e.topic == "device-telemetry"
+    ]
+    worker = start_worker()
+    worker.wait_consuming(90)
+    produce_events(settings, readings)
+    deadline = time.monotonic() + 120
+    while worker_counters(settings).get("telemetry.processed", 0) < len(readings):
+        assert time.monotonic() < deadline, worker_counters(settings)
+        time.sleep(0.5)
+    assert lake_rows(settings, "device-telemetry") == (0, 0), "the checkpoint must be pending"
+    stopped = time.monotonic()
+    assert worker.stop(timeout=60) == 0
+    stop_s = time.monotonic() - stopped
+    assert lake_rows(settings, "device-telemetry") == (len(readings), len(readings))
+    lag = asyncio.run(group_lag(settings.kafka_bootstrap, settings.group_id, [TELEMETRY]))
+    assert lag == {TELEMETRY: 0}, lag
+    assert stop_s < 30, f"the stop took {stop_s:.0f} s"
+    _report("graceful_stop", {"readings": len(readings), "stop_s": round(stop_s, 1)})
