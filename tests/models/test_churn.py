@@ -132,6 +132,28 @@ def test_the_nightlys_card_breaks_metrics_down_by_value_tier(table, tmp_path):
     assert "value_tier_today" not in manifest["features"], "grouping only, never a feature"
 
 
+def test_the_nightly_reads_only_rows_with_complete_labels_and_records_the_whole_table(
+    table, tmp_path
+):
+    """The nightly's training reads the rows it can use (complete labels), and gets what
+    training on the whole table gets; the lineage still names every row and cut-off."""
+    from datetime import date
+
+    from models.nightly import train_churn_model
+
+    assert not table["label_complete"].all()
+    table.to_parquet(tmp_path / "features.parquet")
+    trained = train_churn_model(
+        str(tmp_path / "features.parquet"), tmp_path / "a", date(2026, 4, 4)
+    )
+    whole = train_and_evaluate(table, ModelRegistry(tmp_path / "b"), "v1")
+    assert trained["train_rows"] == whole.train_rows
+    assert trained["challenger"] == whole.challenger
+    lineage = ModelRegistry(tmp_path / "a").files.manifest(trained["version"])["lineage"]["data"]
+    assert lineage["rows"] == len(table)
+    assert lineage["cutoffs"] == sorted(str(c)[:10] for c in table["cutoff"].unique())
+
+
 def test_training_rows_beyond_the_cap_are_sampled_and_the_holdout_is_not(table, tmp_path):
     registry = ModelRegistry(tmp_path / "churn")
     full = train_and_evaluate(table, registry, "v1")
