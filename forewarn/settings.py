@@ -14,8 +14,9 @@ from typing import Any
 DEFAULT_HOME = Path("var")
 #: Retention calls a day: the nightly's at-risk list is cut there (FOREWARN_RETENTION_CAPACITY).
 RETENTION_CAPACITY = 25
-#: Customers per chunk of the nightly's feature build (FOREWARN_FEATURE_CHUNK_CUSTOMERS): ~1.3
-#: GiB per worker process at the simulator's ~17 events per customer.
+#: Customers per chunk of the nightly's feature build (FOREWARN_FEATURE_CHUNK_CUSTOMERS): a
+#: shard of 100,000 customers, its two workers included, peaked at 1.5 GiB at the simulator's
+#: ~17 events per customer (docs/benchmarks.md).
 FEATURE_CHUNK_CUSTOMERS = 25_000
 #: Customers per mapped task of the nightly's feature build (FOREWARN_NIGHTLY_SHARD_CUSTOMERS):
 #: each task reads only its customers' events, so its memory is bounded by this.
