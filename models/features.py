@@ -462,11 +462,13 @@ def _features_of_chunk(k: int) -> pd.DataFrame:
     }
     # Millions of small acyclic tuples and lists: the collector's passes over them cost
     # without freeing anything.
+    enabled = gc.isenabled()
     gc.disable()
     try:
         return replay(histories_of(tables), cutoffs, horizon_days, data_end)
     finally:
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def weekly_cutoffs(first: datetime, last: datetime, every_days: int = 7) -> list[datetime]:
