@@ -109,12 +109,12 @@ def _json_text_fields(contract: type[Event]) -> frozenset[str]:
     )
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None = None) -> Path:
     """Write ``table`` to ``path`` via a temporary file and a rename: readers see the whole
     file or none of it (the rename is atomic on POSIX within one folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
     os.replace(tmp, path)
     return path
 
@@ -284,27 +284,30 @@ def compact_day(root: Path, topic: str, day: date) -> Compaction:
         # Stable: rows of one key keep the order the files gave them.
         table = table.take(pc.sort_indices(table, [(key, "ascending", "at_end")]))
     path = folder / f"{COMPACTED_PREFIX}{uuid.uuid4().hex}.parquet"
-    tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, tmp, compression="zstd", row_group_size=COMPACT_ROW_GROUP)
-    os.replace(tmp, path)
+    write_parquet_atomic(table, path, row_group_size=COMPACT_ROW_GROUP)
     for old in files:
         old.unlink(missing_ok=True)
     return Compaction(topic, day.isoformat(), len(files), table.num_rows, path)
 
 
-def compact(
-    root: Path, topics: Sequence[str], until: date, since: date | None = None
-) -> list[Compaction]:
-    """:func:`compact_day` for every day of ``topics`` from ``since`` (default: the first)
-    up to and including ``until`` that holds more than one file; the days compacted."""
+def compact(root: Path, topics: Sequence[str], until: date) -> list[Compaction]:
+    """:func:`compact_day` for every day of ``topics`` up to and including ``until`` that
+    holds more than one file; the days compacted."""
     done = []
     for topic in topics:
-        folder = Path(root) / f"topic={topic}"
-        for part in sorted(folder.glob("date=*")):
-            day = date.fromisoformat(part.name.removeprefix("date="))
-            if day > until or (since is not None and day < since):
-                continue
+        for day in lake_days(root, [topic], until):
             result = compact_day(root, topic, day)
             if result.path is not None:
                 done.append(result)
     return done
+
+
+def lake_days(root: Path, topics: Iterable[str], until: date) -> list[date]:
+    """The event dates up to and including ``until`` for which the lake holds any of
+    ``topics``, oldest first."""
+    days = {
+        date.fromisoformat(part.name.removeprefix("date="))
+        for topic in topics
+        for part in (Path(root) / f"topic={topic}").glob("date=*")
+    }
+    return sorted(d for d in days if d <= until)

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from forewarn.events import SCHEMAS, Alert, Event, Order, Ticket
+from forewarn.lake import lake_days
 from forewarn.settings import FEATURE_CHUNK_CUSTOMERS
 from models.customer_attributes import with_attributes
 from models.customer_state import FEATURES, CustomerState
@@ -297,17 +298,6 @@ class FeatureShard:
 
 def _before(tables: dict[str, pa.Table], end: datetime) -> dict[str, pa.Table]:
     return {t: tb.filter(pc.less(tb["event_time"], pa.scalar(end))) for t, tb in tables.items()}
-
-
-def lake_days(lake_dir: Path, topics: Iterable[str], until: date) -> list[date]:
-    """The event dates up to and including ``until`` for which the lake holds any of
-    ``topics``, oldest first."""
-    days = {
-        date.fromisoformat(part.name.removeprefix("date="))
-        for topic in topics
-        for part in (Path(lake_dir) / f"topic={topic}").glob("date=*")
-    }
-    return sorted(d for d in days if d <= until)
 
 
 def customer_ids(tables: dict[str, pa.Table]) -> np.ndarray:
