@@ -113,15 +113,14 @@ async def store_now() -> None:
     the app stops: the pending checkpoint is stored now (streams/transport.py)."""
     async with checkpoint.lock:
         with fail_stop("storing a checkpoint of the device agent"):
-            checkpoint.raise_failure()
-            counters["archived"] += await checkpoint.store()
+            await store_if_due(now=True)
 
 
-async def store_if_due() -> None:
-    """Make the checkpoint if it is due (the caller holds its lock); raise if the last one
-    failed."""
+async def store_if_due(now: bool = False) -> None:
+    """Make the checkpoint if it is due, or ``now`` (the caller holds its lock); raise if the
+    last one failed."""
     checkpoint.raise_failure()
-    if checkpoint.due():
+    if now or checkpoint.due():
         counters["archived"] += await checkpoint.store()
 
 
