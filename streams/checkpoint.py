@@ -2,8 +2,9 @@
 acknowledged.
 
 Scoring a run (one partition's fetched readings, streams/transport.py) gives alerts, which are
-delivered at once (an alert's latency does not wait for a checkpoint), and changes: readings
-for the lake and device states. Stored per run, they cost one Parquet file per partition and
+sent at once (an alert's latency does not wait for a checkpoint) and waited for at the
+checkpoint, before the states that remember them are written, and changes: readings for the
+lake and device states. Stored per run, they cost one Parquet file per partition and
 fetch (2,388 files for 41,000 readings in tests/integration/test_scale_out.py, where batches
 of 0.5 s wrote about a hundred) and a broker round trip per run. A :class:`Checkpoint` keeps
 them until it is due (``every_s`` after its first change, or ``max_readings`` held), then
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from forewarn.events import Event
@@ -72,6 +73,7 @@ class Checkpoint:
         self.lock = asyncio.Lock()
         self.runs: list[Any] = []  # Faust events, acknowledged at the checkpoint
         self.readings: list[Event] = []
+        self.sent: list[Awaitable[Any]] = []  # the runs' messages, awaited before the changelog
         self.dirty: dict[str, int] = {}  # state key -> changelog partition
         #: States changed since the last checkpoint, by key, not yet in the table.
         self.held: dict[str, Any] = {}
@@ -79,9 +81,16 @@ class Checkpoint:
         self.since: float | None = None
 
     def add(
-        self, run: Any, readings: Sequence[Event], states: Mapping[str, tuple[int, Any]]
+        self,
+        run: Any,
+        readings: Sequence[Event],
+        states: Mapping[str, tuple[int, Any]],
+        sent: Iterable[Awaitable[Any]] = (),
     ) -> None:
-        """A run scored: its valid readings, and its states by key as ``(partition, state)``."""
+        """A run scored: its valid readings, its states by key as ``(partition, state)``, and
+        the messages it sent (alerts), which the broker must hold before the states that
+        remember them are written."""
+        self.sent.extend(sent)
         for key, (partition, state) in states.items():
             self.held[key] = state
             self.dirty[key] = partition
@@ -105,23 +114,28 @@ class Checkpoint:
         return len(self.readings) >= self.max_readings or self.clock() - self.since >= self.every_s
 
     async def store(self) -> int:
-        """Lake, then the changelog; the runs are acknowledged once the broker holds it
-        (``acknowledged``). Returns the readings stored. Raises if the last checkpoint's
-        changelog records could not be written (its runs and these stay unacknowledged)."""
+        """Lake, then the runs' alerts waited for, then the changelog; the runs are
+        acknowledged once the broker holds it (``acknowledged``). Returns the readings
+        stored. Raises if the last checkpoint's changelog records could not be written (its
+        runs and these stay unacknowledged)."""
         if not self.runs:
             return 0
         await self.acknowledged()
-        readings, runs, dirty = self.readings, self.runs, self.dirty
+        readings, runs, dirty, sent = self.readings, self.runs, self.dirty, self.sent
         if readings:
             await self.archive(readings)
+        if sent:
+            # Sent as they were raised, waited for together: one round trip per checkpoint,
+            # where waiting for each alert held the scoring for one (docs/benchmarks.md).
+            await asyncio.gather(*sent)
         if dirty:
             await self.before_changelog()
             for key, partition in dirty.items():
                 if key in self.held:
                     self.table.data[key] = self.encode(self.held[key])
-                self.table.send_changelog(partition, key, self.table.data[key])
+                await self.table.send_changelog_now(partition, key, self.table.data[key])
         self._acking = asyncio.ensure_future(acknowledge_when_stored(self.table.stored(), runs))
-        self.readings, self.runs, self.dirty, self.since = [], [], {}, None
+        self.readings, self.runs, self.dirty, self.sent, self.since = [], [], {}, [], None
         self.held.clear()  # in place: the step reads this very dict
         return len(readings)
 

@@ -34,6 +34,29 @@ class StoredTable(faust.Table):
         self._unstored.append(sent)
         return sent
 
+    async def send_changelog_now(self, partition: int, key: Any, value: Any) -> None:
+        """``send_changelog``, handed to the producer now, for a checkpoint's thousands of
+        writes. Faust's path queues each write in a buffer that a task drains one a turn of the
+        event loop (which a scoring agent seldom yields), makes every other agent's stream wait
+        while it holds more than 100 (``ProducerBuffer.wait_until_ebb``), and costs ~200 us a
+        write; aiokafka's ``send`` appends to its batches in ~10 us (a checkpoint of 1,800
+        states: 0.3-0.85 s against 0.01-0.03 s, docs/benchmarks.md). Same serializers, same
+        callback."""
+        serializers = self.app.serializers
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        sent = await producer.send(
+            self.changelog_topic.get_topic_name(),
+            serializers.dumps_key(None, key, serializer=self.key_serializer),
+            serializers.dumps_value(None, value, serializer=self.value_serializer),
+            partition=partition,
+        )
+        sent.add_done_callback(self._changelog_stored)
+        self._unstored.append(sent)
+
+    def _changelog_stored(self, sent: asyncio.Future) -> None:
+        if not sent.cancelled() and sent.exception() is None:
+            self._on_changelog_sent(sent)  # type: ignore[arg-type]  # a store's offsets
+
     def stored(self) -> Awaitable[Any]:
         """What resolves once the broker holds every changelog write made so far (Faust's
         futures resolve on the broker's acknowledgement), or raises the first failure. The

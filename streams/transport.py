@@ -70,6 +70,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.sensors.monitor import Monitor as FaustMonitor
+from faust.tables.base import Collection as FaustTable
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.consumer import ThreadDelegateConsumer, ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -98,6 +99,11 @@ OVERRIDDEN: dict[tuple[type, str], str] = {
         "(self, transport: 'Transport') -> aiokafka.consumer.consumer.AIOKafkaConsumer"
     ),
     (FlowControlEvent, "resume"): "(self) -> None",
+    # Called by streams/tables.py (a checkpoint's changelog writes) and streams/app.py.
+    (faust_aiokafka.Producer, "_ensure_producer"): (
+        "(self) -> aiokafka.producer.producer.AIOKafkaProducer"
+    ),
+    (FaustTable, "_on_changelog_sent"): "(self, fut: faust.types.tuples.FutureMessage) -> None",
     (FaustMonitor, "on_message_in"): (
         "(self, tp: faust.types.tuples.TP, offset: int, message: faust.types.tuples.Message)"
         " -> None"

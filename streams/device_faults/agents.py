@@ -4,7 +4,7 @@ pass; per-device detector state in a table, alerts out to the alerts topic."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
@@ -14,9 +14,9 @@ from streams.app import (
     alerts_topic,
     app,
     customer_signals_topic,
-    deliver,
     fail_stop,
     partitions_known,
+    send,
     settings,
     telemetry_topic,
 )
@@ -88,8 +88,8 @@ app.on_partitions_revoked.connect(forget_revoked)  # held strongly, as in contin
 @app.agent(telemetry_topic, concurrency=1)
 async def track_device_faults(stream):  # type: ignore[no-untyped-def]
     """Readings in runs: each event is what one fetch gave for one partition
-    (streams/transport.py). A run is scored at once and its alerts delivered; its readings
-    and states are stored at the next checkpoint, which acknowledges it (streams/checkpoint.py).
+    (streams/transport.py). A run is scored at once and its alerts sent; its readings and
+    states are stored at the next checkpoint, which acknowledges it (streams/checkpoint.py).
     One actor, so runs are acknowledged in offset order."""
     async for run in stream.noack().events():
         async with checkpoint.lock:
@@ -126,8 +126,8 @@ async def store_if_due(now: bool = False) -> None:
 
 async def score(run: Any) -> None:
     """Validate and score one run: dead letters and alerts go out now, its readings and
-    states to the checkpoint. Each device's state is read once per run and its alerts are
-    delivered before the checkpoint that stores the state remembering them."""
+    states to the checkpoint. Each device's state is read once per run; the checkpoint waits
+    until the broker has the run's alerts before it stores the states remembering them."""
     records = await fill_holes(continuity, records_of([run]), counters, "telemetry")
     taken, invalid = validate(records)
     await reject(invalid, "invalid")
@@ -143,13 +143,15 @@ async def score(run: Any) -> None:
         topic, value = sources[(refusal.partition, refusal.offset)]
         letters.append(dead_letter(topic, refusal.partition, refusal.offset, value, refusal.reason))
     await reject(letters, "refused")
-    for alert in outcome.alerts:
-        await publish(alert)  # delivered before the states that remember them
+    # Sent now; the checkpoint waits for them before it writes the states that remember them.
+    sent = [pending for alert in outcome.alerts for pending in await publish(alert)]
     states = {key: (state.partition, state) for key, state in outcome.states.items()}
-    checkpoint.add(run, [reading for _, reading in taken], states)
+    checkpoint.add(run, [reading for _, reading in taken], states, sent)
 
 
-async def publish(alert: Alert) -> None:
+async def publish(alert: Alert) -> list[Awaitable[Any]]:
+    """Send ``alert`` and its customer signal; returns what resolves once the broker has
+    them."""
     log.info(
         "alert %s %s %s %s at %s",
         alert.alert_id,
@@ -159,7 +161,9 @@ async def publish(alert: Alert) -> None:
         alert.event_time.isoformat(),
     )
     counters[f"alerts.{alert.kind}"] += 1
-    await deliver(alerts_topic, alert.dedup_key.encode(), encode(alert))
     # The customer's risk takes faults on their devices into account.
     signal = CustomerSignal(**alert.model_dump())
-    await deliver(customer_signals_topic, signal.key.encode(), encode(signal))
+    return [
+        await send(alerts_topic, alert.dedup_key.encode(), encode(alert)),
+        await send(customer_signals_topic, signal.key.encode(), encode(signal)),
+    ]

@@ -2,10 +2,11 @@
 
 ``Agent.test_context()`` runs an agent on an in-memory channel, and its tables are the app's
 own (``store='memory://'``): a write goes to the table and queues a changelog message in the
-producer's buffer, which is never started. What needs a broker is swapped out: reading holes
-back (``fill_holes``), delivery, dead letters, the lake and the wait for changelog writes
-(``stored``) are ``AsyncMock``s. ``fail_stop`` re-raises instead of exiting, so a crash fails
-the test rather than ending pytest.
+producer's buffer, which is never started (the device agent's checkpoint hands its states to
+the producer directly: those sends are recorded instead). What needs a broker is swapped out:
+reading holes back (``fill_holes``), delivery, dead letters, the lake and the wait for
+changelog writes (``stored``) are ``AsyncMock``s. ``fail_stop`` re-raises instead of exiting,
+so a crash fails the test rather than ending pytest.
 
 Faust's ``put`` gives every message the agent's topic name, and a topic of several names has
 none (``<internal>``), so the messages here are built with their source topic, partition and
@@ -55,6 +56,12 @@ def outbound():
     async def deliver(topic, key, value):
         log.append(("deliver", key.decode()))
 
+    async def send(topic, key, value):  # the broker holds it at once here
+        await deliver(topic, key, value)
+        held = asyncio.get_running_loop().create_future()
+        held.set_result(None)
+        return held
+
     def written(table):
         on_key_set = table.on_key_set
 
@@ -64,15 +71,15 @@ def outbound():
 
         return record
 
-    fakes = mock.Mock(log=log, archive=mock.AsyncMock(), reject=mock.AsyncMock())
+    fakes = mock.Mock(log=log, archive=mock.AsyncMock(), reject=mock.AsyncMock(), changelog=[])
     tables = (customers.customer_to_risk_state, devices.device_to_fault_state)
     with contextlib.ExitStack() as stack:
         for module in (customers, devices, intake):
             stack.enter_context(mock.patch.object(module, "fill_holes", _passthrough))
             stack.enter_context(mock.patch.object(module, "fail_stop", _reraise))
             stack.enter_context(mock.patch.object(module, "reject", fakes.reject))
-        for module in (customers, devices):
-            stack.enter_context(mock.patch.object(module, "deliver", deliver))
+        stack.enter_context(mock.patch.object(customers, "deliver", deliver))
+        stack.enter_context(mock.patch.object(devices, "send", send))
         stack.enter_context(mock.patch.object(intake, "archive", fakes.archive))
         # The device agent stores at its checkpoints: one after every run here.
         checkpoint = devices.checkpoint
@@ -83,14 +90,15 @@ def outbound():
         # (tests/integration/test_scale_out.py waits for real ones).
         for table in tables:
             stack.enter_context(mock.patch.object(table, "stored", mock.AsyncMock()))
-        device_changelog = devices.device_to_fault_state.send_changelog
 
-        def device_state_sent(partition, key, value):
+        async def device_state_sent(partition, key, value):  # no producer runs here
             log.append(("state", key))
-            return device_changelog(partition, key, value)
+            fakes.changelog.append((partition, key))
 
         stack.enter_context(
-            mock.patch.object(devices.device_to_fault_state, "send_changelog", device_state_sent)
+            mock.patch.object(
+                devices.device_to_fault_state, "send_changelog_now", device_state_sent
+            )
         )
         stack.enter_context(
             mock.patch.object(
@@ -297,7 +305,6 @@ def test_device_agent_takes_a_run_as_one_batch_and_writes_states_to_its_partitio
     ]
     run = RunMessage(TP("device-telemetry", 1), records, app.consumer_generation_id)
     table = devices.device_to_fault_state
-    table._unstored.clear()
 
     async def go() -> None:
         async with devices.track_device_faults.test_context() as agent:
@@ -310,7 +317,7 @@ def test_device_agent_takes_a_run_as_one_batch_and_writes_states_to_its_partitio
     assert _archived(outbound) == [f"D00001-{i}" for i in range(30) if i != 7]  # event ids
     assert [letter[:3] for letter in _letters(outbound)] == [("device-telemetry", 207, "invalid")]
     assert (table["D00013"]["partition"], table["D00013"]["last_offset"]) == (1, 229)
-    assert {sent.message.partition for sent in table._unstored} == {1}
+    assert outbound.changelog == [(1, "D00013")]
     devices.device_to_fault_state.stored.assert_awaited()
 
 

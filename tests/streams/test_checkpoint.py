@@ -1,7 +1,8 @@
 """The device agent's checkpoint (streams/checkpoint.py): a run's states are readable at once,
-stored with its readings only when the checkpoint is due, and the runs are acknowledged after
-the lake and the broker hold both, in order, while the next runs are scored; a changelog write
-that fails acknowledges nothing.
+stored with its readings only when the checkpoint is due, after the broker holds the alerts
+the runs sent, and the runs are acknowledged after the lake and the broker hold both, in
+order, while the next runs are scored; a changelog write or an alert that fails acknowledges
+nothing.
 
 The table is a stand-in with the three things the checkpoint uses (a local store, changelog
 sends, the wait for them): the real one is exercised by tests/streams/test_agents.py and,
@@ -21,7 +22,7 @@ class Table:
         self.data: dict = {}
         self.log, self.fail = log, fail
 
-    def send_changelog(self, partition, key, value):
+    async def send_changelog_now(self, partition, key, value):
         self.log.append(("changelog", partition, key, value))
 
     async def stored(self):
@@ -159,6 +160,43 @@ def test_runs_are_acknowledged_when_the_broker_holds_their_states_and_scoring_go
         assert acks == [("stored",), ("ack", "r1"), ("stored",), ("ack", "r2")]
 
     asyncio.run(scenario())
+
+
+def test_the_states_are_written_only_once_the_broker_holds_the_runs_alerts():
+    """Alerts are sent as they are raised and waited for at the checkpoint: a state that
+    remembers an alert never reaches the changelog before the alert reaches its topic."""
+    log, now = [], [0.0]
+    cp = _checkpoint(log, now, every_s=0.0)
+
+    async def scenario():
+        alert = asyncio.get_running_loop().create_future()
+        alert.add_done_callback(lambda _: log.append(("alert held",)))
+        cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})}, sent=[alert])
+        storing = asyncio.ensure_future(cp.store())
+        await asyncio.sleep(0.01)
+        assert not storing.done() and not [e for e in log if e[0] == "changelog"]
+        alert.set_result(None)
+        await storing
+        await cp.acknowledged()
+
+    asyncio.run(scenario())
+    assert [e[0] for e in log] == ["lake", "alert held", "metadata", "changelog", "stored", "ack"]
+
+
+def test_an_alert_the_broker_refused_writes_no_state_and_acknowledges_nothing():
+    log, now = [], [0.0]
+    cp = _checkpoint(log, now, every_s=0.0)
+
+    async def scenario():
+        alert = asyncio.get_running_loop().create_future()
+        alert.set_exception(ConnectionError("broker away"))
+        cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})}, sent=[alert])
+        with pytest.raises(ConnectionError):
+            await cp.store()
+        assert cp.runs and cp.held, "kept: nothing of the run was stored"
+
+    asyncio.run(scenario())
+    assert [e[0] for e in log] == ["lake"]
 
 
 def test_a_failure_after_store_returned_is_raised_by_the_timers_check():
