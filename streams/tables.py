@@ -44,10 +44,10 @@ class StoredTable(faust.Table):
         callback."""
         serializers = self.app.serializers
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        sent = await producer.send(
+        sent = await producer.send(  # aiokafka's order is (topic, value, key): named here
             self.changelog_topic.get_topic_name(),
-            serializers.dumps_key(None, key, serializer=self.key_serializer),
-            serializers.dumps_value(None, value, serializer=self.value_serializer),
+            key=serializers.dumps_key(None, key, serializer=self.key_serializer),
+            value=serializers.dumps_value(None, value, serializer=self.value_serializer),
             partition=partition,
         )
         sent.add_done_callback(self._changelog_stored)
