@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import random
-import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -33,7 +32,14 @@ from outreach.store import TaskStore
 from simulator import world_events
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
-from tests.utils.pipeline import lake_rows, missing_from_lake, produce_events, scenario, send_raw
+from tests.utils.pipeline import (
+    Producer,
+    lake_rows,
+    missing_from_lake,
+    produce_events,
+    scenario,
+    send_raw,
+)
 from tests.utils.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -41,32 +47,6 @@ REPORTS = Path(__file__).resolve().parents[2] / "var" / "reliability"
 # `make soak` raises it; each kill cycle takes about 7 s (start, join, work, kill).
 KILLS = int(os.environ.get("FOREWARN_SOAK_KILLS", "10"))
 TELEMETRY = "device-telemetry"
-
-
-class Producer(threading.Thread):
-    """Streams ``events`` at ``rate`` events/s in the background with the simulator's own
-    producer (it must ride out broker trouble by itself)."""
-
-    def __init__(self, bootstrap: str, events: list, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.events, self.rate = bootstrap, events, rate
-        self.acked: int | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.acked = asyncio.run(
-                produce(self.events, self.bootstrap, rate=self.rate, progress=False)
-            )
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float = 300) -> int:
-        self.join(timeout)
-        assert not self.is_alive(), "the producer did not finish in time"
-        assert self.error is None, f"the producer failed: {self.error!r}"
-        assert self.acked == len(self.events)
-        return self.acked
 
 
 def _alerts(settings) -> list[Alert]:

@@ -75,7 +75,8 @@ def test_a_worker_joining_mid_stream_loses_no_offset_or_state_and_doubles_nothin
     # Telemetry comes as runs of a fetch each (streams/transport.py): a rebalance while the
     # first worker has runs in flight must neither commit a run it did not score nor lose the
     # device states it wrote for one, nor score a reading twice.
-    from tests.integration.test_faults import Producer, _check_nothing_lost_or_doubled
+    from tests.integration.test_faults import _check_nothing_lost_or_doubled
+    from tests.utils.pipeline import Producer
 
     settings, start_worker = stack
     world = scenario(seed=13)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,6 +24,32 @@ START = datetime(2026, 1, 5, tzinfo=UTC)
 
 def scenario(customers: int = 60, days: int = 21, seed: int = 4):
     return build_world(n_customers=customers, days=days, start=START, seed=seed)
+
+
+class Producer(threading.Thread):
+    """Streams ``events`` at ``rate`` events/s in the background with the simulator's own
+    producer (it must ride out broker trouble by itself)."""
+
+    def __init__(self, bootstrap: str, events: list, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.events, self.rate = bootstrap, events, rate
+        self.acked: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.acked = asyncio.run(
+                produce(self.events, self.bootstrap, rate=self.rate, progress=False)
+            )
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = 300) -> int:
+        self.join(timeout)
+        assert not self.is_alive(), "the producer did not finish in time"
+        assert self.error is None, f"the producer failed: {self.error!r}"
+        assert self.acked == len(self.events)
+        return self.acked
 
 
 def produce_events(settings, events) -> Counter:
