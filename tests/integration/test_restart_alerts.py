@@ -15,9 +15,9 @@ from console.stack import wait_balanced, wait_drained
 from forewarn.kafka.admin import group_lag
 from simulator import world_events
 from tests.utils.pipeline import (
+    Producer,
     alert_keys,
     offline_device_alerts,
-    produce_events,
     published_device_alerts,
     scenario,
 )
@@ -35,11 +35,15 @@ def test_a_worker_killed_and_restarted_mid_stream_raises_the_same_alerts(stack, 
     worker = start_worker(group)
     wait_balanced([worker])
     events = list(world_events(scenario(customers=60, days=21, seed=5)))
-    produce_events(settings, events)
+    # Streamed over ~10 s, so the kill lands while events arrive whatever the worker's speed
+    # (pre-filled, a worker at ~30,000 readings/s could drain and commit them all first).
+    producer = Producer(settings.kafka_bootstrap, events, rate=len(events) / 10.0)
+    producer.start()
     time.sleep(random.Random(14).uniform(3.0, 6.0))  # some batches scored, some committed
     worker.kill()  # no flush, no commit
     lag = asyncio.run(group_lag(settings.kafka_bootstrap, group.group_id, ["device-telemetry"]))
     assert sum(lag.values()) > 0, "the kill should land while there is work in flight"
+    producer.finish()
     again = start_worker(group)
     wait_drained(group, again, timeout=600, stable_checks=2)
     again.stop()
