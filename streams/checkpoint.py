@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from forewarn.events import Event
 from streams.tables import StoredTable, acknowledge_when_stored
 
 
@@ -54,25 +53,30 @@ class Checkpoint:
         A held state's table value (``DeviceState.to_dict``); the value itself by default.
     clock : callable, optional
         Monotonic seconds.
+    collect : callable, optional
+        Makes the container a checkpoint's readings are collected in (``extend`` and
+        ``len``): a list by default; the agent's (``lake.ArrowEvents``) converts each run's
+        readings for the lake as they are added, not all of them at the checkpoint.
     """
 
     def __init__(
         self,
         table: StoredTable,
-        archive: Callable[[Sequence[Event]], Awaitable[None]],
+        archive: Callable[[Any], Awaitable[None]],
         before_changelog: Callable[[], Awaitable[None]],
         every_s: float,
         max_readings: int,
         clock: Callable[[], float] = time.monotonic,
         encode: Callable[[Any], Any] = lambda value: value,
+        collect: Callable[[], Any] = list,
     ) -> None:
         self.table, self.archive, self.before_changelog = table, archive, before_changelog
         self.every_s, self.max_readings, self.clock = every_s, max_readings, clock
-        self.encode = encode
+        self.encode, self.collect = encode, collect
         #: Held by whoever scores a run or makes the checkpoint: never both at once.
         self.lock = asyncio.Lock()
         self.runs: list[Any] = []  # Faust events, acknowledged at the checkpoint
-        self.readings: list[Event] = []
+        self.readings = collect()
         self.sent: list[Awaitable[Any]] = []  # the runs' messages, awaited before the changelog
         self.dirty: dict[str, int] = {}  # state key -> changelog partition
         #: States changed since the last checkpoint, by key, not yet in the table.
@@ -83,7 +87,7 @@ class Checkpoint:
     def add(
         self,
         run: Any,
-        readings: Sequence[Event],
+        readings: Iterable[Any],
         states: Mapping[str, tuple[int, Any]],
         sent: Iterable[Awaitable[Any]] = (),
     ) -> None:
@@ -135,7 +139,8 @@ class Checkpoint:
                     self.table.data[key] = self.encode(self.held[key])
                 await self.table.send_changelog_now(partition, key, self.table.data[key])
         self._acking = asyncio.ensure_future(acknowledge_when_stored(self.table.stored(), runs))
-        self.readings, self.runs, self.dirty, self.sent, self.since = [], [], {}, [], None
+        self.readings, self.runs, self.dirty, self.sent = self.collect(), [], {}, []
+        self.since = None
         self.held.clear()  # in place: the step reads this very dict
         return len(readings)
 

@@ -14,6 +14,7 @@ refused and why without attaching to it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -28,7 +29,7 @@ from pathlib import Path
 from aiokafka.errors import MessageSizeTooLargeError
 
 from forewarn.events import DEAD_LETTER_RAW_MAX, DeadLetter, Event, encode
-from forewarn.lake import LakeWriter
+from forewarn.lake import ArrowEvents, LakeWriter
 from streams.app import app, dead_letters_topic, deliver, settings
 from streams.retry import with_retry
 
@@ -67,17 +68,23 @@ def for_the_topic(letter: DeadLetter, limit: int = DEAD_LETTER_RAW_MAX) -> DeadL
     return letter.model_copy(update={"raw": base64.b64encode(head).decode(), "raw_truncated": True})
 
 
-async def archive(events: Sequence[Event]) -> None:
+async def archive(events: Sequence[Event] | ArrowEvents) -> None:
     """Write ``events`` to the lake, retrying until it works: a full disk or an unmounted
     volume, and equally an error we did not foresee, leaves the batch waiting, unacknowledged
     and logged, rather than acknowledged and lost.
 
-    The write runs on the event loop, not in a thread: in a thread it waited for the GIL behind
-    Faust's message handling, 110 us per reading against 23 us here (20 ms of parquet per
-    batch of 4,000 blocks the loop less than that convoy did; docs/benchmarks.md)."""
+    Events are converted to Arrow on the event loop (``ArrowEvents``; the device agent's come
+    converted); Parquet's encoding and the file are written in a thread, where pyarrow lets go
+    of the GIL. The whole write in a thread waited for the GIL behind Faust's message handling
+    (110 us per reading against 23 us on the loop); on the loop the Parquet part held every
+    agent for ~10 ms a checkpoint at 5,000 readings/s (docs/benchmarks.md)."""
+    arrow = events if isinstance(events, ArrowEvents) else None
 
     async def write() -> None:
-        lake.write(events)
+        nonlocal arrow
+        if arrow is None:
+            arrow = ArrowEvents(events)  # type: ignore[arg-type]
+        await asyncio.to_thread(lake.write, arrow)
 
     await with_retry(write, f"lake write of {len(events)} events", (Exception,), log)
 

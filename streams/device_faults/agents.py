@@ -10,6 +10,7 @@ from typing import Any
 import faust
 
 from forewarn.events import PARTITIONS, Alert, CustomerSignal, encode
+from forewarn.lake import ArrowEvents
 from streams.app import (
     alerts_topic,
     app,
@@ -68,6 +69,7 @@ checkpoint = Checkpoint(
     CHECKPOINT_S,
     CHECKPOINT_READINGS,
     encode=DeviceState.to_dict,
+    collect=ArrowEvents,
 )
 
 # Readings are scored by a Kafka-free step (the replay and the tests run the same one); its

@@ -74,20 +74,21 @@ def test_a_checkpoint_write_reaches_aiokafka_as_fausts_own_write_would():
             return held
 
     state = {"device_id": "D00013", "metrics": {"vibration_mm_s": {"n": 3}}, "partition": 1}
-    faust_would = table.changelog_topic.as_future_message(
-        key="D00013",
-        value=state,
-        partition=1,
-        key_serializer=table.key_serializer,
-        value_serializer=table.value_serializer,
-    ).message
 
     async def go():
         with mock.patch.object(app.producer, "_ensure_producer", Producer):
             await table.send_changelog_now(1, "D00013", state)
             await table.stored()
+        # Faust's own write of the same state (a future: made inside the loop).
+        return table.changelog_topic.as_future_message(
+            key="D00013",
+            value=state,
+            partition=1,
+            key_serializer=table.key_serializer,
+            value_serializer=table.value_serializer,
+        ).message
 
-    asyncio.run(go())
+    faust_would = asyncio.run(go())
     [call] = calls
     assert call["topic"] == table.changelog_topic.get_topic_name()
     assert (call["key"], call["value"], call["partition"]) == (
