@@ -125,8 +125,8 @@ class ArrowEvents:
     A writer that holds events for a while (the device agent's checkpoint) converts each run
     when it comes, so storing them is only Parquet's work (done outside the GIL, in a thread:
     ``streams.dead_letters.archive``): converting a checkpoint's readings at once held the
-    event loop ~7 us a reading, ~40 ms a checkpoint at 5,000 readings/s, which every alert
-    waiting behind it paid (docs/benchmarks.md).
+    event loop ~4-7 us a reading, up to ~35 ms a checkpoint at 5,000 readings/s, which every
+    alert waiting behind it paid (docs/benchmarks.md).
     """
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
