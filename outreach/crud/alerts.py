@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,11 +59,8 @@ def upsert_alert(
     ):
         session.add(AlertSeen(alert_id=alert.alert_id, task_id=None))
         return None
-    if task is None and _left_after(profile, alert, kind):
-        # Older evidence of a root cause whose task the cancellation already closed (tickets
-        # and alerts are separate topics; a restarted worker reorders them): it joins that
-        # task, as it would have had it come first. Either order leaves one task.
-        task = _closed_by_leaving(session, key)
+    if task is None:
+        task = _closed_to_join(session, alert, kind, key, profile, rules)
         if task is not None:
             task.evidence = {"alerts": [*task.evidence.get("alerts", [])[-19:], _evidence(alert)]}
             task.alert_count += 1
@@ -107,11 +105,34 @@ def _left_after(profile: CustomerProfile | None, alert: Alert, kind: str) -> boo
     )
 
 
-def _closed_by_leaving(session: Session, key: str) -> Task | None:
-    """The latest task of root cause ``key`` that the customer's cancellation closed."""
+def _closed_to_join(
+    session: Session,
+    alert: Alert,
+    kind: str,
+    key: str,
+    profile: CustomerProfile | None,
+    rules: OutreachRules,
+) -> Task | None:
+    """The closed task of root cause ``key`` that ``alert`` is more evidence of, if any.
+
+    Older evidence of a root cause whose task the cancellation already closed (tickets and
+    alerts are separate topics; a restarted worker reorders them) joins that task, as it would
+    have had it come first: either order leaves one task. A held-out customer is held out for
+    good (the holdout is drawn by customer), and their task is born closed: later evidence of
+    the same root cause joins it rather than open a second held-out task.
+    """
+    if _left_after(profile, alert, kind):
+        return _latest_closed(session, key, Task.close_reason == LEFT_BEFORE_CONTACT)
+    if kind == "retention" and in_holdout(alert.customer_id, rules):
+        return _latest_closed(session, key, Task.holdout.is_(True))
+    return None
+
+
+def _latest_closed(session: Session, key: str, why: Any) -> Task | None:
+    """The latest closed task of root cause ``key`` that also meets ``why``."""
     return session.scalars(
         select(Task)
-        .where(Task.dedup_key == key, Task.close_reason == LEFT_BEFORE_CONTACT)
+        .where(Task.dedup_key == key, why)
         .order_by(Task.closed_at.desc())
         .limit(1)
         .with_for_update()

@@ -115,6 +115,19 @@ def test_holdout_customers_get_no_outreach(any_store):
     assert stored.id not in {t.id for t in any_store.daily_list("retention")}
 
 
+def test_later_evidence_of_a_held_out_root_cause_joins_its_task(any_store):
+    """The holdout is drawn by customer: a second alert of the same root cause is more
+    evidence of the held-out task, not a second one (found by a fault test: two held-out
+    retention tasks for one customer)."""
+    held = next(f"H{i:05d}" for i in range(1000) if in_holdout(f"H{i:05d}", OutreachRules()))
+    first = any_store.upsert_alert(_retention(0, customer=held))
+    second = any_store.upsert_alert(_retention(1, customer=held, severity="low"))
+    assert second.task_id == first.task_id
+    stored = any_store.get(first.task_id)
+    assert stored.holdout and stored.status == "cancelled" and stored.alert_count == 2
+    assert [t.id for t in any_store.tasks() if t.customer_id == held] == [first.task_id]
+
+
 def test_holdout_share_is_about_right():
     rules = OutreachRules(holdout_share=0.1)
     share = sum(in_holdout(f"C{i:05d}", rules) for i in range(20_000)) / 20_000
