@@ -98,6 +98,10 @@ class Settings:
     #: Seconds the device agent's scored readings wait for their checkpoint at most (lake,
     #: states, then the commit): what a crash reads again, never what an alert waits for.
     checkpoint_s: float = field(default_factory=lambda: float(_env("CHECKPOINT_S", "1.0")))
+    #: Seconds a worker's stop may take (store what was scored, commit, leave the group) before
+    #: it exits anyway: with its broker away the final commit is retried without end. What it
+    #: had not stored is not acknowledged, and the next worker reads it again.
+    stop_timeout_s: float = field(default_factory=lambda: float(_env("STOP_TIMEOUT_S", "30")))
     #: The nightly: Kafka to announce models and customer values to (empty: files only), the
     #: at-risk list's length, the feature build's chunk and shard sizes, each task's retries.
     publish_bootstrap: str = field(default_factory=lambda: _env("PUBLISH_BOOTSTRAP", ""))

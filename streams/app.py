@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
@@ -41,7 +42,54 @@ STREAM_BUFFER = 4096
 #: share its topics, and which group raised an alert must still be told (issue 14).
 SENT_BY = "forewarn-group"
 
-app = faust.App(
+#: Exit status of a worker that stopped itself rather than acknowledge work it did not finish.
+FAIL_STOP_STATUS = 70
+#: Exit status of a worker whose stop did not finish in time (sysexits' EX_TEMPFAIL).
+STOP_TIMEOUT_STATUS = 75
+
+
+def exit_now(status: int) -> None:
+    """End the process at once, as a ``kill -9`` would but with the logs flushed: nothing
+    after the last commit is acknowledged, and the next worker reads it again (tested to lose
+    and double nothing, docs/reliability.md)."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def stop_deadline(seconds: float) -> threading.Timer:
+    """Exit with :data:`STOP_TIMEOUT_STATUS` unless the process has ended ``seconds`` from now.
+
+    A stop stores what was scored, commits and leaves the group; with the broker away the
+    changelog writes and the commit are retried without end (aiokafka), and a worker told to
+    stop never did (tests/integration/test_faults.py). Past the deadline what it has not
+    stored is left unacknowledged, as after a crash."""
+
+    def expire() -> None:
+        logging.getLogger(__name__).critical(
+            "the worker's stop did not finish within %g s (FOREWARN_STOP_TIMEOUT_S): is the "
+            "broker at %s reachable? Exiting now; what was not stored is not acknowledged, "
+            "and the next worker reads it again",
+            seconds,
+            settings.kafka_bootstrap,
+        )
+        exit_now(STOP_TIMEOUT_STATUS)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True  # a stop that finishes in time ends the process, and the timer with it
+    timer.start()
+    return timer
+
+
+class App(faust.App):
+    """Faust's app whose stop has a deadline (:func:`stop_deadline`)."""
+
+    async def on_stop(self) -> None:
+        stop_deadline(settings.stop_timeout_s)
+        await super().on_stop()
+
+
+app = App(
     settings.group_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     # SASL/SCRAM user on a secured broker (docker-compose.yml); None on the local open one.
@@ -150,10 +198,6 @@ async def partitions_known(table: faust.types.TableT) -> None:
     await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
-#: Exit status of a worker that stopped itself rather than acknowledge work it did not finish.
-FAIL_STOP_STATUS = 70
-
-
 @contextlib.contextmanager
 def fail_stop(what: str) -> Iterator[None]:
     """Run an agent's handling of one batch (or event); on an error nobody foresaw, stop the
@@ -175,6 +219,4 @@ def fail_stop(what: str) -> Iterator[None]:
             what,
             exc_info=True,
         )
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(FAIL_STOP_STATUS)
+        exit_now(FAIL_STOP_STATUS)

@@ -30,6 +30,7 @@ from outreach.models import CustomerProfile, TaskHistory
 from outreach.rules import TASK_KIND, task_key
 from outreach.store import TaskStore
 from simulator import world_events
+from streams.app import STOP_TIMEOUT_STATUS
 from tests.utils.hostile import sample
 from tests.utils.kafka import read_records, read_topic
 from tests.utils.pipeline import (
@@ -308,3 +309,38 @@ def test_a_graceful_stop_stores_the_pending_checkpoint(stack, monkeypatch):
     assert lag == {TELEMETRY: 0}, lag
     assert stop_s < 30, f"the stop took {stop_s:.0f} s"
     _report("graceful_stop", {"readings": len(readings), "stop_s": round(stop_s, 1)})
+
+
+def test_a_stop_while_the_broker_is_away_ends_and_loses_nothing(stack, broker, monkeypatch):
+    """SIGTERM to a worker whose only broker has gone, holding scored readings it has not
+    stored: their states cannot reach the changelog and the final commit cannot reach the
+    group's coordinator (aiokafka retries both without end). The worker must still stop within
+    its stop deadline, say why, and acknowledge nothing it did not store; a worker started once
+    the broker is back reads on from the last commit: nothing lost, nothing doubled."""
+    monkeypatch.setenv("FOREWARN_STOP_TIMEOUT_S", "10")
+    monkeypatch.setenv("FOREWARN_CHECKPOINT_S", "600")  # only the stop can store them
+    settings, start_worker = stack
+    world = scenario(customers=20, days=7, seed=8)
+    events = list(world_events(world))
+    produced = produce_events(settings, events)
+    worker = start_worker()
+    worker.wait_consuming(90)
+    deadline = time.monotonic() + 120
+    while worker_counters(settings).get("telemetry.processed", 0) < produced[TELEMETRY]:
+        assert time.monotonic() < deadline, worker_counters(settings)
+        time.sleep(0.5)
+    broker.stop()
+    time.sleep(3)
+    stopped = time.monotonic()
+    code = worker.stop(timeout=60)
+    stop_s = time.monotonic() - stopped
+    assert stop_s < 30, f"the stop took {stop_s:.0f} s (exit {code}):\n{worker.tail()}"
+    assert code == STOP_TIMEOUT_STATUS, (code, worker.tail())
+    assert "did not finish within 10 s" in worker.log_path.read_text(), worker.tail()
+    broker.start()
+    monkeypatch.setenv("FOREWARN_CHECKPOINT_S", "1")
+    second = start_worker()
+    wait_drained(settings, second, timeout=300)
+    assert second.stop() == 0
+    figures = _check_nothing_lost_or_doubled(settings, world, produced)
+    _report("stop_broker_away", {**figures, "stop_s": round(stop_s, 1)})
