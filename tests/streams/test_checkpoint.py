@@ -1,8 +1,8 @@
 """The device agent's checkpoint (streams/checkpoint.py): a run's states are readable at once,
 stored with its readings only when the checkpoint is due, after the broker holds the alerts
 the runs sent, and the runs are acknowledged after the lake and the broker hold both, in
-order, while the next runs are scored; a changelog write or an alert that fails acknowledges
-nothing.
+order, while the next runs are scored (the lake file is written meanwhile too); a changelog
+write or an alert that fails acknowledges nothing.
 
 The table is a stand-in with the three things the checkpoint uses (a local store, changelog
 sends, the wait for them): the real one is exercised by tests/streams/test_agents.py and,
@@ -71,9 +71,10 @@ def test_states_are_held_and_stored_encoded_with_the_readings_when_due():
     assert cp.due()
     assert asyncio.run(_store(cp)) == 3
     assert cp.table.data == {"D1": {"n": 2}, "D2": {"n": 1}} and held == {}, "the same dict"
-    # Lake, then every changed state once (its latest), awaited, then the runs in order.
-    assert log == [
-        ("lake", ["a", "b", "c"]),
+    # Every changed state once (its latest), awaited, then the runs in order; the lake file
+    # is written meanwhile, before any run is acknowledged.
+    assert log.index(("lake", ["a", "b", "c"])) < log.index(("ack", "r1"))
+    assert [entry for entry in log if entry[0] != "lake"] == [
         ("metadata",),
         ("changelog", 2, "D1", {"n": 2}),
         ("changelog", 3, "D2", {"n": 1}),
@@ -160,6 +161,42 @@ def test_runs_are_acknowledged_when_the_broker_holds_their_states_and_scoring_go
         assert acks == [("stored",), ("ack", "r1"), ("stored",), ("ack", "r2")]
 
     asyncio.run(scenario())
+
+
+def test_the_next_runs_are_scored_while_the_lake_is_written_and_acknowledged_after_it():
+    """The lake write does not hold the agent (it held every reading that came during it):
+    ``store`` returns while the file is written, and no run is acknowledged before it is."""
+    log, now = [], [0.0]
+
+    async def scenario():
+        written = asyncio.Event()
+
+        async def slow_archive(events):
+            await written.wait()
+            log.append(("lake", list(events)))
+
+        cp = Checkpoint(Table(log), slow_archive, _nothing, 0.0, 100, lambda: now[0])
+        cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})})
+        await asyncio.wait_for(cp.store(), 1)  # returns with the lake file still pending
+        cp.add(Run("r2", log), ["b"], {"D1": (0, {"n": 2})})  # the next run, scored meanwhile
+        await asyncio.sleep(0.01)
+        assert not [e for e in log if e[0] == "ack"], "acknowledged before the lake holds it"
+        written.set()
+        await cp.acknowledged()
+        assert [e[0] for e in log][-2:] == ["lake", "ack"]
+        await _store(cp)
+
+    asyncio.run(scenario())
+    assert [e[:2] for e in log if e[0] in ("lake", "ack")] == [
+        ("lake", ["a"]),
+        ("ack", "r1"),
+        ("lake", ["b"]),
+        ("ack", "r2"),
+    ]
+
+
+async def _nothing() -> None:
+    return None
 
 
 def test_the_states_are_written_only_once_the_broker_holds_the_runs_alerts():
