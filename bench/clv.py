@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.common import SHARED, Result, timed
+from bench.common import Result, reference_data, timed
 from models.clv import WEEK_DAYS, BetaGeoNBD, GammaGamma
 
 HORIZON_WEEKS = 90 / WEEK_DAYS
 
 
 def data(n: int, seed: int = 0) -> pd.DataFrame:
-    base = pd.read_csv(SHARED / "data" / "cdnow" / "cdnow_customers_summary_with_transactions.csv")
+    base = pd.read_csv(reference_data("cdnow", "cdnow_customers_summary_with_transactions.csv"))
     rng = np.random.default_rng(seed)
     frame = base.sample(n, replace=True, random_state=seed).reset_index(drop=True)
     frame["T"] = frame["T"] + rng.integers(0, 8, n) / 7  # customers who joined days apart

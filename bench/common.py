@@ -20,6 +20,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FOREWARN_SHARED_DIR", ROOT.parent / "shared"))
 
 
+class MissingData(Exception):
+    """Reference data a benchmark measures on is not here (a user's clone has no
+    ``../shared``): the benchmark is skipped, with this as the reason."""
+
+
+def reference_data(*parts: str) -> Path:
+    """The path of reference data under ``SHARED/data``; :class:`MissingData` if absent."""
+    path = SHARED.joinpath("data", *parts)
+    if not path.exists():
+        raise MissingData(
+            f"reference data not found at {path} (set FOREWARN_SHARED_DIR to the folder "
+            "holding data/)"
+        )
+    return path
+
+
 @dataclass
 class Result:
     """One benchmark's figures against its baseline's.

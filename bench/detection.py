@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import SHARED, Result
+from bench.common import SHARED, Result, reference_data
 
 SKAB = SHARED / "data" / "skab"
 TRAIN_ROWS = 400
@@ -327,7 +327,7 @@ def report(rows: list[Scored]) -> str:
 
 
 def run(quick: bool = False) -> list[Result]:
-    files = load()
+    files = load(reference_data("skab"))
     if quick:
         files = files[::6]
     rows = [

@@ -34,6 +34,9 @@ from forewarn.settings import Settings
 from streams.transport import install as install_transport
 
 settings = Settings()
+# Not this module's name: Faust gives the module that defines an App subclass's logger a
+# NullHandler, and a worker stopping itself before logging is configured then said nothing.
+log = logging.getLogger("forewarn.worker")
 #: Events each agent's stream may hold: Faust's default ``stream_buffer_maxsize``, pinned here.
 #: Raising it with larger fetches gave 10% more throughput and coincided with one event lost
 #: under repeated kill -9 in CI (docs/reliability.md). Agents keep their batches below it.
@@ -66,7 +69,7 @@ def stop_deadline(seconds: float) -> threading.Timer:
     stored is left unacknowledged, as after a crash."""
 
     def expire() -> None:
-        logging.getLogger(__name__).critical(
+        log.critical(
             "the worker's stop did not finish within %g s (FOREWARN_STOP_TIMEOUT_S): is the "
             "broker at %s reachable? Exiting now; what was not stored is not acknowledged, "
             "and the next worker reads it again",
@@ -213,7 +216,7 @@ def fail_stop(what: str) -> Iterator[None]:
     try:
         yield
     except Exception:
-        logging.getLogger(__name__).critical(
+        log.critical(
             "%s failed; stopping this worker without acknowledging the batch, which is read "
             "again when it restarts",
             what,
