@@ -296,23 +296,29 @@ class DeviceState:
         # so a state that shared it changed the table behind the changelog's back (a batch
         # that was never written, or crashed, stayed half applied in the worker's memory and
         # was applied again on its replay: tests/streams/test_determinism.py, issue 14).
-        # Fields a document written before issue 15 has and this version does not (its CUSUMs)
-        # are left behind; those it lacks take their defaults.
+        # Fields a document written before issue 15 has and this version does not (its CUSUMs),
+        # or a newer version's (a worker rolled back), are left behind; those it lacks take
+        # their defaults.
         metrics = {}
         for name, m in data["metrics"].items():
             b = m["baseline"]
-            if "profile_mean" in b and "cusum_up" not in m:  # this version's own document
-                baseline = MetricBaseline(
-                    **{**b, "profile": list(b["profile"]), "profile_n": list(b["profile_n"])}
-                )
-                metrics[name] = MetricState(
-                    **{**m, "baseline": baseline, "recent_spikes": list(m["recent_spikes"])}
-                )
-                continue
+            ours = "profile_mean" in b and "cusum_up" not in m  # this version's own document
+            if ours:
+                try:
+                    baseline = MetricBaseline(
+                        **{**b, "profile": list(b["profile"]), "profile_n": list(b["profile_n"])}
+                    )
+                    metrics[name] = MetricState(
+                        **{**m, "baseline": baseline, "recent_spikes": list(m["recent_spikes"])}
+                    )
+                    continue
+                except TypeError:
+                    pass  # a newer version's, with fields this one does not know: left behind
             b = {k: v for k, v in b.items() if k in _BASELINE_FIELDS}
             b["profile"] = list(b.get("profile", [0.0] * HOURS))
             b["profile_n"] = list(b.get("profile_n", [0] * HOURS))
-            b["profile_mean"] = sum(b["profile"]) / HOURS
+            if not ours:  # kept by a newer version's document
+                b["profile_mean"] = sum(b["profile"]) / HOURS
             metrics[name] = MetricState(
                 baseline=MetricBaseline(**b),
                 recent_spikes=list(m.get("recent_spikes", [])),

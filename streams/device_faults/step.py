@@ -68,15 +68,28 @@ class Refusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored state that could not be read: the device started over from no history. The
+    reading that needed it is ``partition``@``offset``; ``document`` is what was stored."""
+
+    device_id: str
+    partition: int
+    offset: int
+    document: Any
+    reason: str
+
+
 @dataclass
 class Outcome:
-    """What one batch gave: alerts in the order raised, refusals, counters, and the states
-    to write back (every state read or changed)."""
+    """What one batch gave: alerts in the order raised, refusals, counters, the states to
+    write back (every state read or changed), and stored states that could not be read."""
 
     alerts: list[Alert] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     states: dict[str, DeviceState] = field(default_factory=dict)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
 
 class DeviceFaultStep:
@@ -125,7 +138,7 @@ class DeviceFaultStep:
         for partition, offset, reading in readings:
             state = states.get(reading.device_id)
             if state is None:
-                state = self._state(reading.device_id, states)
+                state = self._state(reading.device_id, states, (out, partition, offset))
             if state.partition == partition and offset <= state.last_offset:
                 # Replayed after a crash: the store already holds its effect. Not late.
                 replayed += 1
@@ -159,7 +172,7 @@ class DeviceFaultStep:
             before = (
                 clocks[partition]
                 if partition in clocks
-                else self._partition_clock(partition, states)
+                else self._partition_clock(partition, states, (out, partition, offset))
             )
             mark = at if at < cap else cap
             prior = state.clock_mark or mark
@@ -168,25 +181,28 @@ class DeviceFaultStep:
             clocks[partition] = after
             if before is not None and after // SILENCE_SCAN_S > before // SILENCE_SCAN_S:
                 at_hour = after // SILENCE_SCAN_S * SILENCE_SCAN_S
-                out.alerts += self._scan(partition, at_hour, states)
+                out.alerts += self._scan(partition, at_hour, states, (out, partition, offset))
         for kind, n in (("processed", processed), ("replayed", replayed)):
             if n:
                 out.counts[kind] += n
         return out
 
-    def _state(self, device_id: str, states: dict[str, DeviceState]) -> DeviceState:
+    def _state(self, device_id: str, states: dict[str, DeviceState], where: _Where) -> DeviceState:
         state = states.get(device_id)
         if state is None:
             state = self.held.get(device_id)
             if state is None:
-                state = DeviceState.from_dict(self.store.get(device_id))
+                state = _load(device_id, self.store.get(device_id), where)
             states[device_id] = state
         return state
 
-    def _partition_clock(self, partition: int, states: dict[str, DeviceState]) -> float | None:
+    def _partition_clock(
+        self, partition: int, states: dict[str, DeviceState], where: _Where
+    ) -> float | None:
         """The partition's silence clock: the highest ``clock_mark`` of its devices."""
         if partition not in self._clocks:
-            marks = [m for s in self._devices(partition, states) if (m := _mark(s, self.clock))]
+            devices = self._devices(partition, states, where)
+            marks = [m for s in devices if (m := _mark(s, self.clock))]
             self._clocks[partition] = max(marks, default=None)
         return self._clocks[partition]
 
@@ -194,10 +210,13 @@ class DeviceFaultStep:
         self,
         partition: int,
         states: dict[str, DeviceState],
+        where: _Where,
         wanted: Callable[[Mapping[str, Any]], bool] = lambda data: True,
     ) -> Iterable[DeviceState]:
         """The partition's devices: the batch's states, the held ones, then the store's others
-        that are ``wanted`` (loaded; the test reads the stored document)."""
+        that are ``wanted`` (loaded; the test reads the stored document). A stored state that
+        cannot be read is reported and starts over (:func:`_load`), and stays in ``states``:
+        it is written back."""
         for state in list(states.values()):
             if state.partition == partition:
                 yield state
@@ -206,17 +225,23 @@ class DeviceFaultStep:
                 yield state
         for device_id, data in list(self.store.items()):
             fresh = device_id not in states and device_id not in self.held
-            if fresh and data.get("partition") == partition and wanted(data):
-                yield DeviceState.from_dict(data)
+            if fresh and _of_partition(data, partition) and _wanted(wanted, data):
+                state = _load(device_id, data, where)
+                if state.partition is None:  # unreadable: it starts over on this partition
+                    state.partition = partition
+                    states[device_id] = state
+                yield state
 
-    def _scan(self, partition: int, at: float, states: dict[str, DeviceState]) -> list[Alert]:
+    def _scan(
+        self, partition: int, at: float, states: dict[str, DeviceState], where: _Where
+    ) -> list[Alert]:
         """Check the partition's devices for silence as of event time ``at``."""
         now = datetime.fromtimestamp(at, UTC)
         alerts = []
         # A stored state is decoded only if it is silent: every event-time hour, a partition's
         # thousands of quiet devices were each decoded to find none (5% of a worker's time).
         silent = functools.partial(self.detector.silent, at=at)
-        for state in self._devices(partition, states, silent):
+        for state in self._devices(partition, states, where, silent):
             alerted = state.silence_alerted
             alert = self.detector.check_silence(state, now)
             if state.silence_alerted != alerted:
@@ -226,6 +251,42 @@ class DeviceFaultStep:
             if alert is not None:
                 alerts.append(alert)
         return alerts
+
+
+#: Where a stored state was needed: the batch's outcome, and the reading's partition and offset.
+_Where = tuple[Outcome, int, int]
+
+
+def _load(device_id: str, data: Mapping[str, Any] | None, where: _Where) -> DeviceState:
+    """The stored document ``data`` as a state. One that cannot be read (damaged, or written
+    by a version that changed a field's type) must not stop every other device's scoring, nor
+    be reset in silence: the device starts over from no history (its baselines re-learn, no
+    alert until then), ``state_unreadable`` is counted in its state, and the outcome reports
+    the document (the agent logs it and dead-letters it)."""
+    try:
+        return DeviceState.from_dict(data)  # type: ignore[arg-type]
+    except Exception as exc:
+        out, partition, offset = where
+        reason = (
+            f"the stored state of device {device_id} could not be read ({exc!r}); the device "
+            "starts over from no history"
+        )
+        out.unreadable.append(Unreadable(device_id, partition, offset, data, reason))
+        state = DeviceState(device_id=device_id)
+        state.counters["state_unreadable"] = 1
+        return state
+
+
+def _of_partition(data: Any, partition: int) -> bool:
+    return isinstance(data, Mapping) and data.get("partition") == partition
+
+
+def _wanted(wanted: Callable[[Mapping[str, Any]], bool], data: Mapping[str, Any]) -> bool:
+    """``wanted(data)``; a document it cannot judge is wanted, to be loaded and reported."""
+    try:
+        return wanted(data)
+    except Exception:
+        return True
 
 
 def _mark(state: DeviceState, clock: Callable[[], float]) -> float | None:

@@ -16,6 +16,7 @@ offset; they also carry the app's consumer generation, or the stream skips them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 import time
@@ -346,3 +347,46 @@ def _archived(fakes) -> list[str]:
         else:
             ids += [e.event_id for e in events]
     return ids
+
+
+def test_device_agent_reports_a_state_it_cannot_read_and_scores_on(outbound):
+    """A damaged device state (or one a newer version wrote with a field of another type)
+    must neither stop every device's scoring (it crash-looped the worker) nor be reset in
+    silence: the device starts over, the document is dead-lettered whole, the rest scores."""
+    table = devices.device_to_fault_state
+    table.data["D00002"] = {"metrics": {"vibration_mm_s": {"baseline": "not a baseline"}}}
+
+    async def run() -> None:
+        async with devices.track_device_faults.test_context() as agent:
+            for i in range(10):
+                for device in ("D00001", "D00002"):
+                    reading = factories.telemetry(i, device_id=device)
+                    await _put(
+                        agent,
+                        "device-telemetry",
+                        1,
+                        2 * i + (device == "D00002"),
+                        device,
+                        encode(reading),
+                    )
+            await _until(lambda: outbound.log.count(("state", "D00002")) >= 1)
+
+    asyncio.run(run())
+    letters = [letter for letter in _letters(outbound) if letter[2] == "state_unreadable"]
+    assert len(letters) == 1, _letters(outbound)
+    topic, offset, _, reason = letters[0]
+    assert topic == table.changelog_topic.get_topic_name() and offset == 1
+    assert "stored state of device D00002 could not be read" in reason
+    (stored,) = [
+        letter
+        for (batch, kind), _ in outbound.reject.await_args_list
+        for letter in batch
+        if kind == "state_unreadable"
+    ]
+    assert b"not a baseline" in base64.b64decode(stored.raw)
+    fresh = table["D00002"]
+    assert fresh["counters"]["state_unreadable"] == 1 and fresh["last_offset"] == 19
+    assert (
+        table["D00001"]["last_offset"] == 18
+        and "state_unreadable" not in table["D00001"]["counters"]
+    )

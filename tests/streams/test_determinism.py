@@ -13,8 +13,9 @@ from aiokafka.partitioner import murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forewarn.events import DeviceTelemetry
 from simulator import build_world, world_events
-from streams.device_faults.step import DeviceFaultStep
+from streams.device_faults.step import DeviceFaultStep, Outcome
 from tests.utils import factories
 from tests.utils.pipeline import START
 
@@ -160,4 +161,36 @@ def test_a_device_clock_ahead_of_the_worker_does_not_make_others_silent():
     assert outcome.alerts == []
     store.update({k: s.to_dict() for k, s in outcome.states.items()})
     # Rebuilt after a restart, the partition's clock is still the worker's, not the device's.
-    assert DeviceFaultStep(store, clock=lambda: now)._partition_clock(0, {}) == now
+    rebuilt = DeviceFaultStep(store, clock=lambda: now)
+    assert rebuilt._partition_clock(0, {}, (Outcome(), 0, 0)) == now
+
+
+def test_a_stored_state_that_cannot_be_read_is_reported_and_the_rest_score_as_before():
+    """One damaged document (found by a reading, or by the partition's clock and silence
+    scan) starts its device over and is reported; every other device's states and alerts are
+    exactly what they are without it."""
+    readings = [
+        (0, offset, reading)
+        for offset, reading in enumerate(
+            e
+            for e in world_events(build_world(n_customers=6, days=5, start=START, seed=2))
+            if isinstance(e, DeviceTelemetry)
+        )
+    ]
+    devices = sorted({r.device_id for _, _, r in readings})
+    first, rest = readings[: len(readings) // 2], readings[len(readings) // 2 :]
+    clean: dict = {}
+    outcome = DeviceFaultStep(clean, clock=lambda: math.inf).run(first)
+    clean.update({k: s.to_dict() for k, s in outcome.states.items()})
+    damaged = {**clean, devices[0]: {"metrics": "garbage", "partition": 0}, "D-GONE": [1, 2]}
+    want = DeviceFaultStep(dict(clean), clock=lambda: math.inf).run(rest)
+    got = DeviceFaultStep(damaged, clock=lambda: math.inf).run(rest)
+    assert [u.device_id for u in got.unreadable] == [devices[0]]
+    assert "could not be read" in got.unreadable[0].reason
+    assert got.states[devices[0]].counters["state_unreadable"] == 1
+    others = [d for d in devices[1:] if d in want.states]
+    assert others and all(got.states[d].to_dict() == want.states[d].to_dict() for d in others)
+    keep = {
+        (a.device_id, a.fault_kind, a.event_time) for a in want.alerts if a.device_id != devices[0]
+    }
+    assert keep <= {(a.device_id, a.fault_kind, a.event_time) for a in got.alerts}

@@ -476,3 +476,18 @@ def test_a_document_written_before_issue_15_still_loads():
     old["quiet_since"] = None
     state = DeviceState.from_dict(old)
     assert state.metrics["v"].baseline.level == 2.0
+
+
+def test_a_state_written_by_a_newer_version_is_read_with_its_new_fields_left_behind():
+    """A worker rolled back to this version reads states a newer one wrote: fields it does
+    not know are left behind, everything it knows is kept to the bit (it crash-looped on
+    ``MetricState(**document)`` before)."""
+    detector, state = DeviceFaultDetector(), DeviceState()
+    for i in range(80):
+        detector.update(state, factories.telemetry(i, metrics={"vibration_mm_s": 2.0 + i % 3}))
+    document = json.loads(json.dumps(state.to_dict()))
+    newer = json.loads(json.dumps(document))
+    newer["shard"] = 3
+    newer["metrics"]["vibration_mm_s"]["seasonality"] = [0.0] * 7
+    newer["metrics"]["vibration_mm_s"]["baseline"]["weekly"] = [1.0] * 7
+    assert DeviceState.from_dict(newer).to_dict() == document
