@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -32,6 +33,7 @@ from forewarn.events import DEAD_LETTER_RAW_MAX, DeadLetter, Event, encode
 from forewarn.lake import ArrowEvents, LakeWriter
 from streams.app import app, dead_letters_topic, deliver, settings
 from streams.retry import with_retry
+from streams.unreadable import Unreadable, as_letter
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ async def archive(events: Sequence[Event] | ArrowEvents) -> None:
         await asyncio.to_thread(lake.write, arrow)
 
     await with_retry(write, f"lake write of {len(events)} events", (Exception,), log)
+
+
+def unreadable_letters(unreadable: Sequence[Unreadable], table: Any) -> list[DeadLetter]:
+    """Stored states of ``table`` a step could not read (their keys started over), logged,
+    as dead letters of the table's changelog to :func:`reject`."""
+    changelog = table.changelog_topic.get_topic_name()
+    for bad in unreadable:
+        log.error("%s (needed by %d@%d)", bad.reason, bad.partition, bad.offset)
+    return [as_letter(changelog, bad) for bad in unreadable]
 
 
 async def reject(letters: Sequence[DeadLetter], kind: str) -> None:

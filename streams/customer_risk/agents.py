@@ -24,7 +24,7 @@ from streams.continuity import Record, continuity_of, fill_holes, records_of
 from streams.customer_risk.detector import CustomerRiskDetector, NegativeFeedbackDetector
 from streams.customer_risk.model import ModelHolder
 from streams.customer_risk.step import CustomerStep
-from streams.dead_letters import counters, dead_letter, reject, status
+from streams.dead_letters import counters, dead_letter, reject, status, unreadable_letters
 from streams.tables import stored_table
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,10 @@ async def track(records: list[Record]) -> None:
         for r in outcome.refused
     ]
     await reject(refused, "refused")
+    if outcome.unreadable:
+        await reject(
+            unreadable_letters(outcome.unreadable, customer_to_risk_state), "state_unreadable"
+        )
     for alert in outcome.alerts:
         # Ids only: an explanation can quote a ticket's text (names, addresses).
         log.info("alert %s %s %s", alert.dedup_key, alert.severity, alert.alert_id)

@@ -54,6 +54,7 @@ from streams.customer_risk.detector import (
     CustomerRiskDetector,
     NegativeFeedbackDetector,
 )
+from streams.unreadable import Unreadable, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,14 @@ class Refusal:
 @dataclass
 class Outcome:
     """What one batch gave: alerts in the order raised, refusals, counters (``processed``,
-    ``replayed``), and the states to write back (every state an event changed)."""
+    ``replayed``), the states to write back (every state an event changed), and stored states
+    that could not be read (their customers started over)."""
 
     alerts: list[Alert] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     states: dict[str, CustomerState] = field(default_factory=dict)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
 
 class CustomerStep:
@@ -118,7 +121,15 @@ class CustomerStep:
             customer_id = str(event.customer_id)  # type: ignore[attr-defined]
             state = out.states.get(customer_id) or loaded.get(customer_id)
             if state is None:
-                state = loaded[customer_id] = CustomerState.from_dict(self.store.get(customer_id))
+                data = self.store.get(customer_id)
+                try:
+                    state = CustomerState.from_dict(data)
+                except Exception as exc:  # one damaged state must not stop every customer
+                    reason = reason_of(f"customer {customer_id}", exc)
+                    out.unreadable.append(Unreadable(customer_id, partition, offset, data, reason))
+                    state = CustomerState()
+                    out.states[customer_id] = state  # written back, the damaged one replaced
+                loaded[customer_id] = state
             source = f"{topic}:{partition}"
             if offset <= state.offsets.get(source, -1):
                 out.counts["replayed"] += 1  # after a crash: already in the state

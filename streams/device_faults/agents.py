@@ -3,15 +3,13 @@ pass; per-device detector state in a table, alerts out to the alerts topic."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
 
-from forewarn.events import PARTITIONS, Alert, CustomerSignal, DeadLetter, encode
+from forewarn.events import PARTITIONS, Alert, CustomerSignal, encode
 from forewarn.lake import ArrowEvents
 from streams.app import (
     alerts_topic,
@@ -25,9 +23,9 @@ from streams.app import (
 )
 from streams.checkpoint import Checkpoint
 from streams.continuity import continuity_of, fill_holes, records_of
-from streams.dead_letters import archive, counters, dead_letter, reject
+from streams.dead_letters import archive, counters, dead_letter, reject, unreadable_letters
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
-from streams.device_faults.step import DeviceFaultStep, Unreadable
+from streams.device_faults.step import DeviceFaultStep
 from streams.intake.agents import validate
 from streams.retry import with_retry
 from streams.tables import stored_table
@@ -148,24 +146,13 @@ async def score(run: Any) -> None:
         letters.append(dead_letter(topic, refusal.partition, refusal.offset, value, refusal.reason))
     await reject(letters, "refused")
     if outcome.unreadable:
-        await reject([_unreadable_letter(bad) for bad in outcome.unreadable], "state_unreadable")
+        await reject(
+            unreadable_letters(outcome.unreadable, device_to_fault_state), "state_unreadable"
+        )
     # Sent now; the checkpoint waits for them before it writes the states that remember them.
     sent = [pending for alert in outcome.alerts for pending in await publish(alert)]
     states = {key: (state.partition, state) for key, state in outcome.states.items()}
     checkpoint.add(run, [reading for _, reading in taken], states, sent)
-
-
-def _unreadable_letter(bad: Unreadable) -> DeadLetter:
-    """A device state the worker could not read, kept whole as a dead letter of the table's
-    changelog; its partition and offset are those of the reading that needed it."""
-    log.error("%s (needed by telemetry %d@%d)", bad.reason, bad.partition, bad.offset)
-    topic = device_to_fault_state.changelog_topic.get_topic_name()
-    raw = json.dumps(bad.document, default=repr).encode()
-    letter = dead_letter("device-state", bad.partition, bad.offset, raw, bad.reason)
-    # An id of its own (one reading's silence scan can find several), within an id's 64
-    # characters whatever the group's name; the changelog named in full.
-    digest = hashlib.sha256(f"{topic}/{bad.device_id}/{letter.event_id}".encode()).hexdigest()
-    return letter.model_copy(update={"event_id": f"dlq-state-{digest[:24]}", "source_topic": topic})
 
 
 async def publish(alert: Alert) -> list[Awaitable[Any]]:

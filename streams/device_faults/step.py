@@ -51,6 +51,7 @@ from typing import Any
 
 from forewarn.events import Alert, DeviceTelemetry
 from streams.device_faults.detector import DeviceFaultDetector, DeviceState
+from streams.unreadable import Unreadable, reason_of
 
 #: Event-time seconds between two silence checks of a partition; checks fall on multiples.
 SILENCE_SCAN_S = 3600
@@ -65,18 +66,6 @@ class Refusal:
     partition: int
     offset: int
     kind: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A stored state that could not be read: the device started over from no history. The
-    reading that needed it is ``partition``@``offset``; ``document`` is what was stored."""
-
-    device_id: str
-    partition: int
-    offset: int
-    document: Any
     reason: str
 
 
@@ -267,10 +256,7 @@ def _load(device_id: str, data: Mapping[str, Any] | None, where: _Where) -> Devi
         return DeviceState.from_dict(data)  # type: ignore[arg-type]
     except Exception as exc:
         out, partition, offset = where
-        reason = (
-            f"the stored state of device {device_id} could not be read ({exc!r}); the device "
-            "starts over from no history"
-        )
+        reason = reason_of(f"device {device_id}", exc)
         out.unreadable.append(Unreadable(device_id, partition, offset, data, reason))
         state = DeviceState(device_id=device_id)
         state.counters["state_unreadable"] = 1

@@ -390,3 +390,26 @@ def test_device_agent_reports_a_state_it_cannot_read_and_scores_on(outbound):
         table["D00001"]["last_offset"] == 18
         and "state_unreadable" not in table["D00001"]["counters"]
     )
+
+
+def test_customer_agent_reports_a_state_it_cannot_read_and_goes_on(outbound):
+    """As the device agent: the customer starts over, the document is dead-lettered whole,
+    and the next customer's events are applied."""
+    table = customers.customer_to_risk_state
+    table.data["C00001"] = {"tickets": "not a window", "unknown": 1}
+
+    async def run() -> None:
+        async with customers.track_customers.test_context() as agent:
+            await _put(agent, "tickets", 0, 5, "C00001", encode(_complaint(0)))
+            other = factories.ticket(
+                customer_id="C00002", ticket_id="C00002-T0001", event_id="C00002-T0001-1"
+            )
+            await _put(agent, "tickets", 0, 6, "C00002", encode(other))
+            await _until(lambda: ("state", "C00002") in outbound.log)
+
+    asyncio.run(run())
+    letters = [letter for letter in _letters(outbound) if letter[2] == "state_unreadable"]
+    assert [(t, o) for t, o, _, _ in letters] == [(table.changelog_topic.get_topic_name(), 5)]
+    assert "stored state of customer C00001 could not be read" in letters[0][3]
+    assert table["C00001"]["offsets"] == {"tickets:0": 5}, "started over, then applied"
+    assert "C00002" in table

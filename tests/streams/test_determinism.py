@@ -185,7 +185,7 @@ def test_a_stored_state_that_cannot_be_read_is_reported_and_the_rest_score_as_be
     damaged = {**clean, devices[0]: {"metrics": "garbage", "partition": 0}, "D-GONE": [1, 2]}
     want = DeviceFaultStep(dict(clean), clock=lambda: math.inf).run(rest)
     got = DeviceFaultStep(damaged, clock=lambda: math.inf).run(rest)
-    assert [u.device_id for u in got.unreadable] == [devices[0]]
+    assert [u.key for u in got.unreadable] == [devices[0]]
     assert "could not be read" in got.unreadable[0].reason
     assert got.states[devices[0]].counters["state_unreadable"] == 1
     others = [d for d in devices[1:] if d in want.states]
