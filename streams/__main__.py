@@ -36,4 +36,6 @@ if __name__ == "__main__":
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # This process is the worker: a stop that cannot finish (the broker away) ends it.
+    app.stop_timeout_s = settings.stop_timeout_s
     app.main()

@@ -85,10 +85,15 @@ def stop_deadline(seconds: float) -> threading.Timer:
 
 
 class App(faust.App):
-    """Faust's app whose stop has a deadline (:func:`stop_deadline`)."""
+    """Faust's app whose stop has a deadline (:func:`stop_deadline`) in a worker process."""
+
+    #: Seconds a stop may take; set by the worker's entry point (streams/__main__.py) only: an
+    #: app stopped inside another process (a test, a benchmark) must not end that process.
+    stop_timeout_s: float | None = None
 
     async def on_stop(self) -> None:
-        stop_deadline(settings.stop_timeout_s)
+        if self.stop_timeout_s is not None:
+            stop_deadline(self.stop_timeout_s)
         await super().on_stop()
 
 
