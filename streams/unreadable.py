@@ -4,7 +4,7 @@ A damaged changelog record, or one written by a version that changed a field's t
 in the agent on every batch that met its key: the worker stopped, restarted and stopped again,
 and nothing was scored. The steps (streams/device_faults/step.py,
 streams/customer_risk/step.py) start such a key over from no history and report it here; the
-agents log it and keep the document whole as a dead letter (:func:`letter`).
+agents log it and keep the document whole as a dead letter (:func:`as_letter`).
 """
 
 from __future__ import annotations
