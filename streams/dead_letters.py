@@ -33,7 +33,7 @@ from forewarn.events import DEAD_LETTER_RAW_MAX, DeadLetter, Event, encode
 from forewarn.lake import ArrowEvents, LakeWriter
 from streams.app import app, dead_letters_topic, deliver, settings
 from streams.retry import with_retry
-from streams.unreadable import Unreadable, as_letter
+from streams.unreadable import Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,20 @@ async def archive(events: Sequence[Event] | ArrowEvents) -> None:
 
 def unreadable_letters(unreadable: Sequence[Unreadable], table: Any) -> list[DeadLetter]:
     """Stored states of ``table`` a step could not read (their keys started over), logged,
-    as dead letters of the table's changelog to :func:`reject`."""
+    as dead letters of the table's changelog to :func:`reject`, each document whole.
+
+    Each letter's id is its own (one batch can find several) and within an id's 64 characters
+    whatever the group's name; partition and offset are those of the event that needed it."""
     changelog = table.changelog_topic.get_topic_name()
+    letters = []
     for bad in unreadable:
         log.error("%s (needed by %d@%d)", bad.reason, bad.partition, bad.offset)
-    return [as_letter(changelog, bad) for bad in unreadable]
+        raw = json.dumps(bad.document, default=repr).encode()
+        made = dead_letter("state", bad.partition, bad.offset, raw, bad.reason)
+        digest = hashlib.sha256(f"{changelog}/{bad.key}/{made.event_id}".encode()).hexdigest()
+        update = {"event_id": f"dlq-state-{digest[:24]}", "source_topic": changelog}
+        letters.append(made.model_copy(update=update))
+    return letters
 
 
 async def reject(letters: Sequence[DeadLetter], kind: str) -> None:

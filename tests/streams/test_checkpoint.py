@@ -167,6 +167,7 @@ def test_the_next_runs_are_scored_while_the_lake_is_written_and_acknowledged_aft
     """The lake write does not hold the agent (it held every reading that came during it):
     ``store`` returns while the file is written, and no run is acknowledged before it is."""
     log, now = [], [0.0]
+    cp = _checkpoint(log, now, every_s=0.0)
 
     async def scenario():
         written = asyncio.Event()
@@ -175,7 +176,7 @@ def test_the_next_runs_are_scored_while_the_lake_is_written_and_acknowledged_aft
             await written.wait()
             log.append(("lake", list(events)))
 
-        cp = Checkpoint(Table(log), slow_archive, _nothing, 0.0, 100, lambda: now[0])
+        cp.archive = slow_archive
         cp.add(Run("r1", log), ["a"], {"D1": (0, {"n": 1})})
         await asyncio.wait_for(cp.store(), 1)  # returns with the lake file still pending
         cp.add(Run("r2", log), ["b"], {"D1": (0, {"n": 2})})  # the next run, scored meanwhile
@@ -193,10 +194,6 @@ def test_the_next_runs_are_scored_while_the_lake_is_written_and_acknowledged_aft
         ("lake", ["b"]),
         ("ack", "r2"),
     ]
-
-
-async def _nothing() -> None:
-    return None
 
 
 def test_the_states_are_written_only_once_the_broker_holds_the_runs_alerts():
