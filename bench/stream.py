@@ -5,7 +5,9 @@
   (``decode``, the worker's validation), in the same run (the practical ceiling of one Python
   process). Also in the same run: Faust's per-message floor, a Faust agent that only counts
   the same messages (bench/faust_floor.py), and the same agent with the worker's transport,
-  where telemetry comes as runs (the floor of today's device agent).
+  where telemetry comes as runs (the floor of today's device agent). And the worker with its
+  device step off (bench/ceiling_worker.py): the most a faster detector core and state could
+  give, since they can at most take the step's cost away.
 * latency: the scenario produced at a steady 5,000 and 20,000 events/s; for every alert, the
   time from its triggering event's produce timestamp to its task being written (the store's
   history time).
@@ -160,12 +162,16 @@ def faust_floor_rate(bench: Bench, total: int, runs: bool = False) -> float:
     return float(json.loads(out.read_text())["events_per_s"])
 
 
-def worker_rate(bench: Bench, total: int, workers: int = 1) -> dict[str, float]:
-    """Drain the pre-filled topics with ``workers`` workers: events/s, peak MiB per worker,
-    and the once-only checks."""
+def worker_rate(
+    bench: Bench, total: int, workers: int = 1, module: str = "streams"
+) -> dict[str, float]:
+    """Drain the pre-filled topics with ``workers`` workers (``module``: the worker's entry
+    point, or bench/ceiling_worker.py): events/s, peak MiB per worker, and the once-only
+    checks."""
     settings = bench.settings()
     procs = [
-        WorkerProcess(settings, settings.home / f"worker-{i}.log").start() for i in range(workers)
+        WorkerProcess(settings, settings.home / f"worker-{i}.log", module=module).start()
+        for i in range(workers)
     ]
     try:
         for proc in procs:
@@ -216,6 +222,8 @@ def throughput(bench: Bench, total: int, readings: int) -> Result:
     floor = faust_floor_rate(bench, total)
     run_floor = faust_floor_rate(bench, total, runs=True)
     ours = worker_rate(bench, total)
+    # The same worker with its device step off: the most a faster device core could give.
+    ceiling = worker_rate(bench, total, module="bench.ceiling_worker")
     ratio = ours["events_per_s"] / raw
     readings_per_s = ours["events_per_s"] * readings / total
     return Result(
@@ -245,6 +253,12 @@ def throughput(bench: Bench, total: int, readings: int) -> Result:
             "faust_run_floor_events_per_s": round(run_floor),
             "faust_run_floor_of_raw": round(run_floor / raw, 3),
             "worker_of_run_floor": round(ours["events_per_s"] / run_floor, 3),
+            # bench/ceiling_worker.py: every part of the worker but the device step.
+            "step_off_events_per_s": round(ceiling["events_per_s"]),
+            "step_off_of_raw": round(ceiling["events_per_s"] / raw, 3),
+            "worker_of_step_off": round(ours["events_per_s"] / ceiling["events_per_s"], 3),
+            "step_off_lake_rows": ceiling["lake_rows"],
+            "step_off_readings_scored": ceiling["readings_scored"],
             **{k: ours[k] for k in ONCE_KEYS},
         },
     )

@@ -97,12 +97,20 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """A Faust worker; SIGTERM lets it flush its buffers and commit."""
 
-    def __init__(self, settings: Settings, log_path: Path, web_port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        web_port: int | None = None,
+        module: str = "streams",
+    ) -> None:
         # Each worker of a group on one machine needs its own port for /metrics and /healthz.
         web_port = free_port() if web_port is None else web_port
         settings = replace(settings, worker_port=web_port)
         super().__init__(
-            [sys.executable, "-m", "streams", "worker", "-l", "info"],
+            # ``module``: the worker's entry point, or a benchmark's variant of it
+            # (bench/ceiling_worker.py).
+            [sys.executable, "-m", module, "worker", "-l", "info"],
             worker_env(settings),
             log_path,
         )

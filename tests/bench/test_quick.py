@@ -80,6 +80,11 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
         < notes["faust_run_floor_events_per_s"]
     )
     assert results["stream_throughput"]["figures"]["readings_per_s"] > 0
+    # The worker with its device step off (bench/ceiling_worker.py) did the rest of the work:
+    # every event archived once, no reading scored.
+    assert notes["step_off_lake_rows"] == results["stream_throughput"]["figures"]["events"]
+    assert notes["step_off_readings_scored"] == 0
+    assert notes["step_off_events_per_s"] > 0
     # The quick nightly maps its feature build over shards of 4,000 customers, as Airflow would.
     assert results["nightly_at_scale"]["notes"]["feature_shards"]["10000"]["shards"] == 3
     assert (out.with_suffix(".md")).read_text().startswith("| benchmark |")
