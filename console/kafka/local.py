@@ -156,6 +156,20 @@ async def probe(
         client_log.setLevel(level)
 
 
+#: The broker's garbage collector as Kafka's own start script sets it (``kafka-run-class.sh``:
+#: G1 with 20 ms pauses) and a fixed heap, with the region size Kafka's operations guide
+#: gives: with Java's defaults (1 MiB regions, 200 ms pauses) the worker's 512 KiB changelog
+#: batches were "humongous" objects, and the broker paused 51-66 times in a 5,000 events/s
+#: run (0.7-1.0 s in all) against 25 (0.4 s) with these (docs/benchmarks.md, fifth pass).
+BROKER_JVM_OPTIONS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:G1HeapRegionSize=16M",
+)
+
+
 @dataclass
 class LocalKafka:
     """One local broker: ``fetch``, ``start``, ``status``, ``stop``.
@@ -290,7 +304,9 @@ class LocalKafka:
         config = self._configure(libs)
         with (self.home / "console.log").open("ab") as console:
             proc = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(config)),
+                self._java(
+                    libs, f"-Xms{self.heap}", *BROKER_JVM_OPTIONS, "kafka.Kafka", str(config)
+                ),
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
