@@ -158,9 +158,10 @@ async def probe(
 
 #: The broker's garbage collector as Kafka's own start script sets it (``kafka-run-class.sh``:
 #: G1 with 20 ms pauses) and a fixed heap, with the region size Kafka's operations guide
-#: gives: with Java's defaults (1 MiB regions, 200 ms pauses) the worker's 512 KiB changelog
-#: batches were "humongous" objects, and the broker paused 51-66 times in a 5,000 events/s
-#: run (0.7-1.0 s in all) against 25 (0.4 s) with these (docs/benchmarks.md, fifth pass).
+#: gives: with Java's defaults (1 MiB regions, 200 ms pauses) a request of 512 KiB or more
+#: (the worker sends changelog batches of up to 512 KiB) is a "humongous" object, and the
+#: broker paused 51-66 times in a 5,000 events/s run (0.7-1.0 s in all), 18-27 of them for
+#: humongous allocations, against 25 (0.4 s, none) with these (docs/benchmarks.md, fifth pass).
 BROKER_JVM_OPTIONS = (
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
